@@ -1,0 +1,59 @@
+# trnews: `make demo` and `make test` are the quick start; see README.md.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TRNEWS := $(BIN)/trnews
+DEMO := var/demo/trnews.toml
+
+.PHONY: help install demo test lint format bench clean
+
+help:
+	@echo "make demo    set up, then collect and send the bundled example offline into var/outbox"
+	@echo "make test    run the test suite"
+	@echo "make lint    ruff, mypy and hadolint"
+	@echo "make bench   benchmarks (ratios against a baseline measured in the same run)"
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	@$(BIN)/python -m pipeline.demo . >/dev/null
+	$(TRNEWS) -c $(DEMO) check
+	$(TRNEWS) -c $(DEMO) subscribers add kari.leser@example.org --name "Kari Leser"
+	$(TRNEWS) -c $(DEMO) subscribers add ola.leser@example.org --name "Ola Leser"
+	$(TRNEWS) -c $(DEMO) collect
+	$(TRNEWS) -c $(DEMO) preview --out var/preview
+	$(TRNEWS) -c $(DEMO) send
+	$(TRNEWS) -c $(DEMO) status
+	@echo
+	@echo "Done. Look at:"
+	@echo "  var/outbox/new/          one message per subscriber (a Maildir: mutt -f var/outbox)"
+	@echo "  var/preview/preview.html the edition as HTML (open it in a browser)"
+	@echo "  var/preview/preview.txt  the plain-text part"
+	@echo "  $(DEMO)  the demo config (config/trnews.toml with its dates moved to today)"
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/ruff format --check pipeline tests bench
+	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+
+format: install
+	$(BIN)/ruff format pipeline tests bench
+	$(BIN)/ruff check --fix pipeline tests bench
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""trnews: the Trondheimsregionen ambassador newsletter."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,521 @@
+"""The `trnews` command: parse, call, print. No logic of its own lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import __version__, cycle, subscribers
+from .config import Config, check_address, config_path, load_config, read_toml
+from .errors import ConfigError, DeliveryError, TransportUnavailable, TrnewsError, UsageError
+from .models import FeedOutcome, SubscriberState
+from .store import Store
+
+logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class State:
+    """What the top-level options set, shared with every command."""
+
+    config_option: Path | None = None
+    debug: bool = False
+
+    @property
+    def path(self) -> Path:
+        return config_path(self.config_option)
+
+    def config(self) -> Config:
+        return load_config(self.path)
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(State).config_option = value
+
+
+def config_option(f: F) -> F:
+    """`-c PATH` belongs to `trnews`, and is accepted after the command name too."""
+    return click.option(
+        "-c",
+        "--config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        expose_value=False,
+        callback=_set_config,
+        is_eager=True,
+        metavar="PATH",
+        help="Config file (default: $TRNEWS_CONFIG, else config/trnews.toml).",
+    )(f)
+
+
+@contextmanager
+def open_store(config: Config) -> Iterator[Store]:
+    store = Store.open(config.database_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+class TrnewsGroup(click.Group):
+    """Turns trnews errors into one clear line and the exit codes of SPEC.md."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TrnewsError as e:
+            if ctx.find_object(State) and ctx.find_object(State).debug:  # type: ignore[union-attr]
+                raise
+            _fail(e)
+        except KeyboardInterrupt:
+            err.print("trnews: interrupted; nothing is lost: run the command again to carry on")
+            ctx.exit(1)
+
+
+def _fail(e: TrnewsError) -> None:
+    if isinstance(e, ConfigError):
+        for problem in e.problems:
+            err.print(f"trnews: {e.path}: {problem}", markup=False)
+        err.print(f"trnews: {len(e.problems)} problem(s) in the config; nothing was done.")
+    else:
+        err.print(f"trnews: error: {e}", markup=False)
+        if isinstance(e, TransportUnavailable):
+            err.print(
+                "trnews: nothing is lost: readers not yet sent to stay queued; "
+                "run 'trnews send' again to carry on"
+            )
+    sys.exit(e.exit_code)
+
+
+@click.group(cls=TrnewsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c",
+    "--config",
+    "config_opt",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Config file (default: $TRNEWS_CONFIG, else config/trnews.toml).",
+)
+@click.option(
+    "-v", "--verbose", count=True, help="Log more (-v: each external action; -vv: debug)."
+)
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.version_option(__version__, prog_name="trnews")
+@click.pass_context
+def cli(ctx: click.Context, config_opt: Path | None, verbose: int, debug: bool) -> None:
+    """trnews: the Trondheimsregionen ambassador newsletter.
+
+    Collects the ambassadors' blog and chronicle feeds, merges them with the planned meetings,
+    and sends the newsletter to the subscribers. Exit codes: 0 done; 1 the job could not
+    finish (run it again to carry on); 2 bad configuration or usage.
+
+    \b
+    Examples:
+      trnews check
+      trnews collect && trnews preview && trnews send
+      trnews -c /etc/trnews/trnews.toml status --json
+    """
+    state = ctx.ensure_object(State)
+    state.config_option = state.config_option or config_opt
+    state.debug = debug
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@cli.command()
+@config_option
+@click.pass_obj
+def check(state: State) -> None:
+    """Validate the config file and print a one-line summary.
+
+    Every problem is listed at once, each with its key (e.g. ambassador[2].feeds[0].url);
+    exit 2 if there is any.
+
+    \b
+    Example:
+      trnews -c config/trnews.toml check
+    """
+    config = state.config()
+    feeds = sum(len(a.feeds) for a in config.ambassador)
+    click.echo(
+        f"{state.path}: OK: {len(config.ambassador)} ambassadors, {feeds} feeds "
+        f"({config.feed_count} to fetch), {len(config.meeting)} meetings; "
+        f"transport {config.delivery.transport}."
+    )
+
+
+def _feed_line(o: FeedOutcome) -> str:
+    who = ", ".join(o.ambassadors)
+    if not o.ok:
+        return f"FAILED  {o.url} ({who}): {o.error}"
+    if o.not_modified:
+        what = "not modified"
+    else:
+        what = f"{o.new_items} new item{'s' if o.new_items != 1 else ''} ({o.entries} in feed)"
+    moved = f"; moved permanently to {o.moved_to}: update the config" if o.moved_to else ""
+    return f"ok      {o.url} ({who}): {what}{moved}"
+
+
+@cli.command()
+@config_option
+@click.pass_obj
+def collect(state: State) -> None:
+    """Fetch every feed once and store the new items.
+
+    Prints one line per feed: new items, not modified, or why it failed. A failing feed never
+    stops the others, and the run still exits 0.
+
+    \b
+    Example:
+      trnews collect
+    """
+    config = state.config()
+    with open_store(config) as store, _progress() as bar:
+        task = bar.add_task("Collecting feeds", total=config.feed_count)
+
+        def line(o: FeedOutcome) -> None:
+            bar.console.print(
+                _feed_line(o), markup=False, highlight=False
+            ) if bar.console.is_terminal else click.echo(_feed_line(o))
+            bar.advance(task)
+
+        outcomes = cycle.collect(config, store, on_outcome=line)
+    failed = sum(not o.ok for o in outcomes)
+    new = sum(o.new_items for o in outcomes)
+    click.echo(f"Collected {len(outcomes)} feeds: {new} new items, {failed} failed.")
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/preview"),
+    show_default=True,
+    help="Folder for preview.html and preview.txt.",
+)
+@click.pass_obj
+def preview(state: State, out: Path) -> None:
+    """Render the edition `send` would send now; send nothing, mark nothing.
+
+    \b
+    Example:
+      trnews preview --out /tmp/preview && xdg-open /tmp/preview/preview.html
+    """
+    config = state.config()
+    with open_store(config) as store:
+        d = cycle.preview(config, store, out)
+    click.echo(f"Subject: {d.rendered.subject}")
+    if d.plan is not None and not d.plan.has_news:
+        click.echo("Nothing new since the last edition: 'trnews send' would send nothing now.")
+    elif d.plan is None:
+        click.echo(f"Edition {d.edition_id} is still being delivered; this is its frozen content.")
+    click.echo(f"Wrote {out / 'preview.html'} and {out / 'preview.txt'}")
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--test",
+    "test_addresses",
+    multiple=True,
+    metavar="ADDR",
+    help="Send the would-be edition to this address only (repeatable); mark nothing.",
+)
+@click.argument("more_addresses", nargs=-1, metavar="[ADDR]...")
+@click.pass_obj
+def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[str, ...]) -> None:
+    """Build the next edition (or resume an unfinished one) and deliver it.
+
+    Every active subscriber gets one message. Readers the server asks to wait (4xx) are tried
+    again by later runs; the run still exits 0. If the mail server cannot be reached, the run
+    exits 1 and the next run carries on where this one stopped.
+
+    \b
+    Examples:
+      trnews send
+      trnews send --test redaksjon@example.org kari@example.org
+    """
+    config = state.config()
+    if more_addresses and not test_addresses:
+        raise UsageError(f"unexpected argument {more_addresses[0]!r}; did you mean --test?")
+    if test_addresses:
+        addresses = [check_address(a) for a in (*test_addresses, *more_addresses)]
+        with open_store(config) as store:
+            d = cycle.send_test(config, store, addresses)
+        click.echo(
+            f"Sent a test of '{d.rendered.subject}' to {', '.join(addresses)}; nothing marked."
+        )
+        return
+    with open_store(config) as store, _progress() as bar:
+        task = bar.add_task("Sending", total=None)
+        report = cycle.send(
+            config,
+            store,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if report.edition_id is None:
+        click.echo(f"No edition sent: {report.reason}.")
+        return
+    verb = "Resumed" if report.resumed else "Sent"
+    click.echo(
+        f"{verb} edition {report.edition_id}: {report.delivered} delivered, "
+        f"{report.deferred} deferred, {report.failed} failed."
+    )
+    for line in report.errors:
+        click.echo(f"  {line}")
+    if report.deferred:
+        click.echo(
+            f"{report.deferred} reader(s) wait for a later run ('trnews send' retries them)."
+        )
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status(state: State, as_json: bool) -> None:
+    """Show feed health, editions, subscribers and the scheduler.
+
+    Keeps working while the config file is broken: prints its errors on stderr, then what the
+    database says, and exits 2.
+
+    \b
+    Examples:
+      trnews status
+      trnews status --json | jq '.feeds[] | select(.ok == false)'
+    """
+    problem: ConfigError | None = None
+    config: Config | None = None
+    try:
+        config = state.config()
+        db = config.database_path
+    except ConfigError as e:
+        problem = e
+        for p in e.problems:
+            err.print(f"trnews: {e.path}: {p}", markup=False)
+        db = _database_despite(state.path)
+    if not db.exists():
+        click.echo(f"No database at {db} yet: run 'trnews collect' first.")
+    else:
+        with Store.open(db) as store:
+            data = cycle.status(config, store)
+        click.echo(
+            json.dumps(data, indent=2, ensure_ascii=False) if as_json else _status_text(data)
+        )
+    if problem is not None:
+        sys.exit(problem.exit_code)
+
+
+def _database_despite(path: Path) -> Path:
+    """The database a broken config names, as far as it can still be read."""
+    default = Path("var/trnews.db")
+    try:
+        raw = read_toml(path)
+        value = raw.get("storage", {}).get("database", default)
+        db = Path(str(value)).expanduser()
+    except (ConfigError, AttributeError):
+        db = default
+    return db if db.is_absolute() else path.parent / db
+
+
+def _when(value: str | None) -> str:
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M") if value else "never"
+
+
+def _status_text(data: dict[str, Any]) -> str:
+    lines = [
+        f"Database: {data['database']} ({data['items']} items)",
+        "Scheduler: not running (start it with 'trnews run')"
+        if data["scheduler_pid"] is None
+        else f"Scheduler: pid {data['scheduler_pid']}, next collect {data['next_collect']}, "
+        f"next send {data['next_send']}",
+        "",
+        "Feeds:",
+    ]
+    for f in data["feeds"]:
+        if f["ok"] is None:
+            lines.append(f"  never   {f['url']} ({f['ambassador']}): not fetched yet")
+        elif f["ok"]:
+            lines.append(
+                f"  ok      {f['url']} ({f['ambassador']}): last success {_when(f['last_success'])}"
+            )
+        else:
+            lines.append(
+                f"  FAILING {f['url']} ({f['ambassador']}): {f['consecutive_failures']} "
+                f"failure(s) in a row, last success {_when(f['last_success'])}: "
+                f"{f['last_error']}"
+            )
+    lines += ["", "Editions:"]
+    for e in data["editions"]:
+        lines.append(
+            f"  #{e['id']:<4} {_when(e['created'])}  {e['status']:<8} {e['items']} items, "
+            f"{e['delivered']}/{e['recipients']} delivered, {e['deferred']} deferred, "
+            f"{e['failed']} failed"
+        )
+    if not data["editions"]:
+        lines.append("  none yet")
+    counts = data["subscribers"]
+    lines += ["", "Subscribers: " + ", ".join(f"{n} {state}" for state, n in counts.items())]
+    return "\n".join(lines)
+
+
+@cli.group("subscribers")
+def subscribers_group() -> None:
+    """Manage subscribers: add, remove, list, import, export.
+
+    \b
+    Examples:
+      trnews subscribers add kari@example.org --name "Kari Nordmann"
+      trnews subscribers import readers.csv
+      trnews subscribers list --json
+    """
+
+
+@subscribers_group.command("add")
+@config_option
+@click.argument("email")
+@click.option("--name", default="", help="The reader's name, used in the To header.")
+@click.pass_obj
+def subscribers_add(state: State, email: str, name: str) -> None:
+    """Add an address; it is active at once.
+
+    A malformed address is refused with exit 2.
+
+    \b
+    Example:
+      trnews subscribers add kari@example.org --name "Kari Nordmann"
+    """
+    config = state.config()
+    with open_store(config) as store:
+        click.echo(subscribers.add(store, email, name))
+
+
+@subscribers_group.command("remove")
+@config_option
+@click.argument("email")
+@click.option("--erase", is_flag=True, help="Forget the address entirely (GDPR erasure).")
+@click.pass_obj
+def subscribers_remove(state: State, email: str, erase: bool) -> None:
+    """Unsubscribe an address (or erase it with --erase).
+
+    \b
+    Examples:
+      trnews subscribers remove kari@example.org
+      trnews subscribers remove --erase kari@example.org
+    """
+    config = state.config()
+    with open_store(config) as store:
+        click.echo(subscribers.remove(store, email, erase=erase))
+
+
+@subscribers_group.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {email, name, state}.")
+@click.option(
+    "--state",
+    "state_filter",
+    type=click.Choice([s.value for s in SubscriberState]),
+    help="Only subscribers in this state.",
+)
+@click.pass_obj
+def subscribers_list(state: State, as_json: bool, state_filter: str | None) -> None:
+    """List subscribers.
+
+    \b
+    Examples:
+      trnews subscribers list
+      trnews subscribers list --state active --json
+    """
+    config = state.config()
+    with open_store(config) as store:
+        rows = list(store.subscribers(SubscriberState(state_filter) if state_filter else None))
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"email": s.email, "name": s.name, "state": s.state.value} for s in rows],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    for s in rows:
+        click.echo(f"{s.email:<40} {s.state.value:<13} {s.name}")
+    click.echo(f"{len(rows)} subscriber(s).", err=True)
+
+
+@subscribers_group.command("import")
+@config_option
+@click.argument(
+    "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE.csv"
+)
+@click.pass_obj
+def subscribers_import(state: State, csv_file: Path) -> None:
+    """Import subscribers from a CSV file with a header naming `email` and optionally `name`.
+
+    Every address is checked first; one malformed address imports nothing (exit 2, each bad
+    line named). Addresses that unsubscribed are never signed up again by an import.
+
+    \b
+    Example:
+      printf 'email,name\\nkari@example.org,Kari Nordmann\\n' > readers.csv
+      trnews subscribers import readers.csv
+    """
+    config = state.config()
+    with open_store(config) as store:
+        report = subscribers.import_csv(store, csv_file)
+    click.echo(
+        f"Imported {csv_file}: {len(report.added)} added, {len(report.unchanged)} already "
+        f"subscribed, {len(report.kept_out)} left out (unsubscribed or bounced)."
+    )
+
+
+@subscribers_group.command("export")
+@config_option
+@click.pass_obj
+def subscribers_export(state: State) -> None:
+    """Print every subscriber as CSV (email, name, state, created) on stdout.
+
+    \b
+    Example:
+      trnews subscribers export > subscribers.csv
+    """
+    config = state.config()
+    with open_store(config) as store:
+        n = subscribers.export_csv(store.subscribers(), sys.stdout)
+    click.echo(f"Exported {n} subscriber(s).", err=True)
+
+
+def main() -> None:
+    cli(prog_name="trnews")
+
+
+__all__ = ["DeliveryError", "cli", "main"]

@@ -1,0 +1,406 @@
+"""Load and validate `trnews.toml`: every problem reported at once, each with its dotted key."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import tomllib
+from datetime import date, datetime, time
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from .errors import ConfigError, Problem, UsageError
+
+DEFAULT_CONFIG = Path("config/trnews.toml")
+CONFIG_ENV = "TRNEWS_CONFIG"
+
+
+def check_address(value: str) -> str:
+    """Return the normalised form of a bare e-mail address, or raise UsageError saying why."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        raise UsageError(f"{value!r} is not a valid e-mail address: {e}") from e
+
+
+def _address(value: str) -> str:
+    try:
+        return check_address(value)
+    except UsageError as e:
+        raise ValueError(str(e)) from e
+
+
+def _mailbox(value: str) -> str:
+    """A From-style mailbox: `Name <addr>` or a bare address."""
+    _, addr = parseaddr(value)
+    if not addr or "@" not in addr:
+        raise ValueError(f"{value!r} is not an address like 'Name <name@example.org>'")
+    _address(addr)
+    return value.strip()
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL like 'https://nyhetsbrev.example.org'")
+    return value.rstrip("/")
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name like 'Europe/Oslo'") from e
+    return value
+
+
+def _cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    if len(value.split()) != 5:
+        raise ValueError(f"{value!r} is not a 5-field cron line like '0 8 * * mon'")
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a valid cron line: {e}") from e
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+Mailbox = Annotated[str, AfterValidator(_mailbox)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Timezone = Annotated[str, AfterValidator(_timezone)]
+Cron = Annotated[str, AfterValidator(_cron)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NewsletterConfig(_Section):
+    title: NonEmpty
+    sender: Mailbox
+    public_url: HttpUrl
+    reply_to: Address | None = None
+    language: Literal["nb", "en"] = "nb"
+    timezone: Timezone = "Europe/Oslo"
+    intro: str = ""
+    templates: Path | None = None
+    """Folder whose files override the built-in templates of the same name."""
+    max_items: int = Field(40, ge=1, le=10_000)
+    meetings_ahead_days: int = Field(30, ge=0, le=366)
+    lookback_days: int = Field(30, ge=1, le=36_500)
+    secret_env: EnvName = "TRNEWS_SECRET"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+
+class ScheduleConfig(_Section):
+    collect: Cron = "*/30 * * * *"
+    send: Cron = "0 8 * * mon"
+    send_when_empty: bool = False
+
+
+class StorageConfig(_Section):
+    database: Path = Path("var/trnews.db")
+
+
+class SmtpConfig(_Section):
+    host: NonEmpty = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: EnvName = "TRNEWS_SMTP_PASSWORD"
+    connections: int = Field(4, ge=1, le=64)
+    max_per_second: float = Field(0, ge=0)
+    timeout: float = Field(30, gt=0, le=600)
+    """Seconds to wait for the server on connect and on each reply."""
+    ca_file: Path | None = None
+    """PEM file of the CA to trust for TLS (an internal relay); default: the system's CAs."""
+
+    @property
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "")
+
+
+class DeliveryConfig(_Section):
+    transport: Literal["maildir", "smtp"] = "maildir"
+    maildir: Path = Path("var/outbox")
+    smtp: SmtpConfig = SmtpConfig()
+
+
+class FeedConfig(_Section):
+    url: NonEmpty
+    """An http(s) URL, or a local file path (relative to the config file)."""
+    kind: Literal["blog", "chronicle"]
+    author: str | None = None
+    """Keep only entries whose author field names this person (a newspaper's shared feed)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url_or_path(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme in ("http", "https"):
+            _http_url(value)
+            return value
+        if scheme == "file":
+            raise ValueError("write a local feed as a plain path, not a file: URL")
+        if len(scheme) > 1:  # "c:" is a Windows drive, anything longer a scheme
+            raise ValueError(f"{value!r}: only http(s) URLs and local file paths are supported")
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        return urlsplit(self.url).scheme not in ("http", "https")
+
+
+class AmbassadorConfig(_Section):
+    id: NonEmpty
+    """Stable, unique slug; items and meetings are credited by it."""
+    name: NonEmpty
+    role: str = ""
+    feeds: list[FeedConfig] = []
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", value):
+            raise ValueError(
+                f"{value!r} is not a slug: use lowercase letters, digits and '-', "
+                "like 'kari-nordmann'"
+            )
+        return value
+
+
+class MeetingConfig(_Section):
+    title: NonEmpty
+    start: datetime
+    end: datetime | None = None
+    location: str = ""
+    ambassadors: list[str] = []
+    url: HttpUrl | None = None
+    description: str = ""
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _whole_day(cls, value: Any) -> Any:
+        # A bare TOML date (2026-12-03) is a meeting that lasts the day: start at midnight.
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime.combine(value, time())
+        return value
+
+    @property
+    def key(self) -> str:
+        """Stable identity: the same title and start are the same meeting across runs."""
+        raw = f"{self.title}\x00{self.start.isoformat()}".encode()
+        return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class Config(_Section):
+    """The whole config file, with relative paths resolved against its folder."""
+
+    newsletter: NewsletterConfig
+    schedule: ScheduleConfig = ScheduleConfig()
+    storage: StorageConfig = StorageConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    ambassador: list[AmbassadorConfig] = []
+    meeting: list[MeetingConfig] = []
+
+    path: Path = Path("trnews.toml")
+    """The file this was read from (not a key in the file)."""
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: Path | str) -> Path:
+        """A path from the file, resolved against the file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(os.path.normpath(self.base_dir / p))
+
+    @property
+    def database_path(self) -> Path:
+        return self.resolve(self.storage.database)
+
+    @property
+    def maildir_path(self) -> Path:
+        return self.resolve(self.delivery.maildir)
+
+    @property
+    def templates_path(self) -> Path | None:
+        t = self.newsletter.templates
+        return self.resolve(t) if t is not None else None
+
+    def feed_location(self, feed: FeedConfig) -> str:
+        """What to fetch: the URL, or the local path resolved against the config's folder."""
+        return str(self.resolve(feed.url)) if feed.is_local else feed.url
+
+    def ambassador_by_id(self) -> dict[str, AmbassadorConfig]:
+        return {a.id: a for a in self.ambassador}
+
+    @property
+    def feed_count(self) -> int:
+        return len({self.feed_location(f) for a in self.ambassador for f in a.feeds})
+
+
+def config_path(cli_value: str | Path | None) -> Path:
+    """The config file to use: the -c option, else $TRNEWS_CONFIG, else config/trnews.toml."""
+    if cli_value:
+        return Path(cli_value)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """('ambassador', 3, 'feeds', 0, 'url') → 'ambassador[3].feeds[0].url'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problem(err: Any) -> Problem:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = dotted(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return Problem(key, _unknown_key(loc))
+    if kind == "missing":
+        return Problem(key, "required key is missing")
+    msg = err["msg"]
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return Problem(key, msg)
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """Say a key is unknown, and which known key it most looks like."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        args = getattr(annotation, "__args__", ())
+        model = next(
+            (a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
+        if model is None:
+            return "unknown key"
+    known = [k for k in model.model_fields if k != "path"]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
+    return f"unknown key; {hint}"
+
+
+def _cross_check(cfg: Config) -> list[Problem]:
+    """Rules that span keys: unique ids, meetings naming known ambassadors, sane times."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, amb in enumerate(cfg.ambassador):
+        if amb.id in seen:
+            problems.append(
+                Problem(
+                    f"ambassador[{i}].id",
+                    f"{amb.id!r} is already used by ambassador[{seen[amb.id]}]",
+                )
+            )
+        seen.setdefault(amb.id, i)
+        urls: set[str] = set()
+        for j, feed in enumerate(amb.feeds):
+            if feed.url in urls:
+                problems.append(
+                    Problem(f"ambassador[{i}].feeds[{j}].url", "listed twice for this ambassador")
+                )
+            urls.add(feed.url)
+    for i, meeting in enumerate(cfg.meeting):
+        for j, ref in enumerate(meeting.ambassadors):
+            if ref not in seen:
+                problems.append(
+                    Problem(f"meeting[{i}].ambassadors[{j}]", f"no ambassador has the id {ref!r}")
+                )
+        if meeting.end is not None and _aware(meeting.end, cfg) < _aware(meeting.start, cfg):
+            problems.append(Problem(f"meeting[{i}].end", "is before start"))
+    return problems
+
+
+def _aware(value: datetime, cfg: Config) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=cfg.newsletter.tz)
+
+
+def meeting_start(meeting: MeetingConfig, cfg: Config) -> datetime:
+    """The meeting's start as an aware datetime; a local time is in newsletter.timezone."""
+    return _aware(meeting.start, cfg)
+
+
+def meeting_end(meeting: MeetingConfig, cfg: Config) -> datetime | None:
+    return _aware(meeting.end, cfg) if meeting.end else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The raw TOML of `path`, or ConfigError naming the file and the line."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as e:
+        hint = (
+            "; copy config/trnews.toml and edit it, or pass -c PATH"
+            if path == DEFAULT_CONFIG
+            else ""
+        )
+        raise ConfigError(path, [Problem("", f"no such file{hint}")]) from e
+    except OSError as e:
+        raise ConfigError(path, [Problem("", f"cannot read: {e.strerror}")]) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, [Problem("", f"not valid TOML: {e}")]) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, [Problem("", f"not UTF-8 text: {e}")]) from e
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the config file; ConfigError lists every problem found."""
+    path = Path(path)
+    raw = read_toml(path)
+    if "path" in raw:
+        raise ConfigError(path, [Problem("path", _unknown_key(("path",)))])
+    try:
+        cfg = Config.model_validate({**raw, "path": path.absolute()})
+    except ValidationError as e:
+        raise ConfigError(path, [_problem(err) for err in e.errors()]) from e
+    problems = _cross_check(cfg)
+    if problems:
+        raise ConfigError(path, problems)
+    return cfg

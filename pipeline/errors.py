@@ -1,0 +1,92 @@
+"""Every error trnews raises on purpose, and the exit code each one means.
+
+    TrnewsError                 exit 1 unless a subclass says otherwise
+    ├── ConfigError             exit 2: the config file is missing, unreadable or invalid
+    ├── UsageError              exit 2: a bad argument (a malformed address, a bad CSV file)
+    ├── StoreError              exit 1: the database could not be opened, is locked, or is newer
+    ├── FetchError              one feed could not be fetched or parsed; never stops the others
+    ├── RenderError             exit 1: a template is broken (most often an admin's override)
+    └── DeliveryError           exit 1: the transport could not deliver; nothing is lost
+        ├── TransportUnavailable    the server cannot be reached or refuses us as a whole
+        └── RecipientRefused        the server refused one recipient (temporary or permanent)
+
+Each carries what a user needs to act: the file and key, the feed URL, the SMTP reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TrnewsError(Exception):
+    """Base of every error trnews raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a config file: where (a dotted key) and what."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ConfigError(TrnewsError):
+    """The config file is missing, unreadable or invalid; lists every problem at once."""
+
+    exit_code = 2
+
+    def __init__(self, path: object, problems: list[Problem]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class UsageError(TrnewsError):
+    """A command was given something it cannot use, such as a malformed address."""
+
+    exit_code = 2
+
+
+class StoreError(TrnewsError):
+    """The database could not be opened or written (locked, unreadable, from a newer trnews)."""
+
+
+class FetchError(TrnewsError):
+    """One feed could not be fetched or parsed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}")
+
+
+class RenderError(TrnewsError):
+    """The edition could not be rendered: a template is broken or produced invalid MJML."""
+
+
+class DeliveryError(TrnewsError):
+    """A message could not be delivered."""
+
+
+class TransportUnavailable(DeliveryError):
+    """The mail server cannot be reached, or refuses every message; retry later."""
+
+
+class RecipientRefused(DeliveryError):
+    """The server refused one recipient; `permanent` tells a 5xx from a 4xx reply."""
+
+    def __init__(self, recipient: str, code: int, reply: str) -> None:
+        self.recipient = recipient
+        self.code = code
+        self.reply = reply
+        super().__init__(f"{recipient}: {code} {reply}")
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500

@@ -1,0 +1,213 @@
+"""The typed values that pass between the stages: collect → store → edition → render → deliver."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+PERSONAL_MARK = "@@trnews:"
+"""Prefix of the placeholders the rendered edition carries for per-reader values; feed text
+never contains it (collect strips it), so only our own placeholders are filled in."""
+
+
+class Kind(enum.StrEnum):
+    """What an item is; a chronicle outranks a blog post when both carry the same article."""
+
+    BLOG = "blog"
+    CHRONICLE = "chronicle"
+
+
+class SubscriberState(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class EditionStatus(enum.StrEnum):
+    SENDING = "sending"
+    """Content frozen, recipients queued; `send` resumes it until every row is settled."""
+    SENT = "sent"
+
+
+class DeliveryState(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    """The server said "try later" (4xx); a later run tries again."""
+    FAILED = "failed"
+    """The server refused the address for good (5xx)."""
+    SKIPPED = "skipped"
+    """The reader left (unsubscribed, bounced) after the edition was frozen."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of one feed, cleaned: plain-text title and excerpt, normalised dates."""
+
+    link: str
+    """The entry's link with `utm_*` parameters removed; empty when the feed gives none."""
+    key: str
+    """What identifies the article across feeds: the normalised link, else the feed's id."""
+    title: str
+    excerpt: str
+    """Plain text, at most about 300 characters, cut at a word boundary."""
+    published: datetime | None
+    """UTC; None when the feed gives no date or one in the future."""
+    author: str
+    """The author field as the feed gives it (may name several people)."""
+
+
+@dataclass(frozen=True)
+class FeedResult:
+    """What fetching one feed URL gave."""
+
+    url: str
+    entries: tuple[Entry, ...] = ()
+    not_modified: bool = False
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    status: int | None = None
+    """The HTTP status, or None for a local file or a failure before any reply."""
+    final_url: str | None = None
+    """Where redirects ended, when that differs from `url`."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class FeedOutcome:
+    """One line of `trnews collect`: a feed URL and what collecting it did."""
+
+    url: str
+    ambassadors: tuple[str, ...]
+    new_items: int = 0
+    entries: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    moved_to: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Credit:
+    """An ambassador named on an item or meeting, as the newsletter shows them."""
+
+    id: str
+    name: str
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    """An article as stored: one per normalised link, whatever feeds carried it."""
+
+    id: int
+    key: str
+    link: str
+    title: str
+    excerpt: str
+    kind: Kind
+    date: datetime
+    """Published date (UTC), or when trnews first saw it if the feed gave none."""
+    first_seen: datetime
+    credits: tuple[Credit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """A planned meeting, from the config."""
+
+    key: str
+    """Stable identity (title and start), so "listed in an earlier edition" can be told."""
+    title: str
+    start: datetime
+    end: datetime | None = None
+    location: str = ""
+    url: str = ""
+    description: str = ""
+    credits: tuple[Credit, ...] = ()
+
+
+@dataclass(frozen=True)
+class EditionPlan:
+    """What an edition would hold now: the due items and the meetings in the window."""
+
+    created: datetime
+    items: tuple[Item, ...]
+    """Shown items, newest first (at most `max_items`)."""
+    overflow: tuple[Item, ...]
+    """Due items beyond `max_items`: counted in the edition, not shown."""
+    meetings: tuple[Meeting, ...]
+    new_meetings: tuple[str, ...]
+    """Keys of listed meetings that no earlier edition listed."""
+    previous: datetime | None = None
+    """When the previous edition was built, if any."""
+
+    @property
+    def chronicles(self) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.kind is Kind.CHRONICLE)
+
+    @property
+    def blog_posts(self) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.kind is Kind.BLOG)
+
+    @property
+    def has_news(self) -> bool:
+        return bool(self.items or self.overflow or self.new_meetings)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered edition, the same for every reader but for the personal placeholders."""
+
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    state: SubscriberState
+    created: datetime
+
+
+@dataclass(frozen=True)
+class EditionRow:
+    """An edition as `status` shows it."""
+
+    id: int
+    created: datetime
+    status: EditionStatus
+    subject: str
+    items: int
+    recipients: int
+    delivered: int
+    failed: int
+    deferred: int
+
+
+@dataclass
+class SendReport:
+    """What one `send` run did."""
+
+    edition_id: int | None = None
+    resumed: bool = False
+    delivered: int = 0
+    deferred: int = 0
+    failed: int = 0
+    remaining: int = 0
+    """Recipients still queued when the run stopped (a transport failure, Ctrl-C)."""
+    errors: list[str] = field(default_factory=list)
+    reason: str = ""
+    """Why nothing was built, when nothing was."""

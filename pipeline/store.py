@@ -1,0 +1,665 @@
+"""The SQLite database: every SQL statement of trnews lives here.
+
+Schema changes are ordered, named migrations; each is applied once, in a transaction, and
+recorded in the `migrations` table.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .errors import StoreError
+from .models import (
+    DeliveryState,
+    EditionRow,
+    EditionStatus,
+    Entry,
+    Item,
+    Kind,
+    Rendered,
+    Subscriber,
+    SubscriberState,
+)
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE feeds (
+            url TEXT PRIMARY KEY,
+            etag TEXT,
+            last_modified TEXT,
+            last_attempt TEXT,
+            last_success TEXT,
+            last_status INTEGER,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            moved_to TEXT
+        );
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            link TEXT NOT NULL,
+            title TEXT NOT NULL,
+            excerpt TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('blog', 'chronicle')),
+            published TEXT,
+            first_seen TEXT NOT NULL,
+            date TEXT NOT NULL,
+            feed_url TEXT NOT NULL
+        );
+        CREATE INDEX items_date ON items (date);
+        CREATE TABLE item_ambassadors (
+            item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+            ambassador_id TEXT NOT NULL,
+            PRIMARY KEY (item_id, ambassador_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            name TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL
+                CHECK (state IN ('pending', 'active', 'unsubscribed', 'bounced')),
+            source TEXT NOT NULL DEFAULT 'admin',
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        );
+        CREATE TABLE editions (
+            id INTEGER PRIMARY KEY,
+            created TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('sending', 'sent')),
+            subject TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            finished TEXT
+        );
+        CREATE TABLE edition_items (
+            edition_id INTEGER NOT NULL REFERENCES editions (id),
+            item_id INTEGER NOT NULL REFERENCES items (id),
+            shown INTEGER NOT NULL,
+            PRIMARY KEY (edition_id, item_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX edition_items_item ON edition_items (item_id);
+        CREATE TABLE edition_meetings (
+            edition_id INTEGER NOT NULL REFERENCES editions (id),
+            meeting_key TEXT NOT NULL,
+            PRIMARY KEY (edition_id, meeting_key)
+        ) WITHOUT ROWID;
+        CREATE TABLE deliveries (
+            edition_id INTEGER NOT NULL REFERENCES editions (id),
+            subscriber_id INTEGER NOT NULL,
+            email TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('queued', 'sent', 'deferred', 'failed', 'skipped')),
+            message_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (edition_id, subscriber_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX deliveries_state ON deliveries (edition_id, state, subscriber_id);
+        """,
+    ),
+]
+
+
+def iso(value: datetime) -> str:
+    """A UTC timestamp as stored: fixed width, so text order is time order."""
+    return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _opt(value: str | None) -> datetime | None:
+    return parse_iso(value) if value else None
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    url: str
+    last_attempt: datetime | None
+    last_success: datetime | None
+    last_status: int | None
+    consecutive_failures: int
+    last_error: str | None
+    moved_to: str | None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One queued delivery: the reader as they were when the edition was frozen."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    state: SubscriberState
+    """The subscriber's state now: one who left since the freeze is skipped."""
+
+
+class Store:
+    """One open SQLite database."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    # -- opening and migrating -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open the database {path}: {e}") from e
+        conn.row_factory = sqlite3.Row
+        store = cls(conn, path)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            store._migrate()
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"cannot use the database {path}: {e}") from e
+        return store
+
+    def _migrate(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)"
+        )
+        done = {r["name"] for r in self.conn.execute("SELECT name FROM migrations")}
+        known = {name for name, _ in MIGRATIONS}
+        if done - known:
+            raise StoreError(
+                f"the database {self.path} was written by a newer trnews "
+                f"(migrations {', '.join(sorted(done - known))}); upgrade trnews"
+            )
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            logger.info("Applying database migration %s", name)
+            with self.transaction():
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(
+                    "INSERT INTO migrations (name, applied) VALUES (?, ?)",
+                    (name, iso(datetime.now(UTC))),
+                )
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn, self.path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _q(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"database {self.path}: {e}; if another trnews is busy, retry") from e
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._q("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._q(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def secret(self) -> str:
+        """The key that signs links when none is set in the environment; made once, then kept."""
+        with self.transaction():
+            value = self.get_meta("secret")
+            if value is None:
+                value = secrets.token_urlsafe(32)
+                self.set_meta("secret", value)
+        return value
+
+    # -- feeds -----------------------------------------------------------------------------
+
+    def feed_validators(self, url: str) -> tuple[str | None, str | None]:
+        """The ETag and Last-Modified the feed last gave, for a conditional request."""
+        row = self._q("SELECT etag, last_modified FROM feeds WHERE url = ?", (url,)).fetchone()
+        return (row["etag"], row["last_modified"]) if row else (None, None)
+
+    def record_fetch(
+        self,
+        url: str,
+        *,
+        now: datetime,
+        error: str | None,
+        status: int | None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        moved_to: str | None = None,
+    ) -> None:
+        """Record one fetch of a feed: its validators on success, its error on failure."""
+        self._q("INSERT OR IGNORE INTO feeds (url) VALUES (?)", (url,))
+        if error is None:
+            self._q(
+                """UPDATE feeds SET last_attempt = :now, last_success = :now, last_status = :status,
+                       consecutive_failures = 0, last_error = NULL, moved_to = :moved,
+                       etag = COALESCE(:etag, etag), last_modified = COALESCE(:lm, last_modified)
+                   WHERE url = :url""",
+                {
+                    "now": iso(now),
+                    "status": status,
+                    "moved": moved_to,
+                    "etag": etag,
+                    "lm": last_modified,
+                    "url": url,
+                },
+            )
+        else:
+            self._q(
+                """UPDATE feeds SET last_attempt = ?, last_status = ?, last_error = ?,
+                       consecutive_failures = consecutive_failures + 1
+                   WHERE url = ?""",
+                (iso(now), status, error, url),
+            )
+        if self.get_meta("counting_since") is None:
+            self.set_meta("counting_since", iso(now))
+
+    def feed_health(self) -> dict[str, FeedHealth]:
+        rows = self._q("SELECT * FROM feeds")
+        return {
+            r["url"]: FeedHealth(
+                url=r["url"],
+                last_attempt=_opt(r["last_attempt"]),
+                last_success=_opt(r["last_success"]),
+                last_status=r["last_status"],
+                consecutive_failures=r["consecutive_failures"],
+                last_error=r["last_error"],
+                moved_to=r["moved_to"],
+            )
+            for r in rows
+        }
+
+    # -- items -----------------------------------------------------------------------------
+
+    def store_entry(
+        self, entry: Entry, *, kind: Kind, feed_url: str, ambassadors: Iterable[str], now: datetime
+    ) -> bool:
+        """Store one entry as an item credited to `ambassadors`; True if the article is new.
+
+        The same article (same key) from another feed adds credits; a chronicle copy turns a
+        blog item into a chronicle and its title, excerpt and link win.
+        """
+        row = self._q("SELECT id, kind FROM items WHERE key = ?", (entry.key,)).fetchone()
+        published = iso(entry.published) if entry.published else None
+        if row is None:
+            cur = self._q(
+                """INSERT INTO items (key, link, title, excerpt, kind, published, first_seen, date,
+                                      feed_url)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    entry.key,
+                    entry.link,
+                    entry.title,
+                    entry.excerpt,
+                    kind.value,
+                    published,
+                    iso(now),
+                    published or iso(now),
+                    feed_url,
+                ),
+            )
+            item_id = cur.lastrowid
+            new = True
+        else:
+            item_id = row["id"]
+            new = False
+            if row["kind"] == Kind.BLOG and kind is Kind.CHRONICLE:
+                self._q(
+                    """UPDATE items SET kind = 'chronicle', link = ?, title = ?, excerpt = ?,
+                           published = COALESCE(?, published), date = COALESCE(?, date),
+                           feed_url = ?
+                       WHERE id = ?""",
+                    (
+                        entry.link or None,
+                        entry.title,
+                        entry.excerpt,
+                        published,
+                        published,
+                        feed_url,
+                        item_id,
+                    ),
+                )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO item_ambassadors (item_id, ambassador_id) VALUES (?, ?)",
+            [(item_id, a) for a in ambassadors],
+        )
+        return new
+
+    def due_items(
+        self, *, since: datetime, previous: datetime | None
+    ) -> list[tuple[Item, list[str]]]:
+        """Items in no edition yet, dated after `since`, and dated or first seen after `previous`.
+
+        Returns each item with the ids of the ambassadors it is credited to, newest first.
+        """
+        rows = self._q(
+            """SELECT i.*, group_concat(ia.ambassador_id, char(31)) AS ambassadors
+               FROM items i JOIN item_ambassadors ia ON ia.item_id = i.id
+               WHERE NOT EXISTS (SELECT 1 FROM edition_items ei WHERE ei.item_id = i.id)
+                 AND i.date >= :since
+                 AND (:previous IS NULL OR i.date > :previous OR i.first_seen > :previous)
+               GROUP BY i.id
+               ORDER BY i.date DESC, i.id DESC""",
+            {"since": iso(since), "previous": iso(previous) if previous else None},
+        )
+        return [(_item(r), sorted(r["ambassadors"].split("\x1f"))) for r in rows]
+
+    def item_count(self) -> int:
+        return int(self._q("SELECT count(*) FROM items").fetchone()[0])
+
+    # -- editions --------------------------------------------------------------------------
+
+    def last_edition_created(self) -> datetime | None:
+        row = self._q("SELECT max(created) AS c FROM editions").fetchone()
+        return _opt(row["c"])
+
+    def listed_meetings(self) -> set[str]:
+        return {r["meeting_key"] for r in self._q("SELECT meeting_key FROM edition_meetings")}
+
+    def unfinished_edition(self) -> int | None:
+        row = self._q(
+            "SELECT id FROM editions WHERE status = 'sending' ORDER BY id LIMIT 1"
+        ).fetchone()
+        return int(row["id"]) if row else None
+
+    def create_edition(
+        self,
+        *,
+        created: datetime,
+        rendered: Rendered,
+        shown: Iterable[int],
+        overflow: Iterable[int],
+        meetings: Iterable[str],
+    ) -> tuple[int, int]:
+        """Freeze an edition and queue every active subscriber; returns (id, recipients).
+
+        One transaction: either the edition exists with its items and its queue, or nothing does.
+        """
+        with self.transaction():
+            cur = self._q(
+                """INSERT INTO editions (created, status, subject, html, text)
+                   VALUES (?, ?, ?, ?, ?)""",
+                (
+                    iso(created),
+                    EditionStatus.SENDING.value,
+                    rendered.subject,
+                    rendered.html,
+                    rendered.text,
+                ),
+            )
+            edition_id = int(cur.lastrowid or 0)
+            self.conn.executemany(
+                "INSERT INTO edition_items (edition_id, item_id, shown) VALUES (?, ?, ?)",
+                [(edition_id, i, 1) for i in shown] + [(edition_id, i, 0) for i in overflow],
+            )
+            self.conn.executemany(
+                "INSERT INTO edition_meetings (edition_id, meeting_key) VALUES (?, ?)",
+                [(edition_id, k) for k in meetings],
+            )
+            cur = self._q(
+                """INSERT INTO deliveries (edition_id, subscriber_id, email, state, updated)
+                   SELECT ?, id, email, 'queued', ? FROM subscribers WHERE state = 'active'""",
+                (edition_id, iso(created)),
+            )
+            return edition_id, cur.rowcount
+
+    def edition_content(self, edition_id: int) -> Rendered:
+        row = self._q(
+            "SELECT subject, html, text FROM editions WHERE id = ?", (edition_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no edition {edition_id} in {self.path}")
+        return Rendered(subject=row["subject"], html=row["html"], text=row["text"])
+
+    def queued_recipients(self, edition_id: int, batch: int = 500) -> Iterator[Recipient]:
+        """The readers still owed this edition, streamed in batches in subscriber order."""
+        after = 0
+        while True:
+            rows = self._q(
+                """SELECT d.subscriber_id, d.email, s.name, s.state
+                   FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                   WHERE d.edition_id = ? AND d.state = 'queued' AND d.subscriber_id > ?
+                   ORDER BY d.subscriber_id LIMIT ?""",
+                (edition_id, after, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield Recipient(
+                    r["subscriber_id"], r["email"], r["name"], SubscriberState(r["state"])
+                )
+            after = rows[-1]["subscriber_id"]
+
+    def record_delivery(
+        self,
+        edition_id: int,
+        subscriber_id: int,
+        state: DeliveryState | str,
+        *,
+        now: datetime,
+        message_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Settle one reader's row of the ledger; committed at once."""
+        self._q(
+            """UPDATE deliveries SET state = ?, message_id = COALESCE(?, message_id),
+                   attempts = attempts + 1, last_error = ?, updated = ?
+               WHERE edition_id = ? AND subscriber_id = ?""",
+            (str(state), message_id, error, iso(now), edition_id, subscriber_id),
+        )
+
+    def queued_count(self, edition_id: int) -> int:
+        return int(
+            self._q(
+                "SELECT count(*) FROM deliveries WHERE edition_id = ? AND state = 'queued'",
+                (edition_id,),
+            ).fetchone()[0]
+        )
+
+    def requeue_deferred(self, *, since: datetime, now: datetime) -> list[int]:
+        """Queue again the readers deferred (4xx) in editions built after `since`; give up on
+        older ones (they become failed). Returns the editions that have readers queued again."""
+        with self.transaction():
+            self._q(
+                """UPDATE deliveries SET state = 'failed', updated = ?,
+                       last_error = 'gave up after the retry period: ' || coalesce(last_error, '')
+                   WHERE state = 'deferred' AND edition_id IN
+                       (SELECT id FROM editions WHERE created < ?)""",
+                (iso(now), iso(since)),
+            )
+            rows = self._q(
+                """SELECT DISTINCT edition_id FROM deliveries WHERE state = 'deferred'
+                   ORDER BY edition_id"""
+            ).fetchall()
+            self._q("UPDATE deliveries SET state = 'queued' WHERE state = 'deferred'")
+        return [int(r["edition_id"]) for r in rows]
+
+    def finish_edition_if_done(self, edition_id: int, now: datetime) -> bool:
+        """Mark the edition sent when no reader is still queued; True if it is now sent."""
+        if self.queued_count(edition_id):
+            return False
+        self._q(
+            "UPDATE editions SET status = 'sent', finished = ? WHERE id = ? AND status = 'sending'",
+            (iso(now), edition_id),
+        )
+        return True
+
+    def editions(self, limit: int = 20) -> list[EditionRow]:
+        rows = self._q(
+            """SELECT e.id, e.created, e.status, e.subject,
+                   (SELECT count(*) FROM edition_items ei WHERE ei.edition_id = e.id) AS items,
+                   count(d.subscriber_id) AS recipients,
+                   coalesce(sum(d.state = 'sent'), 0) AS delivered,
+                   coalesce(sum(d.state = 'failed'), 0) AS failed,
+                   coalesce(sum(d.state = 'deferred'), 0) AS deferred
+               FROM editions e LEFT JOIN deliveries d ON d.edition_id = e.id
+               GROUP BY e.id ORDER BY e.id DESC LIMIT ?""",
+            (limit,),
+        )
+        return [
+            EditionRow(
+                id=r["id"],
+                created=parse_iso(r["created"]),
+                status=EditionStatus(r["status"]),
+                subject=r["subject"],
+                items=r["items"],
+                recipients=r["recipients"],
+                delivered=r["delivered"],
+                failed=r["failed"],
+                deferred=r["deferred"],
+            )
+            for r in rows
+        ]
+
+    # -- subscribers -----------------------------------------------------------------------
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        row = self._q("SELECT * FROM subscribers WHERE email = ?", (email,)).fetchone()
+        return _subscriber(row) if row else None
+
+    def add_subscriber(
+        self, email: str, name: str = "", *, state: SubscriberState, source: str, now: datetime
+    ) -> tuple[Subscriber, SubscriberState | None]:
+        """Add or update a subscriber; returns it and its previous state (None if new)."""
+        with self.transaction():
+            old = self.subscriber(email)
+            if old is None:
+                self._q(
+                    """INSERT INTO subscribers (email, name, state, source, created, updated)
+                       VALUES (?, ?, ?, ?, ?, ?)""",
+                    (email, name, state.value, source, iso(now), iso(now)),
+                )
+            else:
+                self._q(
+                    "UPDATE subscribers SET name = ?, state = ?, updated = ? WHERE id = ?",
+                    (name or old.name, state.value, iso(now), old.id),
+                )
+            new = self.subscriber(email)
+        assert new is not None
+        return new, (old.state if old else None)
+
+    def set_subscriber_state(self, email: str, state: SubscriberState, now: datetime) -> bool:
+        cur = self._q(
+            "UPDATE subscribers SET state = ?, updated = ? WHERE email = ?",
+            (state.value, iso(now), email),
+        )
+        return cur.rowcount > 0
+
+    def erase_subscriber(self, email: str) -> bool:
+        """Forget an address entirely: the subscriber and the address in the delivery ledger."""
+        with self.transaction():
+            row = self._q("SELECT id FROM subscribers WHERE email = ?", (email,)).fetchone()
+            if row is None:
+                return False
+            self._q("UPDATE deliveries SET email = '' WHERE subscriber_id = ?", (row["id"],))
+            self._q("DELETE FROM subscribers WHERE id = ?", (row["id"],))
+        return True
+
+    def subscribers(self, state: SubscriberState | None = None) -> Iterator[Subscriber]:
+        sql = "SELECT * FROM subscribers"
+        params: tuple[str, ...] = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            params = (state.value,)
+        for row in self._q(sql + " ORDER BY email", params):
+            yield _subscriber(row)
+
+    def subscriber_counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in SubscriberState}
+        for r in self._q("SELECT state, count(*) AS n FROM subscribers GROUP BY state"):
+            counts[r["state"]] = r["n"]
+        return counts
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on an exception; a lock is a StoreError."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self.outer = False
+
+    def __enter__(self) -> None:
+        if self.conn.in_transaction:
+            return
+        self.outer = True
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"database {self.path}: {e}; if another trnews is busy, retry") from e
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.outer:
+            return
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def _item(r: sqlite3.Row) -> Item:
+    return Item(
+        id=r["id"],
+        key=r["key"],
+        link=r["link"],
+        title=r["title"],
+        excerpt=r["excerpt"],
+        kind=Kind(r["kind"]),
+        date=parse_iso(r["date"]),
+        first_seen=parse_iso(r["first_seen"]),
+    )
+
+
+def _subscriber(r: sqlite3.Row) -> Subscriber:
+    return Subscriber(
+        id=r["id"],
+        email=r["email"],
+        name=r["name"],
+        state=SubscriberState(r["state"]),
+        created=parse_iso(r["created"]),
+    )
+
+
+def lookback_start(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)

@@ -1,0 +1,140 @@
+"""Manage subscribers: add, remove, import and export (addresses checked for syntax only)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from .config import check_address
+from .errors import UsageError
+from .models import Subscriber, SubscriberState
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FIELDS = ("email", "name", "state", "created")
+
+
+def clean_name(name: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f]", " ", name).strip()
+
+
+def add(store: Store, email: str, name: str = "", *, now: datetime | None = None) -> str:
+    """Add an address as active (an admin's word is consent enough); say what changed."""
+    address = check_address(email)
+    sub, before = store.add_subscriber(
+        address,
+        clean_name(name),
+        state=SubscriberState.ACTIVE,
+        source="admin",
+        now=now or datetime.now(UTC),
+    )
+    if before is None:
+        return f"Added {sub.email} (active)."
+    if before is SubscriberState.ACTIVE:
+        return f"{sub.email} is already active."
+    return f"{sub.email} was {before}; now active again."
+
+
+def remove(store: Store, email: str, *, erase: bool = False, now: datetime | None = None) -> str:
+    """Unsubscribe an address (kept, so the ledger stays whole), or erase every trace of it."""
+    address = email.strip()
+    if erase:
+        if not store.erase_subscriber(address):
+            raise UsageError(f"{address} is not a subscriber")
+        return f"Erased {address}: the address is gone from the database."
+    sub = store.subscriber(address)
+    if sub is None:
+        raise UsageError(f"{address} is not a subscriber")
+    if sub.state is SubscriberState.UNSUBSCRIBED:
+        return f"{sub.email} was already unsubscribed."
+    store.set_subscriber_state(sub.email, SubscriberState.UNSUBSCRIBED, now or datetime.now(UTC))
+    return f"Unsubscribed {sub.email}; 'trnews subscribers remove --erase' forgets it entirely."
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept_out: list[str] = field(default_factory=list)
+    """Addresses that had unsubscribed or bounced: an import never signs them up again."""
+
+
+def _rows(text: str, source: str) -> list[tuple[int, str, str]]:
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
+            text.split("\n", 1)[0], ",;\t"
+        )
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
+    if "email" not in columns:
+        raise UsageError(
+            f"{source}: the first line must be a header naming an 'email' column "
+            f"(and optionally 'name'); found {', '.join(columns) or 'nothing'}"
+        )
+    rows = []
+    for row in reader:
+        email = (row.get(columns["email"]) or "").strip()
+        name = (row.get(columns["name"]) or "") if "name" in columns else ""
+        if email or name:
+            rows.append((reader.line_num, email, name))
+    return rows
+
+
+def import_csv(store: Store, path: Path, *, now: datetime | None = None) -> ImportReport:
+    """Import a CSV file; every address is checked first, and one bad line imports nothing."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from e
+    rows = _rows(text, str(path))
+    bad: list[str] = []
+    good: list[tuple[str, str]] = []
+    for line, email, name in rows:
+        try:
+            good.append((check_address(email), clean_name(name)))
+        except UsageError as e:
+            bad.append(f"{path}:{line}: {e}")
+    if bad:
+        more = f"\n… and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise UsageError(
+            f"nothing imported: {len(bad)} malformed address(es); fix these lines and run again:\n"
+            + "\n".join(bad[:20])
+            + more
+        )
+    now = now or datetime.now(UTC)
+    report = ImportReport()
+    with store.transaction():
+        for email, name in good:
+            old = store.subscriber(email)
+            if old is None:
+                store.add_subscriber(
+                    email, name, state=SubscriberState.ACTIVE, source="import", now=now
+                )
+                report.added.append(email)
+            elif old.state in (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED):
+                report.kept_out.append(email)
+            else:
+                report.unchanged.append(email)
+    logger.info("Imported %s: %d added", path, len(report.added))
+    return report
+
+
+def export_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
+    """Write every subscriber as CSV (email, name, state, created); returns the count."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_FIELDS)
+    n = 0
+    for s in subscribers:
+        writer.writerow((s.email, s.name, s.state.value, s.created.isoformat()))
+        n += 1
+    return n
