@@ -380,10 +380,10 @@ def site(tmp_path: Path, _smtp_server: SmtpServer) -> Site:
 def html_part(msg: EmailMessage) -> str:
     part = msg.get_body(("html",))
     assert part is not None
-    return str(part.get_content())
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def text_part(msg: EmailMessage) -> str:
     part = msg.get_body(("plain",))
     assert part is not None
-    return str(part.get_content())
+    return str(part.get_content()).replace("\r\n", "\n")
