@@ -341,12 +341,13 @@ class Store:
             new = False
             if row["kind"] == Kind.BLOG and kind is Kind.CHRONICLE:
                 self._q(
-                    """UPDATE items SET kind = 'chronicle', link = ?, title = ?, excerpt = ?,
+                    """UPDATE items SET kind = 'chronicle', link = coalesce(nullif(?, ''), link),
+                           title = ?, excerpt = ?,
                            published = COALESCE(?, published), date = COALESCE(?, date),
                            feed_url = ?
                        WHERE id = ?""",
                     (
-                        entry.link or None,
+                        entry.link,
                         entry.title,
                         entry.excerpt,
                         published,
@@ -364,7 +365,8 @@ class Store:
     def due_items(
         self, *, since: datetime, previous: datetime | None
     ) -> list[tuple[Item, list[str]]]:
-        """Items in no edition yet, dated after `since`, and dated or first seen after `previous`.
+        """Items in no edition yet, dated after `since`, and dated or first seen after `previous`
+        (inclusive: an item seen in the very second an edition was built is not lost).
 
         Returns each item with the ids of the ambassadors it is credited to, newest first.
         """
@@ -373,7 +375,7 @@ class Store:
                FROM items i JOIN item_ambassadors ia ON ia.item_id = i.id
                WHERE NOT EXISTS (SELECT 1 FROM edition_items ei WHERE ei.item_id = i.id)
                  AND i.date >= :since
-                 AND (:previous IS NULL OR i.date > :previous OR i.first_seen > :previous)
+                 AND (:previous IS NULL OR i.date >= :previous OR i.first_seen >= :previous)
                GROUP BY i.id
                ORDER BY i.date DESC, i.id DESC""",
             {"since": iso(since), "previous": iso(previous) if previous else None},

@@ -1,0 +1,62 @@
+"""The SQLite store: ordered, recorded migrations, and a ledger that cannot hold a reader twice."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import StoreError
+from pipeline.models import Rendered, SubscriberState
+from pipeline.store import MIGRATIONS, Store
+
+NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+def test_a_new_database_records_every_migration_once(tmp_path: Path) -> None:
+    db = tmp_path / "sub" / "trnews.db"
+    Store.open(db).close()
+    Store.open(db).close()  # opening again applies nothing twice
+    with sqlite3.connect(db) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY name")]
+    assert names == [name for name, _ in MIGRATIONS]
+
+
+def test_a_database_from_a_newer_trnews_is_refused_with_a_hint(tmp_path: Path) -> None:
+    db = tmp_path / "trnews.db"
+    Store.open(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO migrations VALUES ('9999_future', '2030-01-01')")
+    with pytest.raises(StoreError, match=r"newer trnews.*upgrade"):
+        Store.open(db)
+
+
+def test_a_database_that_is_not_sqlite_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "trnews.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=re.escape(str(db))):
+        Store.open(db)
+
+
+def test_an_edition_queues_each_active_reader_once_and_only_them(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "trnews.db") as store:
+        for n, state in enumerate(SubscriberState):
+            store.add_subscriber(f"r{n}@example.org", state=state, source="admin", now=NOW)
+        store.add_subscriber(
+            "R1@Example.org", state=SubscriberState.ACTIVE, source="admin", now=NOW
+        )
+        edition, recipients = store.create_edition(
+            created=NOW, rendered=Rendered("s", "<p>h</p>", "t"), shown=[], overflow=[], meetings=[]
+        )
+        queued = [r.email for r in store.queued_recipients(edition, batch=1)]
+        assert recipients == len(queued) == 1  # "R1@Example.org" is the same reader as r1@
+        assert queued == ["r1@example.org"]
+        with pytest.raises(sqlite3.IntegrityError):
+            store.conn.execute(
+                "INSERT INTO deliveries (edition_id, subscriber_id, email, state, updated) "
+                "VALUES (?, ?, 'x', 'queued', 'now')",
+                (edition, store.subscriber("r1@example.org").id),  # type: ignore[union-attr]
+            )
