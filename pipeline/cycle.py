@@ -245,38 +245,35 @@ def collect(
 
 
 def status(config: Config | None, store: Store) -> dict[str, Any]:
-    """What `trnews status --json` prints: feed health, editions, subscribers, scheduler."""
+    """What `trnews status --json` prints: feed health, editions, subscribers, scheduler.
+
+    With a config, every configured feed is listed (one never fetched has `ok: null`); without
+    one (the file is broken), every feed the database knows.
+    """
     health = store.feed_health()
-    feeds = []
+    owners: dict[str, str | None]
     if config is not None:
-        for location, subs in collect_stage.subscriptions(config).items():
-            h = health.get(location)
-            feeds.append(
-                {
-                    "url": location,
-                    "ambassador": ", ".join(dict.fromkeys(s.ambassador for s in subs)),
-                    "ok": None
-                    if h is None or h.last_attempt is None
-                    else h.consecutive_failures == 0,
-                    "last_success": _iso(h.last_success) if h else None,
-                    "consecutive_failures": h.consecutive_failures if h else 0,
-                    "last_error": h.last_error if h else None,
-                    "moved_to": h.moved_to if h else None,
-                }
-            )
+        owners = {
+            location: ", ".join(dict.fromkeys(s.ambassador for s in subs))
+            for location, subs in collect_stage.subscriptions(config).items()
+        }
     else:
-        for h in health.values():
-            feeds.append(
-                {
-                    "url": h.url,
-                    "ambassador": None,
-                    "ok": h.consecutive_failures == 0,
-                    "last_success": _iso(h.last_success),
-                    "consecutive_failures": h.consecutive_failures,
-                    "last_error": h.last_error,
-                    "moved_to": h.moved_to,
-                }
-            )
+        owners = dict.fromkeys(health)
+    feeds = []
+    for location, ambassador in owners.items():
+        h = health.get(location)
+        fetched = h is not None and h.last_attempt is not None
+        feeds.append(
+            {
+                "url": location,
+                "ambassador": ambassador,
+                "ok": h.consecutive_failures == 0 if h is not None and fetched else None,
+                "last_success": _iso(h.last_success) if h else None,
+                "consecutive_failures": h.consecutive_failures if h else 0,
+                "last_error": h.last_error if h else None,
+                "moved_to": h.moved_to if h else None,
+            }
+        )
     return {
         "next_collect": None,
         "next_send": None,
