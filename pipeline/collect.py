@@ -10,9 +10,12 @@ import calendar
 import contextlib
 import hashlib
 import html
+import itertools
 import logging
+import os
 import re
 import unicodedata
+import xml.sax
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,13 +24,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import feedparser
+import feedparser.encodings
 import httpx
 import nh3
 
 from . import __version__
 from .config import Config
 from .errors import FetchError
-from .models import PERSONAL_MARK, Entry, FeedOutcome, FeedResult, Kind
+from .models import Entry, FeedOutcome, FeedResult, Kind, inert
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -50,12 +54,13 @@ _BLOCK_TAG = re.compile(
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 _SPACE = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(text: str) -> str:
     """Plain text on one line: control and bidi characters gone, white space folded."""
-    text = unicodedata.normalize("NFC", text).replace(PERSONAL_MARK, "")
-    return _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
+    text = _SPACE.sub(" ", _CONTROL.sub(" ", unicodedata.normalize("NFC", text))).strip()
+    return inert(text)
 
 
 def plain_text(markup: str) -> str:
@@ -63,6 +68,24 @@ def plain_text(markup: str) -> str:
     spaced = _BLOCK_TAG.sub(r" <\1", markup)
     stripped = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style", "template"})
     return clean_text(html.unescape(stripped))
+
+
+# Inline tags a writer may type in a title as words ("Sterk <b>vekst</b>"): shown as written.
+_TITLE_TAGS = {"b", "i", "em", "strong", "u", "s", "small", "sub", "sup", "code", "q", "mark"}
+
+
+def title_text(value: str) -> str:
+    """A title as plain text: typed inline tags such as `<b>` stay as written; scripts, styles,
+    images and any other markup are dropped, since no title means them as words."""
+    spaced = _BLOCK_TAG.sub(r" <\1", value)
+    kept = nh3.clean(
+        spaced,
+        tags=_TITLE_TAGS,
+        attributes={},
+        clean_content_tags={"script", "style", "template"},
+        link_rel=None,
+    )
+    return clean_text(html.unescape(kept))
 
 
 def cut(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -104,8 +127,15 @@ def normalise_link(url: str) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if parts.port and (scheme, parts.port) not in (("http", 80), ("https", 443)):
-        host = f"{host}:{parts.port}"
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # a port out of range or not a number: keep what the feed wrote
+        port = None
+        host = parts.netloc.rpartition("@")[2].lower()
+    if port and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
     path = parts.path.rstrip("/")
     query = urlencode(_split_query(parts.query))
     return urlunsplit((scheme, host, path, query, ""))
@@ -113,8 +143,23 @@ def normalise_link(url: str) -> str:
 
 # -- parsing ---------------------------------------------------------------------------------
 
-# A DOCTYPE with an internal subset is how entity bombs arrive; no feed needs one.
-_DOCTYPE = re.compile(rb"<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.IGNORECASE | re.DOTALL)
+# A DOCTYPE is how entity bombs and external entities arrive; no feed needs one.
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_:]")
+_PROCESSING_INSTRUCTION = re.compile(rb"<\?.*?\?>", re.DOTALL)
+_UTF8_XML = "application/xml; charset=utf-8"
+_CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+
+
+def _charref(m: re.Match[bytes]) -> bytes:
+    """A numeric character reference, or nothing if it names no character: feedparser's lenient
+    parser crashes on `&#xD800;` or `&#x110000;`, losing the whole feed."""
+    digits = m[1] or m[2]
+    if len(digits.lstrip(b"0")) > 7:
+        return b""
+    value = int(digits, 16) if m[1] else int(digits)
+    return m[0] if value < 0x110000 and not 0xD800 <= value <= 0xDFFF else b""
+
+
 _FEED_LINK = re.compile(
     r"<link\b[^>]*\btype=[\"']application/(?:rss|atom)\+xml[\"'][^>]*>", re.IGNORECASE
 )
@@ -131,6 +176,32 @@ def advertised_feed(body: bytes, base: str) -> str | None:
     return None
 
 
+def prepare(body: bytes, content_type: str | None = None) -> tuple[bytes, str | None]:
+    """The document made safe for feedparser, and the content type to parse it with: in UTF-8,
+    with nothing before its first element but processing instructions, and without character
+    references that name no character.
+
+    Decoded first (as feedparser would) so that no encoding (UTF-16, UTF-7, EBCDIC) hides a
+    DOCTYPE; then every DOCTYPE and ENTITY declaration goes, not only the first: feedparser
+    keeps the "safe" entities of a DOCTYPE it finds and its lenient parser expands them.
+    """
+    probe: dict[str, Any] = {}
+    headers = {"content-type": content_type} if content_type else {}
+    data = feedparser.encodings.convert_to_utf8(headers, body, probe)
+    if probe.get("encoding"):
+        content_type = _UTF8_XML
+    else:  # an encoding feedparser cannot tell: strip what the raw bytes show
+        data = body
+    if b"&#" in data:
+        data = _CHARREF.sub(_charref, data)
+    first = _FIRST_ELEMENT.search(data)
+    end = first.start() if first else len(data)
+    if b"<!" not in data[:end]:
+        return data, content_type
+    prolog = b"".join(_PROCESSING_INSTRUCTION.findall(data[:end]))
+    return prolog + b"\n" + data[end:], content_type
+
+
 def _date(entry: Any, now: datetime) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = entry.get(key)
@@ -141,28 +212,44 @@ def _date(entry: Any, now: datetime) -> datetime | None:
     return None
 
 
+def _str(value: Any) -> str:
+    """Text from feedparser without the lone surrogates a `&#xD800;` gives: nothing downstream
+    (nh3, SQLite, e-mail) can encode them, and one such entry must not sink its feed."""
+    return _SURROGATE.sub("", value) if isinstance(value, str) else ""
+
+
 def _text_of(detail: Any, value: str) -> str:
     if detail and detail.get("type") == "text/plain":
         return clean_text(value)
     return plain_text(value)
 
 
-def _entry(raw: Any, feed_url: str, now: datetime) -> Entry:
-    link = display_link(raw.get("link", ""))
-    title = _text_of(raw.get("title_detail"), raw.get("title", ""))
-    body = raw.get("summary", "")
+def _title_of(raw: Any, atom: bool) -> str:
+    """The entry's title as text. Only Atom declares whether a title is HTML; for RSS feedparser
+    guesses, so an RSS title is text whatever it looks like (see `title_text`)."""
+    value = _str(raw.get("title"))
+    detail = raw.get("title_detail")
+    if atom and detail and detail.get("type") in ("text/html", "application/xhtml+xml"):
+        return plain_text(value)
+    return title_text(value)
+
+
+def _entry(raw: Any, feed_url: str, now: datetime, *, atom: bool = False) -> Entry:
+    link = display_link(_str(raw.get("link")))
+    title = _title_of(raw, atom)
+    body = _str(raw.get("summary"))
     detail = raw.get("summary_detail")
     if not body and raw.get("content"):
-        body = raw["content"][0].get("value", "")
+        body = _str(raw["content"][0].get("value"))
         detail = raw["content"][0]
     excerpt = cut(_text_of(detail, body))
     if link:
         key = normalise_link(link)
     else:
-        ident = raw.get("id") or f"{title}\x00{raw.get('published', '')}\x00{excerpt[:80]}"
+        ident = _str(raw.get("id")) or f"{title}\x00{_str(raw.get('published'))}\x00{excerpt[:80]}"
         key = "urn:trnews:" + hashlib.sha256(f"{feed_url}\x00{ident}".encode()).hexdigest()[:32]
-    author = raw.get("author", "") or ", ".join(
-        a.get("name", "") for a in raw.get("authors", []) if isinstance(a, dict)
+    author = _str(raw.get("author")) or ", ".join(
+        _str(a.get("name")) for a in raw.get("authors", []) if isinstance(a, dict)
     )
     return Entry(
         link=link,
@@ -174,15 +261,26 @@ def _entry(raw: Any, feed_url: str, now: datetime) -> Entry:
     )
 
 
+def _parse_problem(exc: object) -> str:
+    """Why feedparser found no feed, without its `<unknown>:2:0:` prefix (whose line number
+    counts the XML declaration feedparser adds)."""
+    if isinstance(exc, xml.sax.SAXParseException):
+        return f"XML error: {exc.getMessage()}"
+    return str(exc) if exc else "no RSS or Atom content"
+
+
 def parse_feed(
     body: bytes, url: str, content_type: str | None = None, *, now: datetime | None = None
 ) -> tuple[Entry, ...]:
     """Parse a feed's bytes into clean entries; FetchError if it is not a feed at all."""
     now = now or datetime.now(UTC)
+    if not body.strip():
+        raise FetchError(url, "not a feed: the answer is empty")
+    data, content_type = prepare(body, content_type)
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
-    parsed = feedparser.parse(_DOCTYPE.sub(b"", body, count=1), response_headers=headers)
+    parsed = feedparser.parse(data, response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
         if re.search(rb"<html[\s>]", body[:4096], re.IGNORECASE):
             found = advertised_feed(body, url)
@@ -190,12 +288,12 @@ def parse_feed(
                 f"; the page names its feed at {found}: put that URL in the config" if found else ""
             )
             raise FetchError(url, f"not a feed: an HTML page{hint}")
-        reason = parsed.get("bozo_exception") or "no RSS or Atom content"
-        raise FetchError(url, f"not a feed: {reason}")
+        raise FetchError(url, f"not a feed: {_parse_problem(parsed.get('bozo_exception'))}")
+    atom = str(parsed.get("version", "")).startswith("atom")
     seen: set[str] = set()
     entries = []
     for raw in parsed.entries:
-        entry = _entry(raw, url, now)
+        entry = _entry(raw, url, now, atom=atom)
         if entry.key not in seen:
             seen.add(entry.key)
             entries.append(entry)
@@ -203,10 +301,13 @@ def parse_feed(
 
 
 def author_matches(author_field: str, name: str) -> bool:
-    """True when the entry's author field names this person ("A og B" names both)."""
+    """True when the entry's author field names this person ("A og B" names both).
+
+    A hyphen joins names: "Anne-Kari Nordmann" and "Kari Nordmann-Berg" are other people.
+    """
     hay = clean_text(author_field).casefold()
     needle = re.escape(clean_text(name).casefold())
-    return re.search(rf"(?<!\w){needle}(?!\w)", hay) is not None
+    return re.search(rf"(?<![\w-]){needle}(?![\w-])", hay) is not None
 
 
 # -- fetching --------------------------------------------------------------------------------
@@ -242,6 +343,45 @@ def _read_local(source: Source, now: datetime) -> FeedResult:
     return FeedResult(source.location, entries=entries, etag=stamp)
 
 
+def _size(n: int) -> str:
+    for unit, scale in (("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def moved_to(response: httpx.Response) -> str | None:
+    """Where a permanent redirect of the requested URL points, or None.
+
+    Only an unbroken run of 301/308 from the first answer moves the feed; a temporary hop ends
+    it, since the URL before that hop is where the feed lives for now.
+    """
+    hops = [*response.history, response]
+    moved = None
+    for hop, following in itertools.pairwise(hops):
+        if hop.status_code not in (301, 308):
+            break
+        moved = str(following.url)
+    return moved
+
+
+def _os_reason(exc: BaseException | None) -> str | None:
+    """The operating system's words ("Connection refused") deepest in an exception chain."""
+    reason = None
+    for _ in range(10):
+        if exc is None:
+            break
+        if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+            continue
+        if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+            reason = os.strerror(exc.errno)  # asyncio's own strerror is "Connect call failed …"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror  # e.g. a resolver error, whose errno is negative
+        exc = exc.__cause__ or exc.__context__
+    return reason
+
+
 async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) -> FeedResult:
     headers = {}
     if source.etag:
@@ -254,9 +394,7 @@ async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) 
             asyncio.timeout(FEED_DEADLINE_S),
             client.stream("GET", url, headers=headers) as r,
         ):
-            moved = None
-            if any(h.status_code in (301, 308) for h in r.history):
-                moved = str(r.url)
+            moved = moved_to(r)
             if r.status_code == 304:
                 return FeedResult(url, not_modified=True, status=304, final_url=moved)
             if r.status_code >= 400:
@@ -270,7 +408,9 @@ async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) 
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
                     return FeedResult(
-                        url, error=f"larger than {MAX_BODY_BYTES // 2**20} MB", status=r.status_code
+                        url,
+                        error=f"larger than {_size(MAX_BODY_BYTES)}: not read further",
+                        status=r.status_code,
                     )
             entries = await asyncio.to_thread(
                 parse_feed, bytes(body), str(r.url), r.headers.get("content-type"), now=now
@@ -291,6 +431,9 @@ async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) 
         return FeedResult(url, error="too many redirects (a loop?)")
     except httpx.TimeoutException as e:
         return FeedResult(url, error=f"timed out ({type(e).__name__})")
+    except httpx.ConnectError as e:
+        reason = _os_reason(e) or str(e) or type(e).__name__
+        return FeedResult(url, error=f"cannot connect: {reason}")
     except httpx.HTTPError as e:
         return FeedResult(url, error=f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
 
@@ -314,9 +457,16 @@ async def fetch_all(
 
         async def one(source: Source) -> FeedResult:
             async with limit:
-                if source.is_local:
-                    return await asyncio.to_thread(_read_local, source, now)
-                return await _fetch_http(client, source, now)
+                try:
+                    if source.is_local:
+                        return await asyncio.to_thread(_read_local, source, now)
+                    return await _fetch_http(client, source, now)
+                except Exception as e:  # a bug met on one feed must not stop the others
+                    logger.debug("Unexpected error on %s", source.location, exc_info=True)
+                    return FeedResult(
+                        source.location,
+                        error=f"unexpected error ({type(e).__name__}: {e}); please report it",
+                    )
 
         for done in asyncio.as_completed([one(s) for s in sources]):
             on_result(await done)

@@ -11,6 +11,15 @@ PERSONAL_MARK = "@@trnews:"
 never contains it (collect strips it), so only our own placeholders are filled in."""
 
 
+def inert(text: str) -> str:
+    """`text` without the placeholder prefix, so only the template's own placeholders are ever
+    filled in with a reader's values. Collect applies it to feed text and render to everything it
+    shows. Repeated until gone: removing one copy from "@@trn@@trnews:ews:" leaves another."""
+    while PERSONAL_MARK in text:
+        text = text.replace(PERSONAL_MARK, "")
+    return text
+
+
 class Kind(enum.StrEnum):
     """What an item is; a chronicle outranks a blog post when both carry the same article."""
 
