@@ -101,18 +101,25 @@ class MaildirTransport:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # Maildir creates only the last folder
             self.box = mailbox.Maildir(path, create=True)
         except OSError as e:
             raise TransportUnavailable(f"cannot use the Maildir {path}: {e}") from e
 
     def send(self, msg: EmailMessage, sender: str, recipient: str) -> None:
         try:
-            self.box.add(msg)
+            # A Maildir is a local file: LF line ends, as mail readers expect there.
+            self.box.add(msg.as_bytes(policy=msg.policy.clone(linesep="\n")))
         except OSError as e:
             raise TransportUnavailable(f"cannot write to the Maildir {self.path}: {e}") from e
 
     def close(self) -> None:
         self.box.close()
+
+
+CLOSING = 421
+"""RFC 5321 "service not available, closing transmission channel": the server is going away
+(a restart, a connection limit), which says nothing about the reader; reconnect and retry."""
 
 
 class SmtpTransport:
@@ -167,31 +174,39 @@ class SmtpTransport:
         for attempt in (1, 2):
             if self.conn is None:
                 self.conn = self._connect()
+            lost: Exception
             try:
                 self.conn.send_message(msg, from_addr=sender, to_addrs=[recipient])
                 return
             except smtplib.SMTPRecipientsRefused as e:
                 code, reply = e.recipients.get(recipient, (550, b"refused"))
-                raise RecipientRefused(recipient, code, _text(reply)) from e
+                if code != CLOSING:
+                    raise RecipientRefused(recipient, code, _text(reply)) from e
+                lost = e
             except smtplib.SMTPSenderRefused as e:
-                self._drop()
-                raise TransportUnavailable(
-                    f"SMTP {self.where} refused the sender {sender}: {_reply(e)}"
-                ) from e
+                if e.smtp_code != CLOSING:
+                    self._drop()
+                    raise TransportUnavailable(
+                        f"SMTP {self.where} refused the sender {sender}: {_reply(e)}"
+                    ) from e
+                lost = e
             except smtplib.SMTPDataError as e:
-                raise RecipientRefused(recipient, e.smtp_code, _text(e.smtp_error)) from e
+                if e.smtp_code != CLOSING:
+                    raise RecipientRefused(recipient, e.smtp_code, _text(e.smtp_error)) from e
+                lost = e
             except (
                 TimeoutError,
                 ConnectionError,
                 smtplib.SMTPServerDisconnected,
                 smtplib.SMTPResponseException,
             ) as e:
-                self._drop()
-                if attempt == 2:
-                    raise TransportUnavailable(
-                        f"SMTP {self.where} dropped the connection: {e}"
-                    ) from e
-                logger.info("SMTP %s: %s; reconnecting", self.where, e)
+                lost = e
+            self._drop()
+            if attempt == 2:
+                raise TransportUnavailable(
+                    f"SMTP {self.where} dropped the connection: {lost}"
+                ) from lost
+            logger.info("SMTP %s: %s; reconnecting", self.where, lost)
 
     def _drop(self) -> None:
         if self.conn is not None:

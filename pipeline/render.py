@@ -11,7 +11,9 @@ import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -20,7 +22,7 @@ from mjml import mjml2html
 
 from .config import Config
 from .errors import RenderError
-from .models import PERSONAL_MARK, EditionPlan, Item, Meeting, Rendered
+from .models import PERSONAL_MARK, EditionPlan, Item, Meeting, Rendered, inert
 
 logger = logging.getLogger(__name__)
 
@@ -133,29 +135,47 @@ class Formatter:
         return parts[0] if parts else self.labels["nothing"]
 
 
+def safe_link(url: str) -> str:
+    """An http(s) URL as given, else "": the title is then shown without a link, never as a
+    `javascript:` or `data:` link."""
+    url = inert(url).strip()
+    return url if urlsplit(url).scheme.lower() in ("http", "https") else ""
+
+
 def _byline(credits: Any) -> str:
     return "; ".join(f"{c.name}, {c.role}" if c.role else c.name for c in credits)
 
 
 def _item_view(item: Item, fmt: Formatter) -> dict[str, str]:
     return {
-        "title": item.title or fmt.labels["untitled"],
-        "link": item.link,
-        "byline": _byline(item.credits),
+        "title": inert(item.title) or fmt.labels["untitled"],
+        "link": safe_link(item.link),
+        "byline": inert(_byline(item.credits)),
         "date": fmt.date(item.date),
-        "excerpt": item.excerpt,
+        "excerpt": inert(item.excerpt),
     }
 
 
 def _meeting_view(meeting: Meeting, fmt: Formatter) -> dict[str, str]:
     return {
-        "title": meeting.title,
+        "title": inert(meeting.title),
         "when": fmt.when(meeting.start, meeting.end),
-        "location": meeting.location,
-        "byline": ", ".join(c.name for c in meeting.credits),
-        "url": meeting.url,
-        "description": meeting.description,
+        "location": inert(meeting.location),
+        "byline": inert(", ".join(c.name for c in meeting.credits)),
+        "url": safe_link(meeting.url),
+        "description": inert(meeting.description),
     }
+
+
+def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:
+    """The line of the template where rendering failed: Jinja puts the template's own file
+    and line into the traceback."""
+    line = None
+    while tb is not None and filename:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
@@ -202,8 +222,8 @@ class Renderer:
         return {
             "lang": nl.language,
             "labels": fmt.labels,
-            "title": nl.title,
-            "intro": nl.intro,
+            "title": inert(nl.title),
+            "intro": inert(nl.intro),
             "date": fmt.date(plan.created),
             "summary": summary,
             "chronicles": [_item_view(i, fmt) for i in plan.chronicles],
@@ -212,17 +232,25 @@ class Renderer:
             "more": len(plan.overflow),
             "archive_url": f"{nl.public_url}/archive",
             "unsubscribe_url": UNSUBSCRIBE_URL,
-            "sender": nl.sender,
-            "why": fmt.labels["why"].format(title=nl.title, sender=nl.sender_address),
+            "sender": inert(nl.sender),
+            "why": inert(fmt.labels["why"].format(title=nl.title, sender=nl.sender_address)),
         }
 
     def _template(self, name: str, ctx: dict[str, Any]) -> str:
         try:
-            return self.env.get_template(name).render(ctx)
+            template = self.env.get_template(name)
+        except jinja2.TemplateSyntaxError as e:
+            raise RenderError(f"template {e.filename}:{e.lineno}: {e.message}") from e
         except jinja2.TemplateError as e:
-            where = (
-                f"{e.filename}:{e.lineno}" if isinstance(e, jinja2.TemplateSyntaxError) else name
-            )
+            raise RenderError(f"template {name}: {e}") from e
+        try:
+            return template.render(ctx)
+        except jinja2.TemplateSyntaxError as e:  # in a template it includes
+            raise RenderError(f"template {e.filename}:{e.lineno}: {e.message}") from e
+        except jinja2.TemplateError as e:
+            # An admin's override naming a value that does not exist: say where.
+            line = _template_line(e.__traceback__, template.filename)
+            where = f"{template.filename}:{line}" if line else (template.filename or name)
             raise RenderError(f"template {where}: {e}") from e
 
     def render(self, plan: EditionPlan) -> Rendered:

@@ -1,0 +1,512 @@
+"""Delivering an edition (SPEC.md "Each message" and `trnews send`), end to end through the CLI.
+
+Every message goes through a real aiosmtpd server on loopback (or the Maildir transport) and
+is read back as a subscriber's mail client would read it. Servers with STARTTLS, implicit TLS,
+AUTH and faults (4xx/5xx replies, a closed port, a server that hangs up mid-run) are
+started here with their own `Controller`; certificates come from `trustme`. The CLI runs with
+TRNEWS_SECRET=test-secret, so tokens and Message-IDs can be checked with the same secret.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sqlite3
+import ssl
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from conftest import Site, SmtpHandler, SmtpServer, feed_bytes, free_port, html_part, text_part
+
+from pipeline.config import Config, load_config
+from pipeline.deliver import build_message, message_id
+from pipeline.models import Rendered
+from pipeline.tokens import verify
+
+SECRET = "test-secret"
+PUBLIC_URL = "https://nyhetsbrev.example.org"
+UNSUBSCRIBE = re.compile(rf"^<({re.escape(PUBLIC_URL)}/unsubscribe/([^>]+))>$")
+READERS = [
+    ("anne@example.org", "Anne Abonnent"),
+    ("bjorn@example.net", "Bjørn Ødegård"),
+    ("cecilie@example.com", ""),
+]
+ONCE_EACH = ("From", "To", "Subject", "Date", "Message-ID")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def soon(days: int = 7) -> str:
+    """A TOML datetime `days` from now: a meeting in the window is news enough for an edition."""
+    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0).isoformat()
+
+
+def with_meeting(site: Site) -> None:
+    site.meeting(f'title = "Regionrådet"\nstart = {soon()}\nlocation = "Kulturhuset, Støren"')
+
+
+def add_readers(site: Site, readers: list[tuple[str, str]]) -> None:
+    """Import readers from a CSV file, as an admin would (one CLI run for all of them)."""
+    path = site.root / "readers.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["email", "name"])
+        out.writerows(readers)
+    site.run("subscribers", "import", str(path))
+
+
+def use_smtp(site: Site, port: int, **smtp: str) -> None:
+    """Write the site's config for the SMTP server on `port` with these [delivery.smtp] keys."""
+    site.transport = "smtp"
+    site.smtp_port = port
+    site.write()
+    keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in {"security": "none", **smtp}.items())
+    text = site.config.read_text(encoding="utf-8")
+    assert 'security = "none"\n' in text
+    site.config.write_text(text.replace('security = "none"\n', keys, 1), encoding="utf-8")
+
+
+def subscriber_ids(site: Site) -> dict[str, int]:
+    """Address → subscriber id, read from the database the CLI wrote."""
+    with closing(sqlite3.connect(site.db)) as db:
+        return dict(db.execute("SELECT email, id FROM subscribers").fetchall())
+
+
+def status_editions(site: Site) -> list[dict[str, Any]]:
+    return list(json.loads(site.run("status", "--json").stdout)["editions"])
+
+
+def sent_edition(stdout: str) -> int:
+    """The edition id from `send`'s summary line ("Sent edition 3: …", "Resumed edition 3: …")."""
+    found = re.search(r"(?:Sent|Resumed) edition (\d+):", stdout)
+    assert found, stdout
+    return int(found.group(1))
+
+
+def recipients(handler: SmtpHandler) -> Counter[str]:
+    """How many messages each envelope recipient got."""
+    with handler.lock:
+        return Counter(r for env, _ in handler.messages for r in env.rcpt_tos)
+
+
+def unsubscribe_link(msg: EmailMessage) -> tuple[str, str]:
+    """The List-Unsubscribe URL and its token."""
+    # A long header may be folded right after the colon; the value is what follows.
+    found = UNSUBSCRIBE.match(str(msg["List-Unsubscribe"]).strip())
+    assert found, msg["List-Unsubscribe"]
+    return found.group(1), found.group(2)
+
+
+def tampered(token: str) -> list[str]:
+    """Forgeries of a token: another reader's id with the same MAC, and a changed MAC."""
+    head, _, mac = token.partition(".")
+    flipped = ("A" if mac[0] != "A" else "B") + mac[1:]
+    return [f"{int(head) + 1}.{mac}", f"{head}.{flipped}", head, f"{head}.", ""]
+
+
+def assert_well_formed(
+    msg: EmailMessage, address: str, subscriber_id: int, edition: int, config: Config
+) -> None:
+    """One reader's message for this edition, as SPEC.md "Each message" describes it."""
+    for name in ONCE_EACH:
+        assert len(msg.get_all(name) or []) == 1, f"{name}: {msg.get_all(name)}"
+    assert [a for _, a in getaddresses(msg.get_all("To") or [])] == [address]
+    assert parseaddr(str(msg["From"])) == ("Trondheimsregionen", "nyhetsbrev@example.org")
+    assert str(msg["Reply-To"]) == "post@example.org"
+    assert str(msg["List-Id"]) == '"Ambassadørnytt" <ambassadornytt.nyhetsbrev.example.org>'
+    assert str(msg["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+    assert str(msg["Subject"]).startswith("Ambassadørnytt ")
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert [p.get_content_charset() for p in parts] == ["utf-8", "utf-8"]
+
+    url, token = unsubscribe_link(msg)
+    assert verify(SECRET, "unsubscribe", token) == subscriber_id
+    for forged in tampered(token):
+        assert verify(SECRET, "unsubscribe", forged) is None
+    assert verify("another-secret", "unsubscribe", token) is None
+    # The visible unsubscribe links are the header's.
+    assert f"Meld deg av: {url}\n" in text_part(msg)
+    assert f'<a href="{url}"' in html_part(msg)
+    # The same edition and reader always give the same Message-ID.
+    assert str(msg["Message-ID"]) == message_id(SECRET, edition, subscriber_id, config)
+
+
+@contextmanager
+def smtp_server(handler: SmtpHandler, port: int | None = None, **kw: Any) -> Iterator[int]:
+    """A real aiosmtpd server on loopback with these SMTP options; yields its port."""
+    port = port or free_port()  # Controller(port=0) fails: it probes the port it was given
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kw)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+@dataclass
+class Tls:
+    ca: trustme.CA
+    server: ssl.SSLContext
+
+    def write_ca(self, folder: Path) -> str:
+        self.ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+        return "ca.pem"
+
+
+@pytest.fixture(scope="module")
+def tls() -> Tls:
+    """A private CA and a server certificate for 127.0.0.1, as an internal relay would have."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return Tls(ca, context)
+
+
+# -- one edition through SMTP, read by every test of this block ---------------------------------
+
+
+@dataclass
+class Delivered:
+    site: Site
+    handler: SmtpHandler
+    ids: dict[str, int]
+    edition: int
+    stdout: str
+
+    def messages_to(self, address: str) -> list[EmailMessage]:
+        return [m for env, m in self.handler.messages if address in env.rcpt_tos]
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Delivered]:
+    """An edition with real feed items and a meeting, sent by `trnews send` over SMTP to three
+    active readers; a fourth reader unsubscribed before the send."""
+    handler = SmtpHandler()
+    site = Site(root=tmp_path_factory.mktemp("smtp-site"))
+    (site.root / "kari.xml").write_bytes(feed_bytes("blog_wordpress.xml"))
+    site.ambassador(
+        "kari-nordmann", "Kari Nordmann", "Prorektor, NTNU", [{"url": "kari.xml", "kind": "blog"}]
+    )
+    with_meeting(site)
+    with smtp_server(handler) as port:
+        use_smtp(site, port)
+        add_readers(site, [*READERS, ("dag@example.org", "Dag Avmeldt")])
+        site.run("subscribers", "remove", "dag@example.org")
+        site.run("collect")
+        out = site.run("send").stdout
+        yield Delivered(site, handler, subscriber_ids(site), sent_edition(out), out)
+
+
+def test_smtp_send_gives_each_active_reader_one_message_to_them_alone(
+    delivered: Delivered,
+) -> None:
+    assert "3 delivered, 0 deferred, 0 failed" in delivered.stdout
+    assert recipients(delivered.handler) == {address: 1 for address, _ in READERS}
+    for envelope, _ in delivered.handler.messages:
+        assert len(envelope.rcpt_tos) == 1  # one RCPT per message: no reader sees another
+        assert envelope.mail_from == "nyhetsbrev@example.org"
+    assert not delivered.messages_to("dag@example.org")
+
+
+def test_each_smtp_message_has_the_parts_and_headers_of_the_spec(delivered: Delivered) -> None:
+    for address, _ in READERS:
+        [msg] = delivered.messages_to(address)
+        assert_well_formed(
+            msg,
+            address,
+            delivered.ids[address],
+            delivered.edition,
+            load_config(delivered.site.config),
+        )
+        assert "Kommende møter" in text_part(msg)  # the edition itself, not an empty shell
+        assert "Blogginnlegg" in text_part(msg)
+
+
+def test_to_header_carries_the_readers_name(delivered: Delivered) -> None:
+    [msg] = delivered.messages_to("bjorn@example.net")
+    assert getaddresses([str(msg["To"])]) == [("Bjørn Ødegård", "bjorn@example.net")]
+
+
+def test_no_message_carries_another_readers_address_or_token(delivered: Delivered) -> None:
+    tokens = {}
+    for address, _ in READERS:
+        [msg] = delivered.messages_to(address)
+        tokens[address] = unsubscribe_link(msg)[1]
+    for address, _ in READERS:
+        [msg] = delivered.messages_to(address)
+        readable = "\n".join(
+            [*(f"{k}: {v}" for k, v in msg.items()), text_part(msg), html_part(msg)]
+        )
+        for other, _ in READERS:
+            if other != address:
+                assert other not in readable
+                assert tokens[other] not in readable
+        assert "dag@example.org" not in readable
+
+
+def test_message_ids_differ_between_readers_and_editions(delivered: Delivered) -> None:
+    ids = [str(m["Message-ID"]) for _, m in delivered.handler.messages]
+    assert len(set(ids)) == len(READERS)
+    config = load_config(delivered.site.config)
+    reader = delivered.ids["anne@example.org"]
+    assert message_id(SECRET, 1, reader, config) == message_id(SECRET, 1, reader, config)
+    assert message_id(SECRET, 1, reader, config) != message_id(SECRET, 2, reader, config)
+    assert message_id(SECRET, 1, reader, config) != message_id(SECRET, 1, reader + 1, config)
+
+
+def test_status_counts_the_delivered_edition(delivered: Delivered) -> None:
+    [edition] = status_editions(delivered.site)
+    assert edition["id"] == delivered.edition
+    assert (edition["recipients"], edition["delivered"], edition["failed"]) == (3, 3, 0)
+    assert edition["status"] == "sent"
+
+
+def test_reply_to_is_left_out_when_not_configured(tmp_path: Path) -> None:
+    path = tmp_path / "trnews.toml"
+    path.write_text(
+        '[newsletter]\ntitle = "Ambassadørnytt"\n'
+        'sender = "Trondheimsregionen <nyhetsbrev@example.org>"\n'
+        f'public_url = "{PUBLIC_URL}"\n',
+        encoding="utf-8",
+    )
+    msg = build_message(
+        load_config(path),
+        Rendered(subject="Ambassadørnytt", html="<p>Hei</p>", text="Hei"),
+        to="anne@example.org",
+        unsubscribe_url=f"{PUBLIC_URL}/unsubscribe/1.x",
+        when=datetime(2026, 2, 17, 7, tzinfo=UTC),
+    )
+    assert "Reply-To" not in msg
+    assert str(msg["List-Unsubscribe"]) == f"<{PUBLIC_URL}/unsubscribe/1.x>"
+
+
+# -- the Maildir transport --------------------------------------------------------------------
+
+
+def test_maildir_transport_writes_one_parseable_file_per_message(site: Site) -> None:
+    with_meeting(site)
+    add_readers(site, READERS)
+    out = site.run("send").stdout
+    files = sorted(site.outbox.iterdir())
+    assert len(files) == len(READERS)
+    ids = subscriber_ids(site)
+    by_address = {}
+    for msg in site.messages():
+        [(_, address)] = getaddresses([str(msg["To"])])
+        by_address[address] = msg
+    assert set(by_address) == {address for address, _ in READERS}
+    for address, msg in by_address.items():
+        assert_well_formed(msg, address, ids[address], sent_edition(out), load_config(site.config))
+
+
+# -- TLS and AUTH -----------------------------------------------------------------------------
+
+
+def test_starttls_checks_the_certificate_against_ca_file(site: Site, tls: Tls) -> None:
+    handler = SmtpHandler()
+    with_meeting(site)
+    with smtp_server(handler, tls_context=tls.server, require_starttls=True) as port:
+        use_smtp(site, port, security="starttls")
+        add_readers(site, READERS)
+        failed = site.run("send", check=False)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "certificate" in failed.stderr.lower()
+        assert "Traceback" not in failed.stderr
+        assert not handler.messages
+
+        use_smtp(site, port, security="starttls", ca_file=tls.write_ca(site.root))
+        site.run("send")
+    assert recipients(handler) == {address: 1 for address, _ in READERS}
+
+
+def test_implicit_tls_delivers_with_ca_file(site: Site, tls: Tls) -> None:
+    handler = SmtpHandler()
+    with_meeting(site)
+    with smtp_server(handler, ssl_context=tls.server) as port:
+        use_smtp(site, port, security="tls", ca_file=tls.write_ca(site.root))
+        add_readers(site, READERS[:2])
+        site.run("send")
+    assert recipients(handler) == {address: 1 for address, _ in READERS[:2]}
+
+
+def only_login(user: str, password: str) -> Any:
+    """An aiosmtpd authenticator that accepts this one login."""
+
+    def authenticate(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == user.encode()
+            and auth_data.password == password.encode()
+        )
+        return AuthResult(success=ok, handled=False)
+
+    return authenticate
+
+
+def test_smtp_login_with_the_password_from_the_named_env_var(site: Site, tls: Tls) -> None:
+    handler = SmtpHandler()
+    with_meeting(site)
+    auth = {"authenticator": only_login("trnews", "riktig-passord"), "auth_required": True}
+    with smtp_server(handler, tls_context=tls.server, require_starttls=True, **auth) as port:
+        use_smtp(
+            site,
+            port,
+            security="starttls",
+            ca_file=tls.write_ca(site.root),
+            username="trnews",
+            password_env="RELAY_PASSWORD",
+        )
+        add_readers(site, READERS)
+        site.env["RELAY_PASSWORD"] = "feil-passord"
+        refused = site.run("send", check=False)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "login" in refused.stderr and "RELAY_PASSWORD" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not handler.messages
+
+        site.env["RELAY_PASSWORD"] = "riktig-passord"
+        site.run("send")
+    # Nothing was marked sent by the refused run: everyone gets the edition, once.
+    assert recipients(handler) == {address: 1 for address, _ in READERS}
+
+
+# -- replies by meaning -----------------------------------------------------------------------
+
+
+def test_4xx_defers_a_reader_to_the_next_run_and_5xx_fails_for_good(
+    site: Site, smtp: SmtpServer
+) -> None:
+    later, gone, fine = "bjorn@example.net", "cecilie@example.com", "anne@example.org"
+    with_meeting(site)
+    site.transport = "smtp"
+    add_readers(site, READERS)
+    smtp.handler.refuse[later] = "451 4.7.1 Greylisted, try again later"
+    smtp.handler.refuse[gone] = "550 5.1.1 No such user"
+    first = site.run("send").stdout
+    assert "1 delivered, 1 deferred, 1 failed" in first
+    assert f"{later}: 451" in first and f"{gone}: 550" in first
+    assert "wait for a later run" in first
+    assert recipients(smtp.handler) == {fine: 1}
+
+    smtp.handler.refuse.clear()
+    site.run("send")
+    # The deferred reader now has it; the refused one is never tried again.
+    assert recipients(smtp.handler) == {fine: 1, later: 1}
+    [edition] = status_editions(site)
+    assert (edition["recipients"], edition["delivered"], edition["failed"]) == (3, 2, 1)
+
+
+def test_unreachable_server_exits_1_and_a_later_run_delivers_everyone_once(site: Site) -> None:
+    with_meeting(site)
+    port = free_port()  # nothing listens here
+    use_smtp(site, port)
+    add_readers(site, READERS)
+    down = site.run("send", check=False)
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert f"127.0.0.1:{port}" in down.stderr
+    assert "nothing is lost" in down.stderr
+    assert "Traceback" not in down.stderr
+
+    handler = SmtpHandler()
+    with smtp_server(handler, port=port):
+        out = site.run("send").stdout
+    assert "Resumed edition" in out
+    assert recipients(handler) == {address: 1 for address, _ in READERS}
+    # The resumed run gives the same Message-IDs the first run would have given.
+    config = load_config(site.config)
+    ids = subscriber_ids(site)
+    for env, msg in handler.messages:
+        [address] = env.rcpt_tos
+        assert_well_formed(msg, address, ids[address], sent_edition(out), config)
+
+
+class HangsUp(SmtpHandler):
+    """Accepts messages, but once, when `after` have been accepted, ends the session instead
+    of accepting the next: with a 421 reply, or by closing the connection without a word."""
+
+    def __init__(self, after: int, how: str) -> None:
+        super().__init__()
+        self.after = after
+        self.how = how
+        self.tripped = False
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.tripped and len(self.messages) == self.after:
+            self.tripped = True
+            if self.how == "close":
+                assert server.transport is not None
+                server.transport.close()
+            return "421 4.3.2 Service shutting down, closing channel"
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("how", ["421", "close"])
+def test_server_hanging_up_mid_run_skips_no_reader_and_doubles_none(site: Site, how: str) -> None:
+    readers = [*READERS, ("dag@example.org", "Dag"), ("eva@example.org", "Eva")]
+    handler = HangsUp(after=2, how=how)
+    with_meeting(site)
+    with smtp_server(handler) as port:
+        use_smtp(site, port)
+        add_readers(site, readers)
+        first = site.run("send", check=False)
+        assert first.returncode in (0, 1), first.stdout + first.stderr
+        assert handler.tripped
+        if first.returncode == 1:  # gave up: the next run carries on
+            assert "nothing is lost" in first.stderr
+            site.run("send")
+    assert recipients(handler) == {address: 1 for address, _ in readers}
+    [edition] = status_editions(site)
+    assert (edition["recipients"], edition["delivered"], edition["status"]) == (5, 5, "sent")
+
+
+# -- test sends -------------------------------------------------------------------------------
+
+
+def test_send_test_goes_only_to_the_given_addresses_and_marks_nothing(
+    site: Site, smtp: SmtpServer
+) -> None:
+    with_meeting(site)
+    site.transport = "smtp"
+    add_readers(site, READERS[:1])
+    site.run("send", "--test", "a@example.org", "b@example.org")
+    assert recipients(smtp.handler) == {"a@example.org": 1, "b@example.org": 1}
+    for envelope, msg in smtp.handler.messages:
+        assert len(envelope.rcpt_tos) == 1
+        assert str(msg["Subject"]).startswith("[TEST] Ambassadørnytt ")
+        assert "Regionrådet" in text_part(msg)
+        _, token = unsubscribe_link(msg)
+        assert verify(SECRET, "unsubscribe", token) is None  # names no reader
+
+    smtp.handler.messages.clear()
+    out = site.run("send").stdout
+    assert "1 delivered" in out
+    [(envelope, msg)] = smtp.handler.messages
+    assert envelope.rcpt_tos == ["anne@example.org"]
+    assert not str(msg["Subject"]).startswith("[TEST]")
+    assert "Regionrådet" in text_part(msg)
+
+
+def test_send_test_refuses_a_malformed_address_naming_it(site: Site, smtp: SmtpServer) -> None:
+    with_meeting(site)
+    site.transport = "smtp"
+    proc = site.run("send", "--test", "a@example.org", "ikke-en-adresse", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "ikke-en-adresse" in proc.stderr
+    assert not smtp.handler.messages
