@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__, cycle, subscribers
+from . import __version__, subscribers
 from .config import Config, check_address, config_path, load_config, read_toml
 from .errors import ConfigError, DeliveryError, TransportUnavailable, TrnewsError, UsageError
 from .models import FeedOutcome, SubscriberState
@@ -90,8 +91,10 @@ class TrnewsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TrnewsError as e:
-            if ctx.find_object(State) and ctx.find_object(State).debug:  # type: ignore[union-attr]
-                raise
+            state = ctx.find_object(State)
+            if state is not None and state.debug:
+                # The traceback, then the same message and exit code as without --debug.
+                traceback.print_exc(file=sys.stderr)
             _fail(e)
         except KeyboardInterrupt:
             err.print("trnews: interrupted; nothing is lost: run the command again to carry on")
@@ -197,6 +200,8 @@ def collect(state: State) -> None:
     Example:
       trnews collect
     """
+    from . import cycle  # the pipeline stages load only for the commands that run them
+
     config = state.config()
     with open_store(config) as store, _progress() as bar:
         task = bar.add_task("Collecting feeds", total=config.feed_count)
@@ -230,6 +235,8 @@ def preview(state: State, out: Path) -> None:
     Example:
       trnews preview --out /tmp/preview && xdg-open /tmp/preview/preview.html
     """
+    from . import cycle
+
     config = state.config()
     with open_store(config) as store:
         d = cycle.preview(config, store, out)
@@ -264,6 +271,8 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
       trnews send
       trnews send --test redaksjon@example.org kari@example.org
     """
+    from . import cycle
+
     config = state.config()
     if more_addresses and not test_addresses:
         raise UsageError(f"unexpected argument {more_addresses[0]!r}; did you mean --test?")
@@ -313,6 +322,8 @@ def status(state: State, as_json: bool) -> None:
       trnews status
       trnews status --json | jq '.feeds[] | select(.ok == false)'
     """
+    from . import cycle
+
     problem: ConfigError | None = None
     config: Config | None = None
     try:
@@ -348,7 +359,8 @@ def _database_despite(path: Path) -> Path:
 
 
 def _when(value: str | None) -> str:
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M") if value else "never"
+    # Stored times are UTC; say so, since an admin reads them against a local clock.
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M %Z") if value else "never"
 
 
 def _status_text(data: dict[str, Any]) -> str:

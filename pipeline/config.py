@@ -8,7 +8,7 @@ import os
 import re
 import tomllib
 from datetime import date, datetime, time
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -46,11 +46,14 @@ def _address(value: str) -> str:
 
 
 def _mailbox(value: str) -> str:
-    """A From-style mailbox: `Name <addr>` or a bare address."""
-    _, addr = parseaddr(value)
-    if not addr or "@" not in addr:
-        raise ValueError(f"{value!r} is not an address like 'Name <name@example.org>'")
-    _address(addr)
+    """A From-style mailbox: `Name <addr>` or a bare address; exactly one, on one line."""
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        # A line break here would smuggle headers (Bcc:) into every message sent.
+        raise ValueError(f"{value!r} must be one line, without control characters")
+    found = getaddresses([value])
+    if len(found) != 1 or "@" not in found[0][1]:
+        raise ValueError(f"{value!r} is not one address like 'Name <name@example.org>'")
+    _address(found[0][1])
     return value.strip()
 
 
@@ -162,7 +165,7 @@ class FeedConfig(_Section):
     url: NonEmpty
     """An http(s) URL, or a local file path (relative to the config file)."""
     kind: Literal["blog", "chronicle"]
-    author: str | None = None
+    author: NonEmpty | None = None
     """Keep only entries whose author field names this person (a newspaper's shared feed)."""
 
     @field_validator("url")
@@ -326,35 +329,68 @@ def _unknown_key(loc: tuple[int | str, ...]) -> str:
     return f"unknown key; {hint}"
 
 
-def _cross_check(cfg: Config) -> list[Problem]:
-    """Rules that span keys: unique ids, meetings naming known ambassadors, sane times."""
+def _cross_check(raw: dict[str, Any]) -> list[Problem]:
+    """Rules that span keys: unique ids, meetings naming known ambassadors, sane times.
+
+    Reads the raw TOML, tolerating values of the wrong type (those are reported per key), so
+    these problems are listed together with every other one, not only once the rest is fixed.
+    """
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for i, amb in enumerate(cfg.ambassador):
-        if amb.id in seen:
-            problems.append(
-                Problem(
-                    f"ambassador[{i}].id",
-                    f"{amb.id!r} is already used by ambassador[{seen[amb.id]}]",
+    for i, amb in _tables(raw.get("ambassador")):
+        amb_id = amb.get("id")
+        if isinstance(amb_id, str):
+            if amb_id in seen:
+                problems.append(
+                    Problem(
+                        f"ambassador[{i}].id",
+                        f"{amb_id!r} is already used by ambassador[{seen[amb_id]}]",
+                    )
                 )
-            )
-        seen.setdefault(amb.id, i)
+            seen.setdefault(amb_id, i)
         urls: set[str] = set()
-        for j, feed in enumerate(amb.feeds):
-            if feed.url in urls:
+        for j, feed in _tables(amb.get("feeds")):
+            url = feed.get("url")
+            if not isinstance(url, str):
+                continue
+            if url in urls:
                 problems.append(
                     Problem(f"ambassador[{i}].feeds[{j}].url", "listed twice for this ambassador")
                 )
-            urls.add(feed.url)
-    for i, meeting in enumerate(cfg.meeting):
-        for j, ref in enumerate(meeting.ambassadors):
-            if ref not in seen:
+            urls.add(url)
+    newsletter = raw.get("newsletter")
+    tz_name = newsletter.get("timezone") if isinstance(newsletter, dict) else None
+    try:
+        tz = ZoneInfo(tz_name) if isinstance(tz_name, str) else ZoneInfo("Europe/Oslo")
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("Europe/Oslo")  # reported as newsletter.timezone already
+    for i, meeting in _tables(raw.get("meeting")):
+        refs = meeting.get("ambassadors")
+        for j, ref in enumerate(refs if isinstance(refs, list) else []):
+            if isinstance(ref, str) and ref not in seen:
                 problems.append(
                     Problem(f"meeting[{i}].ambassadors[{j}]", f"no ambassador has the id {ref!r}")
                 )
-        if meeting.end is not None and _aware(meeting.end, cfg) < _aware(meeting.start, cfg):
+        start, end = _raw_moment(meeting.get("start"), tz), _raw_moment(meeting.get("end"), tz)
+        if start is not None and end is not None and end < start:
             problems.append(Problem(f"meeting[{i}].end", "is before start"))
     return problems
+
+
+def _tables(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    """The tables of a raw array of tables, with their indexes; anything else is skipped."""
+    if not isinstance(value, list):
+        return []
+    return [(i, t) for i, t in enumerate(value) if isinstance(t, dict)]
+
+
+def _raw_moment(value: Any, tz: ZoneInfo) -> datetime | None:
+    """A raw TOML date or datetime as an aware datetime (local ones in `tz`), else None."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=tz)
 
 
 def _aware(value: datetime, cfg: Config) -> datetime:
@@ -377,11 +413,10 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError as e:
         hint = (
-            "; copy config/trnews.toml and edit it, or pass -c PATH"
-            if path == DEFAULT_CONFIG
-            else ""
+            "name your config file with -c PATH or $TRNEWS_CONFIG, or start one from the "
+            "example config/trnews.toml in the trnews sources"
         )
-        raise ConfigError(path, [Problem("", f"no such file{hint}")]) from e
+        raise ConfigError(path, [Problem("", f"no such file; {hint}")]) from e
     except OSError as e:
         raise ConfigError(path, [Problem("", f"cannot read: {e.strerror}")]) from e
     except tomllib.TOMLDecodeError as e:
@@ -394,13 +429,18 @@ def load_config(path: Path | str) -> Config:
     """Read and validate the config file; ConfigError lists every problem found."""
     path = Path(path)
     raw = read_toml(path)
+    problems: list[Problem] = []
     if "path" in raw:
-        raise ConfigError(path, [Problem("path", _unknown_key(("path",)))])
+        problems.append(Problem("path", _unknown_key(("path",))))
+        raw = {k: v for k, v in raw.items() if k != "path"}
+    cfg: Config | None = None
+    cause: ValidationError | None = None
     try:
         cfg = Config.model_validate({**raw, "path": path.absolute()})
     except ValidationError as e:
-        raise ConfigError(path, [_problem(err) for err in e.errors()]) from e
-    problems = _cross_check(cfg)
-    if problems:
-        raise ConfigError(path, problems)
+        cause = e
+        problems += [_problem(err) for err in e.errors()]
+    problems += _cross_check(raw)
+    if problems or cfg is None:
+        raise ConfigError(path, problems) from cause
     return cfg

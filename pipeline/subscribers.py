@@ -22,8 +22,29 @@ logger = logging.getLogger(__name__)
 EXPORT_FIELDS = ("email", "name", "state", "created")
 
 
-def clean_name(name: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f]", " ", name).strip()
+def check_name(name: str, address: str) -> str:
+    """The reader's name, trimmed; a control character in it is refused, not cleaned away.
+
+    A line break in a name is most often an attempt to smuggle a header (`Bcc:`) into the To
+    line, so the whole entry is refused rather than quietly repaired.
+    """
+    if re.search(r"[\x00-\x1f\x7f]", name):
+        raise UsageError(
+            f"the name given for {address} contains a line break or control character: {name!r}"
+        )
+    return name.strip()
+
+
+def _import_state(value: str) -> SubscriberState:
+    """The state column of a CSV line (as `export` writes it); empty means active."""
+    value = value.strip().lower()
+    if not value:
+        return SubscriberState.ACTIVE
+    try:
+        return SubscriberState(value)
+    except ValueError:
+        known = ", ".join(s.value for s in SubscriberState)
+        raise UsageError(f"unknown state {value!r}; use one of {known}") from None
 
 
 def add(store: Store, email: str, name: str = "", *, now: datetime | None = None) -> str:
@@ -31,7 +52,7 @@ def add(store: Store, email: str, name: str = "", *, now: datetime | None = None
     address = check_address(email)
     sub, before = store.add_subscriber(
         address,
-        clean_name(name),
+        check_name(name, address),
         state=SubscriberState.ACTIVE,
         source="admin",
         now=now or datetime.now(UTC),
@@ -67,14 +88,14 @@ class ImportReport:
     """Addresses that had unsubscribed or bounced: an import never signs them up again."""
 
 
-def _rows(text: str, source: str) -> list[tuple[int, str, str]]:
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
-            text.split("\n", 1)[0], ",;\t"
-        )
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+def _rows(text: str, source: str) -> list[tuple[int, str, str, str]]:
+    """(line number, email, name, state) of every non-empty line; columns matched by name."""
+    # Only the delimiter is guessed, from the header line (Excel writes ';' where ',' is the
+    # decimal mark). The rest is the standard dialect: the sniffer, seeing a header without
+    # quotes, would turn off doubled quotes and garble a name like `Bjørn "Bass" Berg`.
+    header = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=header.count) if any(c in header for c in ",;\t") else ","
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
     if "email" not in columns:
         raise UsageError(
@@ -85,41 +106,46 @@ def _rows(text: str, source: str) -> list[tuple[int, str, str]]:
     for row in reader:
         email = (row.get(columns["email"]) or "").strip()
         name = (row.get(columns["name"]) or "") if "name" in columns else ""
+        state = (row.get(columns["state"]) or "") if "state" in columns else ""
         if email or name:
-            rows.append((reader.line_num, email, name))
+            rows.append((reader.line_num, email, name, state))
     return rows
 
 
 def import_csv(store: Store, path: Path, *, now: datetime | None = None) -> ImportReport:
-    """Import a CSV file; every address is checked first, and one bad line imports nothing."""
+    """Import a CSV file; every address is checked first, and one bad line imports nothing.
+
+    An optional `state` column (as `export` writes it) sets the state of a new address, so an
+    export read back into a fresh database never turns an unsubscribed reader active again.
+    Addresses already in the database are left as they are.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {path}: {e}") from e
     rows = _rows(text, str(path))
     bad: list[str] = []
-    good: list[tuple[str, str]] = []
-    for line, email, name in rows:
+    good: list[tuple[str, str, SubscriberState]] = []
+    for line, email, name, state in rows:
         try:
-            good.append((check_address(email), clean_name(name)))
+            address = check_address(email)
+            good.append((address, check_name(name, address), _import_state(state)))
         except UsageError as e:
             bad.append(f"{path}:{line}: {e}")
     if bad:
         more = f"\n… and {len(bad) - 20} more" if len(bad) > 20 else ""
         raise UsageError(
-            f"nothing imported: {len(bad)} malformed address(es); fix these lines and run again:\n"
+            f"nothing imported: {len(bad)} bad line(s); fix these lines and run again:\n"
             + "\n".join(bad[:20])
             + more
         )
     now = now or datetime.now(UTC)
     report = ImportReport()
     with store.transaction():
-        for email, name in good:
+        for email, name, state in good:
             old = store.subscriber(email)
             if old is None:
-                store.add_subscriber(
-                    email, name, state=SubscriberState.ACTIVE, source="import", now=now
-                )
+                store.add_subscriber(email, name, state=state, source="import", now=now)
                 report.added.append(email)
             elif old.state in (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED):
                 report.kept_out.append(email)

@@ -1,0 +1,285 @@
+"""Managing subscribers from the command line (SPEC.md "Commands"): add, remove, list, import and
+export, as an admin does it, with malformed addresses refused and named.
+
+Commands run as processes against a real SQLite file; what the database then holds is read back
+with `trnews subscribers list --json` or, where only the outcome matters, with the store itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+from conftest import Site, text_part
+
+from pipeline.models import SubscriberState
+from pipeline.store import Store
+
+
+def listed(site: Site, *args: str) -> list[dict[str, str]]:
+    """`trnews subscribers list --json [ARGS]`."""
+    return json.loads(site.run("subscribers", "list", "--json", *args).stdout)
+
+
+def in_database(site: Site) -> dict[str, tuple[str, str]]:
+    """Every subscriber in the site's database: email → (name, state)."""
+    if not site.db.exists():
+        return {}
+    with Store.open(site.db) as store:
+        return {s.email: (s.name, s.state.value) for s in store.subscribers()}
+
+
+def write_csv(site: Site, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = site.root / name
+    path.write_text(text, encoding=encoding, newline="")
+    return path
+
+
+def rss(*titles: str) -> bytes:
+    """A feed with one item per title, each dated yesterday."""
+    date = format_datetime(datetime.now(UTC) - timedelta(days=1))
+    items = "".join(
+        f"<item><title>{t}</title><link>https://kari.example.org/{i}</link>"
+        f"<pubDate>{date}</pubDate><description>Om {t}.</description></item>"
+        for i, t in enumerate(titles)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Blogg</title>'
+        f"<link>https://kari.example.org</link>{items}</channel></rss>"
+    ).encode()
+
+
+# -- add, remove, list -------------------------------------------------------------------------
+
+
+def test_an_added_address_is_active_at_once_and_adding_it_again_says_so(site: Site) -> None:
+    added = site.run("subscribers", "add", "kari@example.org", "--name", "Kari Nordmann")
+    again = site.run("subscribers", "add", "kari@example.org")
+
+    assert "Added kari@example.org (active)" in added.stdout
+    assert "kari@example.org is already active" in again.stdout
+    [line] = site.run("subscribers", "list").stdout.splitlines()
+    assert line.split() == ["kari@example.org", "active", "Kari", "Nordmann"]
+
+
+def test_an_address_in_another_case_is_the_same_subscriber(site: Site) -> None:
+    site.run("subscribers", "add", "Kari@Example.org", "--name", "Kari Nordmann")
+    again = site.run("subscribers", "add", "kari@example.org")
+    removed = site.run("subscribers", "remove", "KARI@EXAMPLE.ORG")
+
+    assert "already active" in again.stdout
+    assert "Unsubscribed" in removed.stdout
+    [entry] = listed(site)
+    assert entry["email"].lower() == "kari@example.org"
+    assert (entry["name"], entry["state"]) == ("Kari Nordmann", "unsubscribed")
+
+
+def test_a_removed_reader_gets_no_more_editions_and_an_erased_one_is_forgotten(
+    site: Site,
+) -> None:
+    feed = site.root / "kari.xml"
+    feed.write_bytes(rss("Første innlegg"))
+    site.ambassador("kari-nordmann", "Kari Nordmann", "", [{"url": "kari.xml", "kind": "blog"}])
+    readers = write_csv(
+        site,
+        "readers.csv",
+        "email,name\nanne@example.org,Anne\nbjorn@example.org,Bjørn\ncarl@example.org,Carl\n",
+    )
+    site.run("subscribers", "import", str(readers))
+    site.run("collect")
+    site.run("send")
+    assert sorted(str(m["To"]) for m in site.messages()) == [
+        "Anne <anne@example.org>",
+        "Bjørn <bjorn@example.org>",
+        "Carl <carl@example.org>",
+    ]
+
+    site.run("subscribers", "remove", "anne@example.org")
+    erased = site.run("subscribers", "remove", "--erase", "bjorn@example.org")
+    feed.write_bytes(rss("Første innlegg", "Andre innlegg"))
+    site.run("collect")
+    site.run("send")
+
+    second = [m for m in site.messages() if "Andre innlegg" in text_part(m)]
+    assert [str(m["To"]) for m in second] == ["Carl <carl@example.org>"]
+    assert "Erased bjorn@example.org" in erased.stdout
+    assert listed(site) == [
+        {"email": "anne@example.org", "name": "Anne", "state": "unsubscribed"},
+        {"email": "carl@example.org", "name": "Carl", "state": "active"},
+    ]
+    export = site.run("subscribers", "export").stdout
+    assert "anne@example.org" in export and "bjorn" not in export
+    with sqlite3.connect(site.db) as conn:  # not in the delivery ledger either
+        rows = conn.execute("SELECT count(*) FROM deliveries WHERE email LIKE '%bjorn%'")
+        assert rows.fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("erase", [False, True], ids=["remove", "erase"])
+def test_removing_an_unknown_address_exits_2_naming_it(site: Site, erase: bool) -> None:
+    proc = site.run(
+        "subscribers", "remove", *(["--erase"] if erase else []), "ola@example.org", check=False
+    )
+
+    assert proc.returncode == 2
+    assert "ola@example.org is not a subscriber" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "name", "named"),
+    [
+        ("not-an-address", "", "not-an-address"),
+        ("a@b", "", "a@b"),
+        ("kari@@example.org", "", "kari@@example.org"),
+        ("kari@example.org\nBcc: x@y.org", "", "kari@example.org\\nBcc: x@y.org"),
+        ("kari@example.org", "Kari\r\nBcc: x@y.org", "kari@example.org"),
+    ],
+    ids=["no-at", "no-dot-in-domain", "two-at", "header-in-address", "header-in-name"],
+)
+def test_a_malformed_address_or_name_is_refused_and_nothing_is_added(
+    site: Site, address: str, name: str, named: str
+) -> None:
+    proc = site.run("subscribers", "add", address, "--name", name, check=False)
+
+    assert proc.returncode == 2
+    assert named in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert in_database(site) == {}
+
+
+# -- import and export -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        (
+            "email,name\nkari@example.org,Kari Nordmann\nola@example.org,\n",
+            "utf-8",
+        ),
+        (
+            "Navn;Email;Name;Telefon\nx;kari@example.org;Kari Nordmann;99\ny;ola@example.org;;98\n",
+            "utf-8-sig",  # Excel's "CSV UTF-8": a BOM, and ';' where ',' is the decimal mark
+        ),
+        (
+            'EMAIL,Name,Kommune\r\n"kari@example.org","Kari Nordmann",Malvik\r\n'
+            'ola@example.org,"",Skaun\r\n\r\n',
+            "utf-8",
+        ),
+    ],
+    ids=["plain", "excel-semicolon-bom-extra-columns", "quoted-crlf-capitalised"],
+)
+def test_import_reads_csv_as_spreadsheets_write_it(site: Site, text: str, encoding: str) -> None:
+    path = write_csv(site, "readers.csv", text, encoding)
+
+    out = site.run("subscribers", "import", str(path)).stdout
+
+    assert "2 added" in out
+    assert in_database(site) == {
+        "kari@example.org": ("Kari Nordmann", "active"),
+        "ola@example.org": ("", "active"),
+    }
+
+
+def test_import_leaves_known_addresses_alone_and_never_resubscribes_anyone(site: Site) -> None:
+    first = write_csv(
+        site,
+        "first.csv",
+        "email,name\nanne@example.org,Anne\nulla@example.org,Ulla\nbo@example.org,Bo\n",
+    )
+    site.run("subscribers", "import", str(first))
+    site.run("subscribers", "remove", "ulla@example.org")
+    with Store.open(site.db) as store:  # as a bounce handler would record it
+        store.set_subscriber_state("bo@example.org", SubscriberState.BOUNCED, datetime.now(UTC))
+    again = write_csv(
+        site,
+        "again.csv",
+        "email,name\nANNE@example.org,Anne Annen\nulla@example.org,Ulla\n"
+        "Bo@Example.org,Bo\nnils@example.org,Nils\n",
+    )
+
+    out = site.run("subscribers", "import", str(again)).stdout
+
+    assert "1 added" in out and "1 already subscribed" in out and "2 left out" in out
+    assert in_database(site) == {
+        "anne@example.org": ("Anne", "active"),
+        "ulla@example.org": ("Ulla", "unsubscribed"),
+        "bo@example.org": ("Bo", "bounced"),
+        "nils@example.org": ("Nils", "active"),
+    }
+    assert listed(site, "--state", "active") == [
+        {"email": "anne@example.org", "name": "Anne", "state": "active"},
+        {"email": "nils@example.org", "name": "Nils", "state": "active"},
+    ]
+
+
+def test_import_with_malformed_addresses_names_every_bad_line_and_imports_nothing(
+    site: Site,
+) -> None:
+    path = write_csv(
+        site,
+        "readers.csv",
+        "email,name\n"
+        "kari@example.org,Kari\n"
+        "ola(at)example.org,Ola\n"
+        "siri@example.org,Siri\n"
+        ",Navnløs\n"
+        "jonas@example,Jonas\n",
+    )
+
+    proc = site.run("subscribers", "import", str(path), check=False)
+
+    assert proc.returncode == 2
+    assert "nothing imported" in proc.stderr
+    for line, address in ((3, "ola(at)example.org"), (5, ""), (6, "jonas@example")):
+        assert f"{path}:{line}: '{address}'" in proc.stderr, proc.stderr
+    assert f"{path}:2:" not in proc.stderr and f"{path}:4:" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert in_database(site) == {}
+
+
+def test_import_without_an_email_column_exits_2_and_says_what_is_needed(site: Site) -> None:
+    path = write_csv(site, "readers.csv", "navn,adresse\nKari,kari@example.org\n")
+
+    proc = site.run("subscribers", "import", str(path), check=False)
+
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr
+    assert "'email' column" in proc.stderr
+    assert "navn, adresse" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert in_database(site) == {}
+
+
+def test_export_is_csv_that_import_reads_back_into_a_fresh_database(site: Site) -> None:
+    readers = write_csv(
+        site,
+        "readers.csv",
+        'email,name\nanne@example.org,"Nordmann, Åse «Anne»"\n'
+        'bjorn@example.org,"Bjørn ""Bass"" Berg"\nulla@example.org,\n',
+    )
+    site.run("subscribers", "import", str(readers))
+    site.run("subscribers", "remove", "ulla@example.org")
+
+    export = site.run("subscribers", "export").stdout
+
+    assert export.splitlines()[0] == "email,name,state,created"
+    rows = list(csv.DictReader(io.StringIO(export)))
+    assert [(r["email"], r["name"], r["state"]) for r in rows] == [
+        ("anne@example.org", "Nordmann, Åse «Anne»", "active"),
+        ("bjorn@example.org", 'Bjørn "Bass" Berg', "active"),
+        ("ulla@example.org", "", "unsubscribed"),
+    ]
+    assert all(datetime.fromisoformat(r["created"]).tzinfo is not None for r in rows)
+
+    fresh = Site(root=site.root / "fresh")
+    fresh.root.mkdir()
+    fresh.run("subscribers", "import", str(write_csv(fresh, "export.csv", export)))
+    # Ulla stays unsubscribed: a round trip never signs anyone up again.
+    assert in_database(fresh) == in_database(site)
