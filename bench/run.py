@@ -1,0 +1,89 @@
+"""Run the trnews benchmarks and print one table: each against a baseline measured in this run.
+
+    .venv/bin/python bench/run.py            # the full run (`make bench`), about 2 minutes
+    .venv/bin/python bench/run.py --quick    # a smaller run, about 20 seconds
+    .venv/bin/python bench/run.py --only deliver
+
+Speed is measured here, never asserted in tests. Read the ratio column: above 1, trnews is
+faster than the plain baseline by that factor; below 1, slower. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Protocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_collect
+import bench_deliver
+
+
+class Row(Protocol):
+    name: str
+    ours: float
+    baseline: float
+    unit: str
+
+    @property
+    def ratio(self) -> float: ...
+
+
+BENCHES = {"collect": bench_collect.run, "deliver": bench_deliver.run}
+
+
+def figure(value: float, unit: str) -> str:
+    return f"{value:.2f} s" if unit == "s" else f"{value:.0f} {unit}"
+
+
+def table(rows: list[Row]) -> str:
+    header = ("benchmark", "ours", "baseline", "ratio")
+    cells = [
+        (r.name, figure(r.ours, r.unit), figure(r.baseline, r.unit), f"×{r.ratio:.2f}")
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
+    lines = []
+    for n, c in enumerate([header, *cells]):
+        lines.append(
+            "  ".join(
+                c[i].ljust(widths[i]) if i == 0 else c[i].rjust(widths[i]) for i in range(4)
+            ).rstrip()
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    notes = [f"  {r.name}: {r.note}" for r in rows if getattr(r, "note", "")]
+    return "\n".join(lines + (["", "notes:", *notes] if notes else []))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the trnews benchmarks.")
+    parser.add_argument("--quick", action="store_true", help="a smaller run, for a first look")
+    parser.add_argument("--only", choices=sorted(BENCHES), action="append", help="run only this")
+    args = parser.parse_args()
+    chosen = args.only or list(BENCHES)
+    print(
+        f"trnews benchmarks{' (quick)' if args.quick else ''}: Python "
+        f"{platform.python_version()}, {platform.machine()}, {platform_cpus()} CPUs"
+    )
+    print("ratio: baseline time / ours for collect, ours msg/s / baseline msg/s for deliver;")
+    print("above 1 trnews is faster than the baseline.\n")
+    rows: list[Row] = []
+    start = time.perf_counter()
+    for name in chosen:
+        rows.extend(BENCHES[name](args.quick))
+    print(table(rows))
+    print(f"\n({time.perf_counter() - start:.0f} s in all)")
+
+
+def platform_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    main()
