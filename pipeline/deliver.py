@@ -9,6 +9,7 @@ import mailbox
 import re
 import smtplib
 import ssl
+import time
 import unicodedata
 from datetime import datetime
 from email.headerregistry import Address
@@ -122,8 +123,25 @@ CLOSING = 421
 (a restart, a connection limit), which says nothing about the reader; reconnect and retry."""
 
 
+class Pacer:
+    """Spaces calls at most `per_second` a second (0: no limit), as a relay's limit asks."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1 / per_second if per_second > 0 else 0.0
+        self.next_at = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if self.next_at > now:
+            time.sleep(self.next_at - now)
+        self.next_at = max(now, self.next_at) + self.interval
+
+
 class SmtpTransport:
-    """One SMTP connection, opened on first use and reopened once if the server hangs up."""
+    """One SMTP connection, opened on first use and reopened once if the server hangs up;
+    messages are paced to `max_per_second`."""
 
     name = "smtp"
 
@@ -131,6 +149,7 @@ class SmtpTransport:
         self.cfg = cfg
         self.ca_file = ca_file
         self.conn: smtplib.SMTP | None = None
+        self.pacer = Pacer(cfg.max_per_second)
 
     @property
     def where(self) -> str:
@@ -175,6 +194,7 @@ class SmtpTransport:
             if self.conn is None:
                 self.conn = self._connect()
             lost: Exception
+            self.pacer.wait()
             try:
                 self.conn.send_message(msg, from_addr=sender, to_addrs=[recipient])
                 return

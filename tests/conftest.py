@@ -202,6 +202,8 @@ class SmtpHandler:
 
     def __init__(self) -> None:
         self.messages: list[tuple[Envelope, EmailMessage]] = []
+        self.arrived: list[float] = []
+        """time.monotonic() when each message's DATA was accepted."""
         self.refuse: dict[str, str] = {}
         """Recipient → SMTP reply (e.g. "451 4.7.1 Try again later")."""
         self.lock = threading.Lock()
@@ -225,6 +227,7 @@ class SmtpHandler:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         with self.lock:
             self.messages.append((envelope, msg))  # type: ignore[arg-type]
+            self.arrived.append(time.monotonic())
         return "250 Message accepted"
 
     def by_recipient(self) -> dict[str, EmailMessage]:
@@ -252,6 +255,7 @@ def _smtp_server() -> Iterator[SmtpServer]:
 def smtp(_smtp_server: SmtpServer) -> Iterator[SmtpServer]:
     """The loopback SMTP server, with no messages and no faults."""
     _smtp_server.handler.messages.clear()
+    _smtp_server.handler.arrived.clear()
     _smtp_server.handler.refuse.clear()
     yield _smtp_server
     _smtp_server.handler.messages.clear()

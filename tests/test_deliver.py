@@ -68,7 +68,7 @@ def add_readers(site: Site, readers: list[tuple[str, str]]) -> None:
     site.run("subscribers", "import", str(path))
 
 
-def use_smtp(site: Site, port: int, **smtp: str) -> None:
+def use_smtp(site: Site, port: int, **smtp: str | float) -> None:
     """Write the site's config for the SMTP server on `port` with these [delivery.smtp] keys."""
     site.transport = "smtp"
     site.smtp_port = port
@@ -411,6 +411,17 @@ def test_4xx_defers_a_reader_to_the_next_run_and_5xx_fails_for_good(
     assert recipients(smtp.handler) == {fine: 1, later: 1}
     [edition] = status_editions(site)
     assert (edition["recipients"], edition["delivered"], edition["failed"]) == (3, 2, 1)
+
+
+def test_max_per_second_spaces_the_messages_as_the_relay_asks(site: Site, smtp: SmtpServer) -> None:
+    with_meeting(site)
+    add_readers(site, READERS)
+    use_smtp(site, smtp.port, max_per_second=10)
+    site.run("send")
+    arrived = smtp.handler.arrived
+    assert len(arrived) == len(READERS)
+    # Sends start at least 0.1 s apart; arrival adds only loopback latency.
+    assert arrived[-1] - arrived[0] >= 0.1 * (len(READERS) - 1) * 0.75
 
 
 def test_unreachable_server_exits_1_and_a_later_run_delivers_everyone_once(site: Site) -> None:
