@@ -21,12 +21,10 @@ import contextlib
 import logging
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import feedparser
@@ -35,25 +33,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import Result, child, port_of  # noqa: E402
+
 FEED_FILES = ("blog_wordpress.xml", "blogger_atom.xml", "medium.xml", "substack.xml")
 CHRONICLE_FILE = "avis_shared.xml"
 DELAY_MS = (50, 150)
 SEED = 2026
-
-
-@dataclass(frozen=True)
-class Result:
-    """One line of the benchmark table; `ratio` is baseline / ours (above 1: trnews is faster)."""
-
-    name: str
-    ours: float
-    baseline: float
-    unit: str = "s"
-    note: str = ""
-
-    @property
-    def ratio(self) -> float:
-        return self.baseline / self.ours if self.ours else float("inf")
 
 
 def delays(n: int, delay_ms: tuple[int, int]) -> list[float]:
@@ -98,24 +83,9 @@ def serve(n: int, delay_ms: tuple[int, int]) -> None:
 @contextlib.contextmanager
 def feed_server(n: int, delay_ms: tuple[int, int]) -> Iterator[list[str]]:
     """Start the child server; yields the N feed URLs; stops the child afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(n), str(delay_ms[0]), str(delay_ms[1])],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
+    with child(__file__, "--serve", str(n), str(delay_ms[0]), str(delay_ms[1])) as proc:
+        port = port_of(proc)
         yield [f"http://127.0.0.1:{port}/feed/{i}.xml" for i in range(n)]
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 # -- ours and the baseline --------------------------------------------------------------------

@@ -24,7 +24,6 @@ import logging
 import resource
 import smtplib
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,22 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import Result, child, port_of  # noqa: E402
+
 FEED_FILES = ("blog_wordpress.xml", "blogger_atom.xml", "medium.xml", "substack.xml")
-
-
-@dataclass(frozen=True)
-class Result:
-    """One line of the benchmark table; `ratio` is ours / baseline (above 1: trnews is faster)."""
-
-    name: str
-    ours: float
-    baseline: float
-    unit: str = "msg/s"
-    note: str = ""
-
-    @property
-    def ratio(self) -> float:
-        return self.ours / self.baseline if self.baseline else float("inf")
 
 
 # -- the server, in a child process -----------------------------------------------------------
@@ -94,24 +80,11 @@ class SmtpChild:
 @contextlib.contextmanager
 def smtp_server() -> Iterator[SmtpChild]:
     """Start the child SMTP server; after the block, `received` holds the messages it counted."""
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    child = SmtpChild(int(proc.stdout.readline()))
-    try:
-        yield child
-    finally:
-        proc.stdin.close()
-        try:
-            child.received = int(proc.stdout.readline() or 0)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with child(__file__, "--serve") as proc:
+        server = SmtpChild(port_of(proc))
+        yield server
+    assert proc.stdout is not None
+    server.received = int(proc.stdout.readline() or 0)
 
 
 # -- ours and the baseline --------------------------------------------------------------------
@@ -212,6 +185,7 @@ def bench(server: SmtpChild, readers: int) -> Result:
         f"deliver to {readers} readers",
         readers / ours_s,
         readers / base_s,
+        unit="msg/s",
         note=f"message {len(message) // 1024} KiB; peak RSS +{rss_kib / 1024:.1f} MiB",
     )
 

@@ -16,23 +16,12 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_collect
 import bench_deliver
-
-
-class Row(Protocol):
-    name: str
-    ours: float
-    baseline: float
-    unit: str
-
-    @property
-    def ratio(self) -> float: ...
-
+from common import Result
 
 BENCHES = {"collect": bench_collect.run, "deliver": bench_deliver.run}
 
@@ -41,7 +30,7 @@ def figure(value: float, unit: str) -> str:
     return f"{value:.2f} s" if unit == "s" else f"{value:.0f} {unit}"
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Result]) -> str:
     header = ("benchmark", "ours", "baseline", "ratio")
     cells = [
         (r.name, figure(r.ours, r.unit), figure(r.baseline, r.unit), f"×{r.ratio:.2f}")
@@ -57,7 +46,7 @@ def table(rows: list[Row]) -> str:
         )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    notes = [f"  {r.name}: {r.note}" for r in rows if getattr(r, "note", "")]
+    notes = [f"  {r.name}: {r.note}" for r in rows if r.note]
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
 
@@ -73,7 +62,7 @@ def main() -> None:
     )
     print("ratio: baseline time / ours for collect, ours msg/s / baseline msg/s for deliver;")
     print("above 1 trnews is faster than the baseline.\n")
-    rows: list[Row] = []
+    rows: list[Result] = []
     start = time.perf_counter()
     for name in chosen:
         rows.extend(BENCHES[name](args.quick))
