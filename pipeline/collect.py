@@ -248,9 +248,11 @@ def _entry(raw: Any, feed_url: str, now: datetime, *, atom: bool = False) -> Ent
     else:
         ident = _str(raw.get("id")) or f"{title}\x00{_str(raw.get('published'))}\x00{excerpt[:80]}"
         key = "urn:trnews:" + hashlib.sha256(f"{feed_url}\x00{ident}".encode()).hexdigest()[:32]
-    author = _str(raw.get("author")) or ", ".join(
-        _str(a.get("name")) for a in raw.get("authors", []) if isinstance(a, dict)
-    )
+    # Every name the entry gives: feedparser's `author` holds only one of several <author> or
+    # <dc:creator> elements, and its split of "mail (Name)" in `authors` can mangle the name.
+    names = [_str(raw.get("author"))]
+    names += [_str(a.get("name")) for a in raw.get("authors", []) if isinstance(a, dict)]
+    author = ", ".join(dict.fromkeys(n for n in names if n))
     return Entry(
         link=link,
         key=key,

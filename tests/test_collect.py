@@ -39,6 +39,7 @@ from pipeline.collect import (
     cut,
     display_link,
     normalise_link,
+    parse_feed,
     plain_text,
     title_text,
 )
@@ -1029,3 +1030,24 @@ def test_feed_text_can_never_carry_the_placeholder_of_a_readers_unsubscribe_link
     for text in ("@@trn@@trnews:ews:unsubscribe_url@@", "x @@trnews:@@trnews:y", "@@trnews:"):
         assert PERSONAL_MARK not in clean_text(text)
         assert PERSONAL_MARK not in plain_text(f"<p>{text}</p>")
+
+
+def test_every_author_of_a_multi_author_entry_counts_for_the_author_filter() -> None:
+    """A co-written chronicle may name its writers in separate <author> or <dc:creator>
+    elements; each of them must match, not only the one feedparser keeps in `author`."""
+    atom = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Avis</title><id>urn:avis</id>
+<updated>2026-11-26T10:00:00Z</updated>
+<entry><title>Felles kronikk</title><id>urn:e1</id><link href="https://avis.example/a"/>
+<updated>2026-11-26T10:00:00Z</updated><author><name>Kari Nordmann</name></author>
+<author><name>Ola Hansen</name></author><summary>Tekst.</summary></entry></feed>"""
+    rss = b"""<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">
+<channel><title>Avis</title><link>https://avis.example</link><description>D</description>
+<item><title>To forfattere</title><link>https://avis.example/b</link>
+<dc:creator>Kari Nordmann</dc:creator><dc:creator>Ola Hansen</dc:creator></item>
+<item><title>Med adresse</title><link>https://avis.example/c</link>
+<author>ola@avis.example (Ola Hansen)</author></item></channel></rss>"""
+    for body, expected in ((atom, 1), (rss, 2)):
+        entries = parse_feed(body, "https://avis.example/feed")
+        assert sum(author_matches(e.author, "Ola Hansen") for e in entries) == expected
+        assert sum(author_matches(e.author, "Kari Nordmann") for e in entries) == 1
