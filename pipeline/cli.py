@@ -175,8 +175,15 @@ def check(state: State) -> None:
     )
 
 
+def _who(ambassadors: tuple[str, ...], shown: int = 3) -> str:
+    """The ambassadors of a feed, short enough for one line: a newspaper's feed may have many."""
+    if len(ambassadors) <= shown + 1:
+        return ", ".join(ambassadors)
+    return ", ".join(ambassadors[:shown]) + f" and {len(ambassadors) - shown} more"
+
+
 def _feed_line(o: FeedOutcome) -> str:
-    who = ", ".join(o.ambassadors)
+    who = _who(o.ambassadors)
     if not o.ok:
         return f"FAILED  {o.url} ({who}): {o.error}"
     if o.not_modified:
