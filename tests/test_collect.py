@@ -33,7 +33,9 @@ from babel.dates import format_date
 from conftest import DATA, FeedServer, Site, SmtpServer, feed_bytes, free_port, html_part, text_part
 
 from pipeline import collect as collect_stage
-from pipeline.collect import (
+from pipeline.config import load_config
+from pipeline.models import PERSONAL_MARK, FeedOutcome, Item, Kind
+from pipeline.parse import (
     author_matches,
     clean_text,
     cut,
@@ -43,8 +45,6 @@ from pipeline.collect import (
     plain_text,
     title_text,
 )
-from pipeline.config import load_config
-from pipeline.models import PERSONAL_MARK, FeedOutcome, Item, Kind
 from pipeline.store import Store
 
 OSLO = ZoneInfo("Europe/Oslo")

@@ -31,8 +31,8 @@ import feedparser
 import pytest
 from conftest import CORPUS, FeedServer, Site, html_part, text_part
 
-from pipeline.collect import parse_feed
 from pipeline.errors import FetchError
+from pipeline.parse import parse_feed
 
 FEEDS_FILE = CORPUS / "feedparser-feeds.jsonl"
 HTML_FILE = CORPUS / "feedparser-hostile-html.jsonl"
