@@ -15,17 +15,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from . import __version__
-from .config import Config
+from .config import CollectConfig, Config
 from .errors import FetchError
 from .models import FeedOutcome, FeedResult, Kind
-from .parse import author_matches, parse_feed
+from .parse import author_matches, parse_async, parse_feed
 from .store import Store
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 5 * 1024 * 1024
-FEED_DEADLINE_S = 30.0
-MAX_CONCURRENT = 16
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
@@ -104,7 +101,9 @@ def _os_reason(exc: BaseException | None) -> str | None:
     return reason
 
 
-async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) -> FeedResult:
+async def _fetch_http(
+    client: httpx.AsyncClient, source: Source, settings: CollectConfig, now: datetime
+) -> FeedResult:
     headers = {}
     if source.etag:
         headers["If-None-Match"] = source.etag
@@ -113,7 +112,7 @@ async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) 
     url = source.location
     try:
         async with (
-            asyncio.timeout(FEED_DEADLINE_S),
+            asyncio.timeout(settings.timeout),
             client.stream("GET", url, headers=headers) as r,
         ):
             moved = moved_to(r)
@@ -128,14 +127,14 @@ async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) 
             body = bytearray()
             async for chunk in r.aiter_bytes():
                 body += chunk
-                if len(body) > MAX_BODY_BYTES:
+                if len(body) > settings.max_bytes:
                     return FeedResult(
                         url,
-                        error=f"larger than {_size(MAX_BODY_BYTES)}: not read further",
+                        error=f"larger than {_size(settings.max_bytes)}: not read further",
                         status=r.status_code,
                     )
-            entries = await asyncio.to_thread(
-                parse_feed, bytes(body), str(r.url), r.headers.get("content-type"), now=now
+            entries = await parse_async(
+                bytes(body), str(r.url), r.headers.get("content-type"), now=now
             )
             return FeedResult(
                 url,
@@ -146,7 +145,7 @@ async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) 
                 last_modified=r.headers.get("last-modified"),
             )
     except TimeoutError:
-        return FeedResult(url, error=f"no complete answer within {FEED_DEADLINE_S:.0f} s")
+        return FeedResult(url, error=f"no complete answer within {settings.timeout:g} s")
     except FetchError as e:
         return FeedResult(url, error=e.reason)
     except httpx.TooManyRedirects:
@@ -162,14 +161,15 @@ async def _fetch_http(client: httpx.AsyncClient, source: Source, now: datetime) 
 
 async def fetch_all(
     sources: Iterable[Source],
+    settings: CollectConfig,
     *,
     user_agent: str,
     now: datetime,
     on_result: Callable[[FeedResult], None],
 ) -> None:
     """Fetch every source concurrently; `on_result` is called as each one finishes."""
-    limit = asyncio.Semaphore(MAX_CONCURRENT)
-    timeout = httpx.Timeout(20.0, connect=10.0, pool=FEED_DEADLINE_S)
+    limit = asyncio.Semaphore(settings.concurrency)
+    timeout = httpx.Timeout(20.0, connect=10.0, pool=settings.timeout)
     async with httpx.AsyncClient(
         follow_redirects=True,
         max_redirects=5,
@@ -182,7 +182,7 @@ async def fetch_all(
                 try:
                     if source.is_local:
                         return await asyncio.to_thread(_read_local, source, now)
-                    return await _fetch_http(client, source, now)
+                    return await _fetch_http(client, source, settings, now)
                 except Exception as e:  # a bug met on one feed must not stop the others
                     logger.debug("Unexpected error on %s", source.location, exc_info=True)
                     return FeedResult(
@@ -291,5 +291,7 @@ def collect(
         if on_outcome:
             on_outcome(outcome)
 
-    asyncio.run(fetch_all(sources, user_agent=user_agent(config), now=now, on_result=stored))
+    asyncio.run(
+        fetch_all(sources, config.collect, user_agent=user_agent(config), now=now, on_result=stored)
+    )
     return outcomes

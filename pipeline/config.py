@@ -133,6 +133,25 @@ class ScheduleConfig(_Section):
     send_when_empty: bool = False
 
 
+class CollectConfig(_Section):
+    """How feeds are fetched: politely, and never long or large enough to stall a run."""
+
+    timeout: float = Field(30, gt=0, le=600)
+    """Seconds one feed may take in all, however slowly its server drips bytes."""
+    max_size_mb: float = Field(5, gt=0, le=1024)
+    """A feed larger than this, decompressed, is refused while it streams in."""
+    concurrency: int = Field(32, ge=1, le=1000)
+    """Feeds fetched at once."""
+    per_host: int = Field(6, ge=1, le=100)
+    """Feeds fetched at once from one host (many feeds share wordpress.com or medium.com)."""
+    retries: int = Field(2, ge=0, le=5)
+    """Retries within a run, with backoff, after a connection error or a 5xx answer."""
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_size_mb * 1024 * 1024)
+
+
 class StorageConfig(_Section):
     database: Path = Path("var/trnews.db")
 
@@ -233,6 +252,7 @@ class Config(_Section):
 
     newsletter: NewsletterConfig
     schedule: ScheduleConfig = ScheduleConfig()
+    collect: CollectConfig = CollectConfig()
     storage: StorageConfig = StorageConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     ambassador: list[AmbassadorConfig] = []

@@ -6,6 +6,7 @@ database, so it can run off the event loop or in another process.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import contextlib
 import hashlib
@@ -292,3 +293,10 @@ def author_matches(author_field: str, name: str) -> bool:
     hay = clean_text(author_field).casefold()
     needle = re.escape(clean_text(name).casefold())
     return re.search(rf"(?<![\w-]){needle}(?![\w-])", hay) is not None
+
+
+async def parse_async(
+    body: bytes, url: str, content_type: str | None = None, *, now: datetime | None = None
+) -> tuple[Entry, ...]:
+    """`parse_feed` off the event loop: parsing is CPU work and must not stall the fetches."""
+    return await asyncio.to_thread(parse_feed, body, url, content_type, now=now)

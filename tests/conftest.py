@@ -306,6 +306,8 @@ class Site:
     ambassadors: list[str] = field(default_factory=list)
     meetings: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    extra_toml: str = ""
+    """More TOML appended to the file, e.g. '[collect]\ntimeout = 2'."""
 
     @property
     def config(self) -> Path:
@@ -341,6 +343,7 @@ class Site:
             transport=self.transport,
             smtp_port=self.smtp_port,
         )
+        text += "\n" + self.extra_toml + "\n"
         text += "\n" + "\n".join(self.ambassadors) + "\n" + "\n".join(self.meetings)
         self.config.write_text(text, encoding="utf-8")
         return self.config

@@ -782,9 +782,9 @@ def test_a_gzip_encoded_feed_is_read(feeds: FeedServer, site: Site) -> None:
 
 
 def test_a_feed_over_the_size_cap_fails_clearly_and_the_others_are_kept(
-    feeds: FeedServer, site: Site, monkeypatch: pytest.MonkeyPatch
+    feeds: FeedServer, site: Site
 ) -> None:
-    monkeypatch.setattr(collect_stage, "MAX_BODY_BYTES", 20 * 1024)
+    site.extra_toml = "[collect]\nmax_size_mb = 0.01953125  # 20 KB"
     many = [
         Post(f"Innlegg {n}", f"https://kari.example.org/{n}", html=f"<p>{'tekst ' * 200}</p>")
         for n in range(40)
@@ -807,10 +807,8 @@ def test_a_feed_over_the_size_cap_fails_clearly_and_the_others_are_kept(
     assert set(items) == {"Lite innlegg"}
 
 
-def test_a_server_that_drips_is_cut_off_by_the_feed_deadline(
-    feeds: FeedServer, site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(collect_stage, "FEED_DEADLINE_S", 2.0)
+def test_a_server_that_drips_is_cut_off_by_the_feed_deadline(feeds: FeedServer, site: Site) -> None:
+    site.extra_toml = "[collect]\ntimeout = 2"
     slow = feeds.add_file("/drypp.xml", "substack.xml", drip=0.5)
     fast = feeds.add_file("/rask.xml", "medium.xml")
     site.ambassador(
