@@ -6,12 +6,14 @@ import json
 import logging
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
@@ -182,47 +184,96 @@ def _who(ambassadors: tuple[str, ...], shown: int = 3) -> str:
     return ", ".join(ambassadors[:shown]) + f" and {len(ambassadors) - shown} more"
 
 
-def _feed_line(o: FeedOutcome) -> str:
-    who = _who(o.ambassadors)
+def _local(value: datetime, tz: ZoneInfo) -> str:
+    """A moment in the newsletter's time zone, to the minute, as an admin reads a clock."""
+    # Rounded up: "wait until 14:05" must not invite a run at 14:04:30 that still skips it.
+    value = (value + timedelta(seconds=59)).replace(second=0, microsecond=0)
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _feed_line(o: FeedOutcome, tz: ZoneInfo) -> str:
+    """One line of `collect` about one feed, labelled as the summary counts it."""
+    head = f"{o.url} ({_who(o.ambassadors)})"
+    if o.skipped and o.gone_since is not None:
+        since = o.gone_since.astimezone(tz).date().isoformat()
+        return (
+            f"GONE    {head}: gone since {since} (HTTP 410), not fetched any more: "
+            "remove it from the config"
+        )
+    if o.skipped and o.wait_until is not None:
+        until = _local(o.wait_until, tz)
+        return f"WAITING {head}: not fetched: its server asked to wait until {until} ({o.error})"
     if not o.ok:
-        return f"FAILED  {o.url} ({who}): {o.error}"
+        if o.gone_since is not None:
+            why = "the feed is gone for good: remove it from the config (it is not fetched again)"
+        elif o.wait_until is not None:
+            why = f"asks to wait until {_local(o.wait_until, tz)}; not fetched before then"
+        else:
+            why = ""
+        tried = f" (tried {o.attempts} times)" if o.attempts > 1 else ""
+        return f"FAILED  {head}: {o.error}{tried}" + (f"; {why}" if why else "")
     if o.not_modified:
         what = "not modified"
     else:
-        what = f"{o.new_items} new item{'s' if o.new_items != 1 else ''} ({o.entries} in feed)"
+        what = f"{_count(o.new_items, 'new item')} ({o.entries} in feed)"
+    if o.attempts > 1:
+        what += f" (on try {o.attempts})"
     moved = f"; moved permanently to {o.moved_to}: update the config" if o.moved_to else ""
-    return f"ok      {o.url} ({who}): {what}{moved}"
+    return f"ok      {head}: {what}{moved}"
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def _summary(outcomes: list[FeedOutcome]) -> str:
+    """The last line of `collect`: new items, then every feed counted once by how it went."""
+    states = Counter(o.state for o in outcomes)
+    shown = ("ok", "not modified", "gone", "waiting", "failed")
+    counts = [f"{states[s]} {s}" for s in shown if states[s] or s != "waiting"]
+    new = sum(o.new_items for o in outcomes)
+    return (
+        f"Collected {_count(len(outcomes), 'feed')}: {_count(new, 'new item')}; "
+        f"{', '.join(counts)}."
+    )
 
 
 @cli.command()
 @config_option
+@click.option(
+    "--retry-gone",
+    is_flag=True,
+    help="Fetch feeds marked gone (410) too; one that answers again is no longer gone.",
+)
 @click.pass_obj
-def collect(state: State) -> None:
+def collect(state: State, retry_gone: bool) -> None:
     """Fetch every feed once and store the new items.
 
-    Prints one line per feed: new items, not modified, or why it failed. A failing feed never
-    stops the others, and the run still exits 0.
+    Prints one line per feed (new items, not modified, or why it failed) and a summary. A
+    failing feed never stops the others, and the run still exits 0. A feed that answered 410
+    Gone is not fetched again, and one whose server asked to wait (Retry-After) is not fetched
+    before that time; both still get their line.
 
     \b
-    Example:
+    Examples:
       trnews collect
+      trnews collect --retry-gone
     """
     from . import cycle  # the pipeline stages load only for the commands that run them
 
     config = state.config()
+    tz = config.newsletter.tz
     with open_store(config) as store, _progress() as bar:
         task = bar.add_task("Collecting feeds", total=config.feed_count)
 
         def line(o: FeedOutcome) -> None:
             bar.console.print(
-                _feed_line(o), markup=False, highlight=False
-            ) if bar.console.is_terminal else click.echo(_feed_line(o))
+                _feed_line(o, tz), markup=False, highlight=False
+            ) if bar.console.is_terminal else click.echo(_feed_line(o, tz))
             bar.advance(task)
 
-        outcomes = cycle.collect(config, store, on_outcome=line)
-    failed = sum(not o.ok for o in outcomes)
-    new = sum(o.new_items for o in outcomes)
-    click.echo(f"Collected {len(outcomes)} feeds: {new} new items, {failed} failed.")
+        outcomes = cycle.collect(config, store, on_outcome=line, retry_gone=retry_gone)
+    click.echo(_summary(outcomes))
 
 
 @cli.command()
@@ -370,7 +421,52 @@ def _when(value: str | None) -> str:
     return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M %Z") if value else "never"
 
 
+_FEED_GROUPS = ("failing", "gone", "moved", "not fetched yet", "ok")
+
+
+def _feed_group(f: dict[str, Any]) -> str:
+    """Where `status` lists a feed: the unhealthy first, in the order of _FEED_GROUPS."""
+    if f["gone"]:
+        return "gone"
+    if f["ok"] is False:
+        return "failing"
+    if f["moved_to"]:
+        return "moved"
+    return "not fetched yet" if f["ok"] is None else "ok"
+
+
+def _feed_status_line(f: dict[str, Any], group: str) -> str:
+    head = f"{f['url']} ({f['ambassador']})"
+    last_success = f"last success {_when(f['last_success'])}"
+    if group == "gone":
+        return (
+            f"  GONE    {head}: gone (HTTP 410) since {_when(f['gone_since'])}, not fetched "
+            "any more: remove it from the config"
+        )
+    if group == "failing":
+        failures = f"{f['consecutive_failures']} failure(s) in a row, {last_success}"
+        waits = f["retry_after"] and datetime.fromisoformat(f["retry_after"]) > datetime.now(UTC)
+        if waits:
+            return (
+                f"  WAITING {head}: its server asked to wait until {_when(f['retry_after'])} "
+                f"({f['last_error']}); {failures}"
+            )
+        return f"  FAILING {head}: {failures}: {f['last_error']}"
+    if group == "moved":
+        return (
+            f"  MOVED   {head}: moved permanently to {f['moved_to']}: update the config; "
+            f"{last_success}"
+        )
+    if group == "not fetched yet":
+        return f"  never   {head}: not fetched yet"
+    return f"  ok      {head}: {last_success}"
+
+
 def _status_text(data: dict[str, Any]) -> str:
+    groups: dict[str, list[dict[str, Any]]] = {g: [] for g in _FEED_GROUPS}
+    for f in data["feeds"]:
+        groups[_feed_group(f)].append(f)
+    feed_counts = ", ".join(f"{len(fs)} {g}" for g, fs in groups.items() if fs)
     lines = [
         f"Database: {data['database']} ({data['items']} items)",
         "Scheduler: not running (start it with 'trnews run')"
@@ -378,21 +474,10 @@ def _status_text(data: dict[str, Any]) -> str:
         else f"Scheduler: pid {data['scheduler_pid']}, next collect {data['next_collect']}, "
         f"next send {data['next_send']}",
         "",
-        "Feeds:",
+        f"Feeds: {feed_counts}" if feed_counts else "Feeds: none",
     ]
-    for f in data["feeds"]:
-        if f["ok"] is None:
-            lines.append(f"  never   {f['url']} ({f['ambassador']}): not fetched yet")
-        elif f["ok"]:
-            lines.append(
-                f"  ok      {f['url']} ({f['ambassador']}): last success {_when(f['last_success'])}"
-            )
-        else:
-            lines.append(
-                f"  FAILING {f['url']} ({f['ambassador']}): {f['consecutive_failures']} "
-                f"failure(s) in a row, last success {_when(f['last_success'])}: "
-                f"{f['last_error']}"
-            )
+    for group, feeds in groups.items():
+        lines += [_feed_status_line(f, group) for f in feeds]
     lines += ["", "Editions:"]
     for e in data["editions"]:
         lines.append(

@@ -1,4 +1,21 @@
-"""Fetch every feed once, concurrently, and store the new articles (httpx → parse → store)."""
+"""Fetch every feed once, concurrently and politely, and store the new articles
+(httpx → parse → store).
+
+How one feed is fetched, and what a feed host can and cannot make us do:
+
+- At most `collect.per_host` requests are in flight to one host (host:port of the configured
+  URL) and `collect.concurrency` in all; one client keeps connections alive and reuses them.
+- Each feed has one deadline (`collect.timeout`) covering its connects, redirects, retries,
+  waits and every byte of its body, so a server that hangs or drips cannot stall the run.
+- The body is decompressed here (gzip, deflate, brotli), never past `collect.max_size_mb`:
+  a compression bomb stops at the cap instead of filling memory.
+- Connection errors, 408, 429 and 5xx answers (500, 502, 503, 504) are tried again up to
+  `collect.retries` times, after 0.5 s, 1 s, … (with jitter), within the deadline. A 429 or 503
+  with a Retry-After that fits in the deadline (and is at most WAIT_IN_RUN) is waited out; a
+  longer one is recorded, and the feed is not asked again before then.
+- A 410 Gone marks the feed gone: it is not fetched again (unless `collect --retry-gone`).
+- Parsing runs off the event loop, after the feed's connection slots are released.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +23,17 @@ import asyncio
 import itertools
 import logging
 import os
+import random
+import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
+import brotli  # type: ignore[import-untyped]
 import httpx
 
 from . import __version__
@@ -19,7 +41,7 @@ from .config import CollectConfig, Config
 from .errors import FetchError
 from .models import FeedOutcome, FeedResult, Kind
 from .parse import author_matches, parse_async, parse_feed
-from .store import Store
+from .store import FeedHealth, Store
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +49,23 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 )
+ACCEPT_ENCODING = "gzip, deflate, br"
+"""Exactly the codings `_decoder` can decompress under the size cap."""
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""Answers worth asking again within the run; any other 4xx says the request itself is wrong."""
+BACKOFF = 0.5
+"""Seconds before the first retry; each next one waits twice as long, give or take a quarter."""
+WAIT_IN_RUN = 10.0
+"""A Retry-After at most this many seconds, that fits in the feed's deadline, is waited out."""
+WAIT_AT_MOST = timedelta(days=1)
+"""A longer Retry-After is cut to this: no answer can silence a feed for longer."""
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a connection (within the feed's deadline)."""
+READ_TIMEOUT = 20.0
+"""Seconds a server may stay silent mid-answer (within the feed's deadline)."""
+SPARE = 1.0
+"""Seconds of the deadline a retry must leave for the request itself, or it is not worth it."""
 
 
 # -- fetching --------------------------------------------------------------------------------
@@ -69,6 +108,17 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
+def host_of(url: str) -> str:
+    """`host:port` of a URL: what the per-host limit counts (many feeds share one host)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a port out of range: the request fails, whatever slot it waits for
+        port = None
+    port = port or (443 if parts.scheme.lower() == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
 def moved_to(response: httpx.Response) -> str | None:
     """Where a permanent redirect of the requested URL points, or None.
 
@@ -82,6 +132,25 @@ def moved_to(response: httpx.Response) -> str | None:
             break
         moved = str(following.url)
     return moved
+
+
+def retry_after(value: str | None, now: datetime) -> datetime | None:
+    """When a Retry-After header (seconds, or an HTTP date) asks us to come back; None if it
+    is missing or unreadable. Never earlier than `now`, never later than WAIT_AT_MOST."""
+    if not value:
+        return None
+    value = value.strip()
+    latest = now + WAIT_AT_MOST
+    if value.isascii() and value.isdigit():
+        seconds = int(value) if len(value) <= 9 else None
+        return latest if seconds is None else min(now + timedelta(seconds=seconds), latest)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; "-0000" parses as naive
+        when = when.replace(tzinfo=UTC)
+    return min(max(when, now), latest)
 
 
 def _os_reason(exc: BaseException | None) -> str | None:
@@ -101,62 +170,226 @@ def _os_reason(exc: BaseException | None) -> str | None:
     return reason
 
 
-async def _fetch_http(
-    client: httpx.AsyncClient, source: Source, settings: CollectConfig, now: datetime
-) -> FeedResult:
+# -- the body, decompressed under the cap ----------------------------------------------------
+
+
+class _Decoder(Protocol):
+    def decode(self, data: bytes, limit: int) -> bytes:
+        """Decompress `data`, stopping soon after `limit` bytes of output (the cap's rest)."""
+        ...
+
+
+class _Identity:
+    def decode(self, data: bytes, limit: int) -> bytes:
+        return data
+
+
+class _Inflate:
+    """gzip, or deflate in either of the forms servers send (zlib-wrapped or raw)."""
+
+    def __init__(self, *, gzip: bool) -> None:
+        self.gzip = gzip
+        self.started = False
+        self.inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS)
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        if not data:
+            return b""
+        try:
+            out = self.inflater.decompress(data, limit)
+        except zlib.error:
+            if self.gzip or self.started:
+                raise
+            self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self.inflater.decompress(data, limit)
+        self.started = True
+        return out
+
+
+class _Brotli:
+    def __init__(self) -> None:
+        self.decompressor = brotli.Decompressor()
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        out: bytes = self.decompressor.process(data, output_buffer_limit=limit)
+        # Output held back by the limit must be drained before more input is accepted.
+        while len(out) < limit and not self.decompressor.can_accept_more_data():
+            out += self.decompressor.process(b"", output_buffer_limit=limit - len(out))
+        return out
+
+
+def _decoder(url: str, content_encoding: str) -> _Decoder:
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
+        return _Identity()
+    if codings in (["gzip"], ["x-gzip"]):
+        return _Inflate(gzip=True)
+    if codings == ["deflate"]:
+        return _Inflate(gzip=False)
+    if codings == ["br"]:
+        return _Brotli()
+    raise FetchError(url, f"compressed as {content_encoding!r}, which trnews did not ask for")
+
+
+async def _read_body(url: str, response: httpx.Response, cap: int) -> bytes:
+    """The whole body, decompressed; FetchError once it grows past `cap` bytes.
+
+    httpx would decompress each network chunk whole, and 64 KB of brotli can hold gigabytes,
+    so decompression happens here with a bound on its output.
+    """
+    decoder = _decoder(url, response.headers.get("content-encoding", ""))
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_raw():
+            body += decoder.decode(chunk, cap - len(body) + 1)
+            if len(body) > cap:
+                raise FetchError(url, f"larger than {_size(cap)}: not read further")
+    except (zlib.error, brotli.error) as e:
+        raise FetchError(url, f"the compressed answer is corrupt ({e})") from e
+    return bytes(body)
+
+
+# -- one feed: requests, retries, the deadline --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Body:
+    """A feed's answer, read in full; parsed once the feed's connection slots are free."""
+
+    data: bytes
+    base: str
+    """The final URL after redirects: relative links resolve against it."""
+    content_type: str | None
+    status: int
+    etag: str | None
+    last_modified: str | None
+    moved_to: str | None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class _Try:
+    """What one request gave, and whether another request within the run may do better."""
+
+    got: _Body | FeedResult
+    retry: bool = False
+    wait_until: datetime | None = None
+    """The answer's Retry-After, for a 429 or 503."""
+
+
+async def _request(client: httpx.AsyncClient, source: Source, cap: int) -> _Try:
+    """One GET of the feed (redirects followed), conditional on what the last fetch gave."""
+    url = source.location
     headers = {}
     if source.etag:
         headers["If-None-Match"] = source.etag
     if source.last_modified:
         headers["If-Modified-Since"] = source.last_modified
-    url = source.location
     try:
-        async with (
-            asyncio.timeout(settings.timeout),
-            client.stream("GET", url, headers=headers) as r,
-        ):
+        async with client.stream("GET", url, headers=headers) as r:
             moved = moved_to(r)
             if r.status_code == 304:
-                return FeedResult(url, not_modified=True, status=304, final_url=moved)
+                return _Try(FeedResult(url, not_modified=True, status=304, final_url=moved))
             if r.status_code >= 400:
-                return FeedResult(
-                    url,
-                    error=f"HTTP {r.status_code} {r.reason_phrase}".strip(),
-                    status=r.status_code,
+                error = f"HTTP {r.status_code} {r.reason_phrase}".strip()
+                wait = None
+                if r.status_code in (429, 503):
+                    wait = retry_after(r.headers.get("retry-after"), datetime.now(UTC))
+                return _Try(
+                    FeedResult(url, error=error, status=r.status_code),
+                    retry=r.status_code in RETRY_STATUSES,
+                    wait_until=wait,
                 )
-            body = bytearray()
-            async for chunk in r.aiter_bytes():
-                body += chunk
-                if len(body) > settings.max_bytes:
-                    return FeedResult(
-                        url,
-                        error=f"larger than {_size(settings.max_bytes)}: not read further",
-                        status=r.status_code,
-                    )
-            entries = await parse_async(
-                bytes(body), str(r.url), r.headers.get("content-type"), now=now
+            try:
+                data = await _read_body(url, r, cap)
+            except FetchError as e:
+                return _Try(FeedResult(url, error=e.reason, status=r.status_code))
+            return _Try(
+                _Body(
+                    data=data,
+                    base=str(r.url),
+                    content_type=r.headers.get("content-type"),
+                    status=r.status_code,
+                    etag=r.headers.get("etag"),
+                    last_modified=r.headers.get("last-modified"),
+                    moved_to=moved,
+                )
             )
-            return FeedResult(
-                url,
-                entries=entries,
-                status=r.status_code,
-                final_url=moved,
-                etag=r.headers.get("etag"),
-                last_modified=r.headers.get("last-modified"),
-            )
-    except TimeoutError:
-        return FeedResult(url, error=f"no complete answer within {settings.timeout:g} s")
-    except FetchError as e:
-        return FeedResult(url, error=e.reason)
     except httpx.TooManyRedirects:
-        return FeedResult(url, error="too many redirects (a loop?)")
-    except httpx.TimeoutException as e:
-        return FeedResult(url, error=f"timed out ({type(e).__name__})")
+        return _Try(FeedResult(url, error="too many redirects (a loop?)"))
     except httpx.ConnectError as e:
-        reason = _os_reason(e) or str(e) or type(e).__name__
-        return FeedResult(url, error=f"cannot connect: {reason}")
+        reason = _os_reason(e) or str(e) or "no connection"
+        return _Try(FeedResult(url, error=f"cannot connect: {reason}"), retry=True)
+    except httpx.ConnectTimeout:
+        error = f"cannot connect: no answer within {CONNECT_TIMEOUT:g} s"
+        return _Try(FeedResult(url, error=error), retry=True)
+    except httpx.ReadTimeout:
+        return _Try(FeedResult(url, error=f"the server sent nothing for {READ_TIMEOUT:g} s"))
+    except (httpx.NetworkError, httpx.RemoteProtocolError) as e:
+        # A connection dropped mid-answer (or a kept-alive one the server had closed): worth
+        # another try.
+        reason = _os_reason(e) or str(e).rstrip(".") or "closed by the server"
+        return _Try(FeedResult(url, error=f"connection broken: {reason}"), retry=True)
     except httpx.HTTPError as e:
-        return FeedResult(url, error=f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        return _Try(FeedResult(url, error=str(e) or type(e).__name__))
+
+
+def _pause(t: _Try, tries: int, settings: CollectConfig, left: float) -> float | None:
+    """Seconds to wait before trying again, or None when this answer is final."""
+    if not t.retry or tries > settings.retries:
+        return None
+    if t.wait_until is not None:
+        wait = max(0.0, (t.wait_until - datetime.now(UTC)).total_seconds())
+        return wait if wait <= WAIT_IN_RUN and wait + SPARE <= left else None
+    delay = BACKOFF * 2 ** (tries - 1) * random.uniform(0.75, 1.25)
+    return delay if delay + SPARE <= left else None
+
+
+async def _fetch_http(
+    client: httpx.AsyncClient, source: Source, settings: CollectConfig
+) -> _Body | FeedResult:
+    """The feed's body, or why there is none, after at most `retries` retries, all within the
+    feed's deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.timeout
+    tries = 0
+    try:
+        async with asyncio.timeout_at(deadline):
+            while True:
+                tries += 1
+                t = await _request(client, source, settings.max_bytes)
+                pause = _pause(t, tries, settings, deadline - loop.time())
+                if pause is None:
+                    break
+                logger.info("Retrying %s in %.1f s: %s", source.location, pause, _why(t))
+                await asyncio.sleep(pause)
+    except TimeoutError:
+        error = f"no complete answer within {settings.timeout:g} s"
+        return FeedResult(source.location, error=error, attempts=tries)
+    if isinstance(t.got, _Body):
+        return replace(t.got, attempts=tries)
+    return replace(t.got, attempts=tries, retry_after=t.wait_until)
+
+
+def _why(t: _Try) -> str:
+    return (t.got.error or "") if isinstance(t.got, FeedResult) else f"HTTP {t.got.status}"
+
+
+async def _parse(url: str, body: _Body, now: datetime) -> FeedResult:
+    try:
+        entries = await parse_async(body.data, body.base, body.content_type, now=now)
+    except FetchError as e:
+        return FeedResult(url, error=e.reason, status=body.status, attempts=body.attempts)
+    return FeedResult(
+        url,
+        entries=entries,
+        status=body.status,
+        final_url=body.moved_to,
+        etag=body.etag,
+        last_modified=body.last_modified,
+        attempts=body.attempts,
+    )
 
 
 async def fetch_all(
@@ -168,27 +401,39 @@ async def fetch_all(
     on_result: Callable[[FeedResult], None],
 ) -> None:
     """Fetch every source concurrently; `on_result` is called as each one finishes."""
-    limit = asyncio.Semaphore(settings.concurrency)
-    timeout = httpx.Timeout(20.0, connect=10.0, pool=settings.timeout)
+    in_flight = asyncio.Semaphore(settings.concurrency)
+    hosts: dict[str, asyncio.Semaphore] = {}
+    timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=settings.timeout)
+    # The semaphores bound the connections; the pool only keeps the idle ones for reuse.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.concurrency)
     async with httpx.AsyncClient(
         follow_redirects=True,
         max_redirects=5,
         timeout=timeout,
-        headers={"User-Agent": user_agent, "Accept": ACCEPT},
+        limits=limits,
+        headers={"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
     ) as client:
 
         async def one(source: Source) -> FeedResult:
-            async with limit:
-                try:
-                    if source.is_local:
+            try:
+                if source.is_local:
+                    async with in_flight:
                         return await asyncio.to_thread(_read_local, source, now)
-                    return await _fetch_http(client, source, settings, now)
-                except Exception as e:  # a bug met on one feed must not stop the others
-                    logger.debug("Unexpected error on %s", source.location, exc_info=True)
-                    return FeedResult(
-                        source.location,
-                        error=f"unexpected error ({type(e).__name__}: {e}); please report it",
-                    )
+                # The host's slot first: a feed waiting for a busy host holds no global slot.
+                host = hosts.setdefault(
+                    host_of(source.location), asyncio.Semaphore(settings.per_host)
+                )
+                async with host, in_flight:
+                    got = await _fetch_http(client, source, settings)
+                if isinstance(got, FeedResult):
+                    return got
+                return await _parse(source.location, got, now)
+            except Exception as e:  # a bug met on one feed must not stop the others
+                logger.debug("Unexpected error on %s", source.location, exc_info=True)
+                return FeedResult(
+                    source.location,
+                    error=f"unexpected error ({type(e).__name__}: {e}); please report it",
+                )
 
         for done in asyncio.as_completed([one(s) for s in sources]):
             on_result(await done)
@@ -223,6 +468,7 @@ def store_result(
     """Store one feed's entries, credited per the subscriptions; one transaction per feed."""
     ambassadors = tuple(dict.fromkeys(s.ambassador for s in subs))
     new = 0
+    gone_since = None
     with store.transaction():
         store.record_fetch(
             result.url,
@@ -232,7 +478,11 @@ def store_result(
             etag=result.etag,
             last_modified=result.last_modified,
             moved_to=result.final_url,
+            retry_after=result.retry_after,
         )
+        if result.status == 410:
+            health = store.feed(result.url)
+            gone_since = health.gone_since if health else now
         for entry in result.entries:
             matched = [
                 s for s in subs if s.author is None or author_matches(entry.author, s.author)
@@ -252,7 +502,39 @@ def store_result(
         not_modified=result.not_modified,
         error=result.error,
         moved_to=result.final_url,
+        status=result.status,
+        attempts=result.attempts,
+        gone_since=gone_since,
+        wait_until=result.retry_after,
     )
+
+
+def not_fetched(
+    health: FeedHealth | None, subs: list[Subscription], now: datetime, *, retry_gone: bool
+) -> FeedOutcome | None:
+    """The outcome of a feed left alone this run (gone, or asked to wait), else None."""
+    if health is None:
+        return None
+    ambassadors = tuple(dict.fromkeys(s.ambassador for s in subs))
+    if health.gone_since is not None and not retry_gone:
+        return FeedOutcome(
+            health.url,
+            ambassadors,
+            error="HTTP 410 Gone",
+            status=410,
+            gone_since=health.gone_since,
+            skipped=True,
+        )
+    if health.retry_after is not None and health.retry_after > now:
+        return FeedOutcome(
+            health.url,
+            ambassadors,
+            error=health.last_error,
+            status=health.last_status,
+            wait_until=health.retry_after,
+            skipped=True,
+        )
+    return None
 
 
 def user_agent(config: Config) -> str:
@@ -265,19 +547,21 @@ def collect(
     *,
     now: datetime | None = None,
     on_outcome: Callable[[FeedOutcome], None] | None = None,
+    retry_gone: bool = False,
 ) -> list[FeedOutcome]:
-    """Fetch every feed of the config once and store new items; one outcome per feed."""
+    """Fetch every feed of the config once and store new items; one outcome per feed.
+
+    A feed marked gone (410) is not fetched unless `retry_gone`; one whose server asked to
+    wait (Retry-After) is not fetched before that time. Both still get an outcome.
+    """
     now = now or datetime.now(UTC)
     subs = subscriptions(config)
-    sources = []
-    for location in subs:
-        etag, last_modified = store.feed_validators(location)
-        sources.append(Source(location, etag, last_modified))
+    health = store.feed_health()
     outcomes: list[FeedOutcome] = []
 
-    def stored(result: FeedResult) -> None:
-        outcome = store_result(store, result, subs[result.url], now)
-        if outcome.ok:
+    def report(outcome: FeedOutcome) -> None:
+        state = outcome.state
+        if state in ("ok", "not modified"):
             logger.info(
                 "Fetched %s: %d new of %d entries%s",
                 outcome.url,
@@ -285,11 +569,25 @@ def collect(
                 outcome.entries,
                 " (not modified)" if outcome.not_modified else "",
             )
+        elif outcome.skipped:
+            logger.info("Not fetching %s: %s (%s)", outcome.url, state, outcome.error)
         else:
             logger.warning("Feed %s failed: %s", outcome.url, outcome.error)
         outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)
+
+    sources = []
+    for location, feed_subs in subs.items():
+        h = health.get(location)
+        skipped = not_fetched(h, feed_subs, now, retry_gone=retry_gone)
+        if skipped is not None:
+            report(skipped)
+        else:
+            sources.append(Source(location, h.etag if h else None, h.last_modified if h else None))
+
+    def stored(result: FeedResult) -> None:
+        report(store_result(store, result, subs[result.url], now))
 
     asyncio.run(
         fetch_all(sources, config.collect, user_agent=user_agent(config), now=now, on_result=stored)

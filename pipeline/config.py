@@ -137,15 +137,17 @@ class CollectConfig(_Section):
     """How feeds are fetched: politely, and never long or large enough to stall a run."""
 
     timeout: float = Field(30, gt=0, le=600)
-    """Seconds one feed may take in all, however slowly its server drips bytes."""
+    """Seconds one feed may take in all (connects, redirects, retries and waits included),
+    however slowly its server drips bytes."""
     max_size_mb: float = Field(5, gt=0, le=1024)
     """A feed larger than this, decompressed, is refused while it streams in."""
     concurrency: int = Field(32, ge=1, le=1000)
     """Feeds fetched at once."""
     per_host: int = Field(6, ge=1, le=100)
-    """Feeds fetched at once from one host (many feeds share wordpress.com or medium.com)."""
+    """Feeds fetched at once from one host:port (many feeds share wordpress.com or medium.com)."""
     retries: int = Field(2, ge=0, le=5)
-    """Retries within a run, with backoff, after a connection error or a 5xx answer."""
+    """Retries within a run, with backoff (0.5 s, 1 s, …), after a connection error or a 408,
+    429, 500, 502, 503 or 504 answer; a short Retry-After is waited out instead."""
 
     @property
     def max_bytes(self) -> int:

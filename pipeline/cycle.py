@@ -238,17 +238,23 @@ def deliver_edition(
 
 
 def collect(
-    config: Config, store: Store, *, on_outcome: Callable[[FeedOutcome], None] | None = None
+    config: Config,
+    store: Store,
+    *,
+    on_outcome: Callable[[FeedOutcome], None] | None = None,
+    retry_gone: bool = False,
 ) -> list[FeedOutcome]:
-    """Fetch every feed once and store the new items."""
-    return collect_stage.collect(config, store, on_outcome=on_outcome)
+    """Fetch every feed once and store the new items (gone feeds too, with `retry_gone`)."""
+    return collect_stage.collect(config, store, on_outcome=on_outcome, retry_gone=retry_gone)
 
 
 def status(config: Config | None, store: Store) -> dict[str, Any]:
     """What `trnews status --json` prints: feed health, editions, subscribers, scheduler.
 
-    With a config, every configured feed is listed (one never fetched has `ok: null`); without
-    one (the file is broken), every feed the database knows.
+    With a config, every configured feed is listed in config order (one never fetched has
+    `ok: null`); without one (the file is broken), every feed the database knows. `gone` is
+    true from a feed's first 410 answer until it answers anything else; `retry_after` is when
+    its server asked to be fetched again (429 or 503 with Retry-After), if it did.
     """
     health = store.feed_health()
     owners: dict[str, str | None]
@@ -268,10 +274,15 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
                 "url": location,
                 "ambassador": ambassador,
                 "ok": h.consecutive_failures == 0 if h is not None and fetched else None,
+                "last_attempt": _iso(h.last_attempt) if h else None,
                 "last_success": _iso(h.last_success) if h else None,
+                "last_status": h.last_status if h else None,
                 "consecutive_failures": h.consecutive_failures if h else 0,
                 "last_error": h.last_error if h else None,
+                "gone": h is not None and h.gone_since is not None,
+                "gone_since": _iso(h.gone_since) if h else None,
                 "moved_to": h.moved_to if h else None,
+                "retry_after": _iso(h.retry_after) if h else None,
             }
         )
     return {

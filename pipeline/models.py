@@ -82,6 +82,10 @@ class FeedResult:
     """The HTTP status, or None for a local file or a failure before any reply."""
     final_url: str | None = None
     """Where redirects ended, when that differs from `url`."""
+    retry_after: datetime | None = None
+    """When a 429 or 503 answer asked us to come back (its Retry-After), if not within the run."""
+    attempts: int = 1
+    """Requests made for this feed in this run: 1, or more after retries."""
 
     @property
     def ok(self) -> bool:
@@ -99,10 +103,29 @@ class FeedOutcome:
     not_modified: bool = False
     error: str | None = None
     moved_to: str | None = None
+    status: int | None = None
+    """The HTTP status of the last answer, if there was one."""
+    attempts: int = 1
+    gone_since: datetime | None = None
+    """When the feed first answered 410 Gone; it is not fetched again."""
+    wait_until: datetime | None = None
+    """Its server asked (429 or 503 with Retry-After) not to be fetched before this time."""
+    skipped: bool = False
+    """Not fetched in this run: gone, or asked to wait."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def state(self) -> str:
+        """How `collect` counts it: "ok", "not modified" or "failed" when fetched; "gone" or
+        "waiting" when an earlier answer (410, Retry-After) kept it from being fetched."""
+        if self.skipped:
+            return "gone" if self.gone_since is not None else "waiting"
+        if self.error is not None:
+            return "failed"
+        return "not modified" if self.not_modified else "ok"
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX deliveries_state ON deliveries (edition_id, state, subscriber_id);
         """,
     ),
+    (
+        "0002_feed_health",
+        """
+        ALTER TABLE feeds ADD COLUMN gone_since TEXT;
+        ALTER TABLE feeds ADD COLUMN retry_after TEXT;
+        """,
+    ),
 ]
 
 
@@ -132,6 +139,8 @@ def _opt(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class FeedHealth:
+    """What the database knows about one feed URL: its validators and how its fetches went."""
+
     url: str
     last_attempt: datetime | None
     last_success: datetime | None
@@ -139,6 +148,12 @@ class FeedHealth:
     consecutive_failures: int
     last_error: str | None
     moved_to: str | None
+    gone_since: datetime | None = None
+    """When it first answered 410 Gone; a gone feed is not fetched again."""
+    retry_after: datetime | None = None
+    """Its server asked not to be fetched before this time (429 or 503 with Retry-After)."""
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -247,11 +262,6 @@ class Store:
 
     # -- feeds -----------------------------------------------------------------------------
 
-    def feed_validators(self, url: str) -> tuple[str | None, str | None]:
-        """The ETag and Last-Modified the feed last gave, for a conditional request."""
-        row = self._q("SELECT etag, last_modified FROM feeds WHERE url = ?", (url,)).fetchone()
-        return (row["etag"], row["last_modified"]) if row else (None, None)
-
     def record_fetch(
         self,
         url: str,
@@ -262,13 +272,19 @@ class Store:
         etag: str | None = None,
         last_modified: str | None = None,
         moved_to: str | None = None,
+        retry_after: datetime | None = None,
     ) -> None:
-        """Record one fetch of a feed: its validators on success, its error on failure."""
+        """Record one fetch of a feed: its validators on success, its error on failure.
+
+        A feed is gone from its first 410 answer until it answers anything else; `retry_after`
+        is when its server asked to be asked again (Retry-After), if it did.
+        """
         self._q("INSERT OR IGNORE INTO feeds (url) VALUES (?)", (url,))
         if error is None:
             self._q(
                 """UPDATE feeds SET last_attempt = :now, last_success = :now, last_status = :status,
                        consecutive_failures = 0, last_error = NULL, moved_to = :moved,
+                       gone_since = NULL, retry_after = NULL,
                        etag = COALESCE(:etag, etag), last_modified = COALESCE(:lm, last_modified)
                    WHERE url = :url""",
                 {
@@ -282,28 +298,30 @@ class Store:
             )
         else:
             self._q(
-                """UPDATE feeds SET last_attempt = ?, last_status = ?, last_error = ?,
-                       consecutive_failures = consecutive_failures + 1
-                   WHERE url = ?""",
-                (iso(now), status, error, url),
+                """UPDATE feeds SET last_attempt = :now, last_status = :status, last_error = :error,
+                       consecutive_failures = consecutive_failures + 1,
+                       gone_since = CASE WHEN :status = 410 THEN COALESCE(gone_since, :now)
+                                         END,
+                       retry_after = :retry_after
+                   WHERE url = :url""",
+                {
+                    "now": iso(now),
+                    "status": status,
+                    "error": error,
+                    "retry_after": iso(retry_after) if retry_after else None,
+                    "url": url,
+                },
             )
         if self.get_meta("counting_since") is None:
             self.set_meta("counting_since", iso(now))
 
     def feed_health(self) -> dict[str, FeedHealth]:
-        rows = self._q("SELECT * FROM feeds")
-        return {
-            r["url"]: FeedHealth(
-                url=r["url"],
-                last_attempt=_opt(r["last_attempt"]),
-                last_success=_opt(r["last_success"]),
-                last_status=r["last_status"],
-                consecutive_failures=r["consecutive_failures"],
-                last_error=r["last_error"],
-                moved_to=r["moved_to"],
-            )
-            for r in rows
-        }
+        """Every feed the database knows, by URL."""
+        return {r["url"]: _feed_health(r) for r in self._q("SELECT * FROM feeds")}
+
+    def feed(self, url: str) -> FeedHealth | None:
+        row = self._q("SELECT * FROM feeds WHERE url = ?", (url,)).fetchone()
+        return _feed_health(row) if row else None
 
     # -- items -----------------------------------------------------------------------------
 
@@ -638,6 +656,22 @@ class _Transaction:
             self.conn.execute("COMMIT")
         else:
             self.conn.execute("ROLLBACK")
+
+
+def _feed_health(r: sqlite3.Row) -> FeedHealth:
+    return FeedHealth(
+        url=r["url"],
+        last_attempt=_opt(r["last_attempt"]),
+        last_success=_opt(r["last_success"]),
+        last_status=r["last_status"],
+        consecutive_failures=r["consecutive_failures"],
+        last_error=r["last_error"],
+        moved_to=r["moved_to"],
+        gone_since=_opt(r["gone_since"]),
+        retry_after=_opt(r["retry_after"]),
+        etag=r["etag"],
+        last_modified=r["last_modified"],
+    )
 
 
 def _item(r: sqlite3.Row) -> Item:

@@ -270,7 +270,9 @@ def test_every_real_feed_is_read_in_full_and_gets_its_own_line(real: RealEdition
         assert f"({entries} in feed)" in line, line
     assert "(kari-nordmann, ola-hansen)" in collect_line(real.collected, real.urls["avis"])
     # 13 entries; the newspaper's two outside writers are dropped, the cross-post is one item
-    assert "Collected 5 feeds: 11 new items, 0 failed." in real.collected
+    assert "Collected 5 feeds: 11 new items; 5 ok, 0 not modified, 0 gone, 0 failed." in (
+        real.collected
+    )
 
 
 def test_the_edition_holds_the_recent_posts_of_every_feed_in_their_sections(
@@ -537,7 +539,7 @@ def test_a_second_collect_asks_conditionally_and_a_304_adds_nothing(
     second = site.run("collect").stdout
     assert "not modified" in collect_line(second, with_etag)
     assert "not modified" in collect_line(second, with_date)
-    assert "Collected 2 feeds: 0 new items, 0 failed." in second
+    assert "Collected 2 feeds: 0 new items; 0 ok, 2 not modified, 0 gone, 0 failed." in second
     assert feeds.requests_to("/vilkar/etag.xml")[1].headers.get("if-none-match") == '"v1"'
     assert feeds.requests_to("/vilkar/dato.xml")[1].headers.get("if-modified-since") == modified
 
@@ -669,6 +671,7 @@ class BarrierFeeds:
 
 
 def test_feeds_are_fetched_concurrently(site: Site) -> None:
+    site.extra_toml = "[collect]\nper_host = 10  # all ten share one host"
     with BarrierFeeds(parties=10) as server:
         site.ambassador(
             "kari-nordmann",
@@ -677,7 +680,7 @@ def test_feeds_are_fetched_concurrently(site: Site) -> None:
             [{"url": server.url(f"/blogg{n}.xml"), "kind": "blog"} for n in range(10)],
         )
         out = site.run("collect").stdout
-    assert "Collected 10 feeds: 10 new items, 0 failed." in out
+    assert "Collected 10 feeds: 10 new items; 10 ok, 0 not modified, 0 gone, 0 failed." in out
 
 
 # -- hostile feeds --------------------------------------------------------------------------------
