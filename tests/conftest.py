@@ -194,6 +194,48 @@ def feeds(_feed_server: FeedServer) -> Iterator[FeedServer]:
     _feed_server.reset()
 
 
+# -- a host that hangs ----------------------------------------------------------------------
+
+
+class SilentServer:
+    """Accepts TCP connections and never sends a byte: a feed host that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.held: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.held.append(conn)  # read nothing, answer nothing, close nothing
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}{path}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
 # -- SMTP ------------------------------------------------------------------------------------
 
 

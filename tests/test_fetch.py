@@ -16,7 +16,6 @@ import gzip
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import brotli
 import pytest
-from conftest import FeedServer, Site
+from conftest import FeedServer, SilentServer, Site
 from test_collect import Post, collect_line, feed_status, rss, stored_items
 
 from pipeline import store as store_module
@@ -187,38 +186,6 @@ def scripted() -> Iterator[ScriptedServer]:
     server = ScriptedServer()
     yield server
     server.close()
-
-
-class SilentServer:
-    """Accepts TCP connections and never sends a byte: a feed host that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.held: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}{path}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=2)
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
 
 
 def feed(title: str) -> bytes:
@@ -621,18 +588,14 @@ def test_relative_links_resolve_against_the_url_after_redirects(
 
 
 def test_a_server_that_never_answers_fails_at_the_deadline_and_the_others_finish(
-    feeds: FeedServer, site: Site
+    feeds: FeedServer, site: Site, silent: SilentServer
 ) -> None:
-    silent = SilentServer()
-    try:
-        site.extra_toml = "[collect]\ntimeout = 2"
-        mute = silent.url("/feed.xml")
-        good = feeds.add_file("/god.xml", "medium.xml")
-        one_ambassador(site, mute, good)
-        out = site.run("collect").stdout
-        connections = len(silent.held)
-    finally:
-        silent.close()
+    site.extra_toml = "[collect]\ntimeout = 2"
+    mute = silent.url("/feed.xml")
+    good = feeds.add_file("/god.xml", "medium.xml")
+    one_ambassador(site, mute, good)
+    out = site.run("collect").stdout
+    connections = len(silent.held)
     assert collect_line(out, mute) == (
         f"FAILED  {mute} (kari-nordmann): no complete answer within 2 s"
     )

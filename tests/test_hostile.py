@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA, FeedServer, Site, feed_bytes, html_part, text_part
+from conftest import DATA, FeedServer, SilentServer, Site, feed_bytes, html_part, text_part
 from test_collect import Post, collect_line, feed_status, paragraphs, rss, section, stored_items
 
 from pipeline.config import load_config
@@ -192,45 +191,6 @@ class HugeFeeds:
 @pytest.fixture
 def huge() -> Iterator[HugeFeeds]:
     server = HugeFeeds()
-    yield server
-    server.close()
-
-
-class SilentServer:
-    """Accepts TCP connections and never sends a byte: a feed host that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.held: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.held.append(conn)  # read nothing, answer nothing, close nothing
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}{path}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=2)
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
-
-
-@pytest.fixture
-def silent() -> Iterator[SilentServer]:
-    server = SilentServer()
     yield server
     server.close()
 
