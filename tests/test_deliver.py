@@ -420,8 +420,10 @@ def test_max_per_second_spaces_the_messages_as_the_relay_asks(site: Site, smtp: 
     site.run("send")
     arrived = smtp.handler.arrived
     assert len(arrived) == len(READERS)
-    # Sends start at least 0.1 s apart; arrival adds only loopback latency.
-    assert arrived[-1] - arrived[0] >= 0.1 * (len(READERS) - 1) * 0.75
+    # One connection, one message after another: message 0 has arrived before message 1's
+    # slot, and the last cannot arrive before that slot plus one interval per message between.
+    # So this bound holds however loaded the machine is; without pacing the span is a few ms.
+    assert arrived[-1] - arrived[0] >= 0.1 * (len(READERS) - 2)
 
 
 def test_unreachable_server_exits_1_and_a_later_run_delivers_everyone_once(site: Site) -> None:
