@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -75,7 +75,42 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-class FeedServer:
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with kept-alive connections, no log lines, headers sent without delay."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class LoopbackHTTP:
+    """A threaded HTTP server on a loopback address, in a thread of its own: what every test
+    server shares. Each subclass brings its handler (a `QuietHandler` with its `do_GET`)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> None:
+        self.httpd = _Server((host, 0), handler)
+        self.host = host
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FeedServer(LoopbackHTTP):
     """A threaded HTTP server on loopback serving registered routes; records every request."""
 
     def __init__(self) -> None:
@@ -83,13 +118,7 @@ class FeedServer:
         self.requests: list[Request] = []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 server.requests.append(
                     Request(self.path, {k.lower(): v for k, v in self.headers.items()})
@@ -151,13 +180,7 @@ class FeedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = _Server(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        super().__init__(Handler)
 
     def add(self, path: str, body: bytes = b"", **kw: Any) -> str:
         """Serve `body` at `path`; returns the full URL."""
@@ -173,10 +196,6 @@ class FeedServer:
     def reset(self) -> None:
         self.routes.clear()
         self.requests.clear()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="session")

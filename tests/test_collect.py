@@ -21,16 +21,25 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 import pytest
 from babel.dates import format_date
-from conftest import DATA, FeedServer, Site, SmtpServer, feed_bytes, free_port, html_part, text_part
+from conftest import (
+    DATA,
+    FeedServer,
+    LoopbackHTTP,
+    QuietHandler,
+    Site,
+    SmtpServer,
+    feed_bytes,
+    free_port,
+    html_part,
+    text_part,
+)
 
 from pipeline import collect as collect_stage
 from pipeline.config import load_config
@@ -621,7 +630,7 @@ def test_failing_feeds_each_get_a_line_and_never_stop_the_others(
     assert status[missing]["consecutive_failures"] == 3
 
 
-class BarrierFeeds:
+class BarrierFeeds(LoopbackHTTP):
     """A loopback feed server whose answers wait until `parties` requests are in flight at once.
 
     If the collector fetched one feed after another, the first request would wait in vain and
@@ -631,12 +640,7 @@ class BarrierFeeds:
     def __init__(self, parties: int) -> None:
         barrier = threading.Barrier(parties, timeout=15)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 try:
                     barrier.wait()
@@ -652,22 +656,7 @@ class BarrierFeeds:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def __enter__(self) -> BarrierFeeds:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def test_feeds_are_fetched_concurrently(site: Site) -> None:

@@ -25,14 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import brotli
 import pytest
-from conftest import FeedServer, SilentServer, Site
+from conftest import FeedServer, LoopbackHTTP, QuietHandler, SilentServer, Site
 from test_collect import Post, collect_line, feed_status, rss, stored_items
 
 from pipeline import store as store_module
@@ -112,7 +110,7 @@ class Gauge:
             self.now -= 1
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackHTTP):
     """A loopback HTTP server answering each path from a script: the first request gets the
     first step, the next the second, and the last step answers every request after that."""
 
@@ -124,13 +122,7 @@ class ScriptedServer:
         gauges = [self.in_flight, *([shared] if shared else [])]
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 for gauge in gauges:
                     gauge.enter()
@@ -159,26 +151,15 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(step.body)
 
-        self.httpd = ThreadingHTTPServer((host, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.host = host
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler, host)
 
     def script(self, path: str, *steps: Step) -> str:
         """Answer `path` with these steps in turn; returns its URL."""
         self.scripts[path] = list(steps)
         return self.url(path)
 
-    def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.httpd.server_address[1]}{path}"
-
     def requests_to(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -31,12 +31,20 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import DATA, FeedServer, SilentServer, Site, feed_bytes, html_part, text_part
+from conftest import (
+    DATA,
+    FeedServer,
+    LoopbackHTTP,
+    QuietHandler,
+    SilentServer,
+    Site,
+    feed_bytes,
+    html_part,
+    text_part,
+)
 from test_collect import Post, collect_line, feed_status, paragraphs, rss, section, stored_items
 
 from pipeline.config import load_config
@@ -103,7 +111,7 @@ def many_entries(n: int) -> bytes:
     )
 
 
-class HugeFeeds:
+class HugeFeeds(LoopbackHTTP):
     """A loopback server answering with a 60 MB feed, generated while it is sent.
 
     `/chunked` sends it without a length (chunked transfer encoding), so only counting while
@@ -136,12 +144,7 @@ class HugeFeeds:
                 total += len(chunk)
                 yield chunk
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 chunked = self.path == "/chunked"
                 sent = 0
@@ -175,17 +178,7 @@ class HugeFeeds:
                         server.done.set()
 
         self.expected = 1
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
