@@ -40,7 +40,7 @@ from . import __version__
 from .config import CollectConfig, Config
 from .errors import FetchError
 from .models import FeedOutcome, FeedResult, Kind
-from .parse import author_matches, parse_async, parse_feed
+from .parse import author_matches, parse_async, parse_feed, start_workers
 from .store import FeedHealth, Store
 
 logger = logging.getLogger(__name__)
@@ -401,6 +401,8 @@ async def fetch_all(
     on_result: Callable[[FeedResult], None],
 ) -> None:
     """Fetch every source concurrently; `on_result` is called as each one finishes."""
+    sources = list(sources)
+    start_workers(len(sources))  # up by the time the first answers are in
     in_flight = asyncio.Semaphore(settings.concurrency)
     hosts: dict[str, asyncio.Semaphore] = {}
     timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=settings.timeout)

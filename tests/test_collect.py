@@ -417,6 +417,33 @@ def test_a_long_post_is_cut_to_at_most_300_characters_at_a_word_boundary(
     assert words[len(kept)] == " ", f"cut inside a word: {excerpt!r}"
 
 
+def test_the_appeared_first_on_line_of_wordpress_is_not_part_of_the_excerpt(
+    feeds: FeedServer, site: Site
+) -> None:
+    """WordPress SEO plugins end each feed excerpt with "Innlegget X dukket først opp på Y":
+    the reader of the newsletter has the title and the link already."""
+    nb = (
+        "<p>Regionen trenger flere boliger nær jernbanen. [&#8230;]</p>\n<p>Innlegget "
+        '<a href="https://kari.example.org/boliger/">Boliger</a> dukket først opp på '
+        '<a href="https://kari.example.org">Karis blogg</a>.</p>'
+    )
+    en = (
+        "<p>Hydrogen at the harbour.</p><p>The post <a href='https://x.example/h'>Hydrogen</a>"
+        " appeared first on <a href='https://x.example'>Ola's blog</a>.</p>"
+    )
+    url = feeds.add(
+        "/yoast.xml",
+        rss(
+            Post("Boliger", "https://kari.example.org/boliger/", html=nb),
+            Post("Hydrogen", "https://x.example/h", html=en),
+        ),
+    )
+    site.ambassador("kari-nordmann", "Kari Nordmann", "", [{"url": url, "kind": "blog"}])
+    _, items = collect_in_process(site)
+    assert items["Boliger"].excerpt == "Regionen trenger flere boliger nær jernbanen. […]"
+    assert items["Hydrogen"].excerpt == "Hydrogen at the harbour."
+
+
 # -- dates, local files ------------------------------------------------------------------------
 
 
