@@ -333,30 +333,33 @@ class Store:
         The same article (same key) from another feed adds credits; a chronicle copy turns a
         blog item into a chronicle and its title, excerpt and link win.
         """
-        row = self._q("SELECT id, kind FROM items WHERE key = ?", (entry.key,)).fetchone()
         published = iso(entry.published) if entry.published else None
-        if row is None:
-            cur = self._q(
-                """INSERT INTO items (key, link, title, excerpt, kind, published, first_seen, date,
-                                      feed_url)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    entry.key,
-                    entry.link,
-                    entry.title,
-                    entry.excerpt,
-                    kind.value,
-                    published,
-                    iso(now),
-                    published or iso(now),
-                    feed_url,
-                ),
-            )
-            item_id = cur.lastrowid
-            new = True
+        seen = iso(now)
+        # One statement for a new article, the common case: the insert says whether it was.
+        inserted = self._q(
+            """INSERT INTO items (key, link, title, excerpt, kind, published, first_seen, date,
+                                  feed_url)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (key) DO NOTHING
+               RETURNING id""",
+            (
+                entry.key,
+                entry.link,
+                entry.title,
+                entry.excerpt,
+                kind.value,
+                published,
+                seen,
+                published or seen,
+                feed_url,
+            ),
+        ).fetchone()
+        new = inserted is not None
+        if inserted is not None:
+            item_id = inserted["id"]
         else:
+            row = self._q("SELECT id, kind FROM items WHERE key = ?", (entry.key,)).fetchone()
             item_id = row["id"]
-            new = False
             if row["kind"] == Kind.BLOG and kind is Kind.CHRONICLE:
                 self._q(
                     """UPDATE items SET kind = 'chronicle', link = coalesce(nullif(?, ''), link),
