@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import __version__, subscribers
 from .config import Config, check_address, config_path, load_config, read_toml
 from .errors import ConfigError, DeliveryError, TransportUnavailable, TrnewsError, UsageError
-from .models import FeedOutcome, SubscriberState
+from .models import FeedOutcome, FeedResult, SubscriberState
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -157,17 +157,34 @@ def cli(ctx: click.Context, config_opt: Path | None, verbose: int, debug: bool) 
 
 @cli.command()
 @config_option
+@click.option(
+    "--discover",
+    is_flag=True,
+    help="Also fetch every web feed once (storing nothing) and name better URLs: the feed a "
+    "web page names, or where a feed has moved for good.",
+)
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="With --discover: write those URLs into the config file (the old file is kept as "
+    ".bak).",
+)
 @click.pass_obj
-def check(state: State) -> None:
+def check(state: State, discover: bool, fix: bool) -> None:
     """Validate the config file and print a one-line summary.
 
     Every problem is listed at once, each with its key (e.g. ambassador[2].feeds[0].url);
-    exit 2 if there is any.
+    exit 2 if there is any. With --discover, each configured URL that gives a web page
+    naming its feed, or that redirects permanently, gets a line with the better URL.
 
     \b
-    Example:
+    Examples:
       trnews -c config/trnews.toml check
+      trnews check --discover
+      trnews check --discover --fix
     """
+    if fix and not discover:
+        raise UsageError("--fix only goes with --discover: trnews check --discover --fix")
     config = state.config()
     feeds = sum(len(a.feeds) for a in config.ambassador)
     click.echo(
@@ -175,6 +192,40 @@ def check(state: State) -> None:
         f"({config.feed_count} to fetch), {len(config.meeting)} meetings; "
         f"transport {config.delivery.transport}."
     )
+    if discover:
+        _discover(state.path, config, fix)
+
+
+def _discover(path: Path, config: Config, fix: bool) -> None:
+    from . import discover
+
+    web = discover.feed_keys(config)
+    failed: dict[str, str] = {}
+    with _progress() as bar:
+        task = bar.add_task("Checking feed URLs", total=len(web))
+
+        def seen(result: FeedResult) -> None:
+            if result.error:
+                failed[result.url] = result.error
+            bar.advance(task)
+
+        found = discover.discover(config, on_result=seen)
+    for s in found:
+        click.echo(f"{', '.join(s.keys)}: {s.old} {s.why}: {s.new}")
+    better = {s.old for s in found}
+    for url, keys in web.items():
+        if url in failed and url not in better:
+            click.echo(f"{', '.join(keys)}: {url} fails ({failed[url]}); no better URL found.")
+    if not found:
+        click.echo(f"No better URL found for the {len(web)} web feeds.")
+    elif not fix:
+        click.echo(
+            f"{len(found)} URL(s) to change: edit {path}, or run "
+            f"'trnews -c {path} check --discover --fix' to have them replaced."
+        )
+    else:
+        replaced, backup = discover.apply(path, found)
+        click.echo(f"Replaced {replaced} URL(s) in {path}; the file as it was is in {backup}.")
 
 
 def _who(ambassadors: tuple[str, ...], shown: int = 3) -> str:

@@ -382,7 +382,14 @@ async def _parse(url: str, body: _Body, now: datetime) -> FeedResult:
     try:
         entries = await parse_async(body.data, body.base, body.content_type, now=now)
     except FetchError as e:
-        return FeedResult(url, error=e.reason, status=body.status, attempts=body.attempts)
+        return FeedResult(
+            url,
+            error=e.reason,
+            status=body.status,
+            final_url=body.moved_to,
+            attempts=body.attempts,
+            advertised=e.advertised,
+        )
     return FeedResult(
         url,
         entries=entries,

@@ -60,9 +60,11 @@ class StoreError(TrnewsError):
 class FetchError(TrnewsError):
     """One feed could not be fetched or parsed."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, advertised: str | None = None) -> None:
         self.url = url
         self.reason = reason
+        self.advertised = advertised
+        """The feed an HTML page names, when the URL gave a page instead of a feed."""
         super().__init__(f"{url}: {reason}")
 
 

@@ -86,6 +86,8 @@ class FeedResult:
     """When a 429 or 503 answer asked us to come back (its Retry-After), if not within the run."""
     attempts: int = 1
     """Requests made for this feed in this run: 1, or more after retries."""
+    advertised: str | None = None
+    """The feed an HTML page names, when the URL gave a page instead of a feed."""
 
     @property
     def ok(self) -> bool:

@@ -458,7 +458,7 @@ def _feedparser_entries(
             hint = (
                 f"; the page names its feed at {found}: put that URL in the config" if found else ""
             )
-            raise FetchError(url, f"not a feed: an HTML page{hint}")
+            raise FetchError(url, f"not a feed: an HTML page{hint}", advertised=found)
         raise FetchError(url, f"not a feed: {_parse_problem(parsed.get('bozo_exception'))}")
     return parsed.entries, str(parsed.get("version", "")).startswith("atom")
 
@@ -583,12 +583,13 @@ def _discard(pool: ProcessPoolExecutor) -> None:
 
 def _parse_in_worker(
     body: bytes, url: str, content_type: str | None, now: datetime | None
-) -> tuple[Entry, ...] | str:
-    """`parse_feed` in a worker; a FetchError comes back as its reason (it does not pickle)."""
+) -> tuple[Entry, ...] | tuple[str, str | None]:
+    """`parse_feed` in a worker; a FetchError comes back as its reason and advertised feed
+    (an exception with keyword arguments does not pickle)."""
     try:
         return parse_feed(body, url, content_type, now=now)
     except FetchError as e:
-        return e.reason
+        return (e.reason, e.advertised)
 
 
 async def parse_async(
@@ -615,7 +616,8 @@ async def parse_async(
             if pool is None:
                 break
             continue
-        if isinstance(got, str):
-            raise FetchError(url, got)
+        if got and isinstance(got[0], str):
+            reason, advertised = got
+            raise FetchError(url, str(reason), advertised=advertised)
         return got
     raise FetchError(url, "the feed parser's process stopped on it (out of memory?)")
