@@ -13,7 +13,7 @@ run, for each N:
 Both print messages per second; the ratio is ours / baseline. The peak RSS growth of this process
 during trnews's send (resource.getrusage) shows whether memory grows with N.
 
-    .venv/bin/python bench/bench_deliver.py [--quick]
+    .venv/bin/python bench/deliver.py [--quick]
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def time_ours(config_path: Path, readers: int) -> tuple[float, int, bytes]:
         seconds = time.perf_counter() - start
         rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
         if report.delivered != readers or report.edition_id is None:
-            raise SystemExit(f"bench_deliver: trnews delivered {report.delivered} of {readers}")
+            raise SystemExit(f"bench/deliver.py: trnews delivered {report.delivered} of {readers}")
         url = unsubscribe_url(config, link_secret(config, store), 1)
         content = personalise(store.edition_content(report.edition_id), unsubscribe_url=url)
     msg = build_message(
@@ -198,7 +198,7 @@ def run(quick: bool = False) -> list[Result]:
         results = [bench(server, n) for n in sizes]
     expected = 2 * sum(sizes)
     if server.received != expected:
-        raise SystemExit(f"bench_deliver: the server got {server.received} of {expected}")
+        raise SystemExit(f"bench/deliver.py: the server got {server.received} of {expected}")
     return results
 
 

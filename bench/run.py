@@ -1,7 +1,7 @@
 """Run the trnews benchmarks and print one table: each against a baseline measured in this run.
 
-    .venv/bin/python bench/run.py            # the full run (`make bench`), about 2 minutes
-    .venv/bin/python bench/run.py --quick    # a smaller run, about 20 seconds
+    .venv/bin/python bench/run.py            # the full run (`make bench`), about 10 minutes
+    .venv/bin/python bench/run.py --quick    # a smaller run, about a minute
     .venv/bin/python bench/run.py --only deliver
 
 Speed is measured here, never asserted in tests. Read the ratio column: above 1, trnews is
@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_collect
-import bench_deliver
+import collect
+import deliver
 from common import Result
 
-BENCHES = {"collect": bench_collect.run, "deliver": bench_deliver.run}
+BENCHES = {"collect": collect.run, "deliver": deliver.run}
 
 
 def figure(value: float, unit: str) -> str:
@@ -60,7 +60,7 @@ def main() -> None:
         f"trnews benchmarks{' (quick)' if args.quick else ''}: Python "
         f"{platform.python_version()}, {platform.machine()}, {platform_cpus()} CPUs"
     )
-    print("ratio: baseline time / ours for collect, ours msg/s / baseline msg/s for deliver;")
+    print("ratio: the compared time / ours for collect, ours msg/s / baseline msg/s for deliver;")
     print("above 1 trnews is faster than the baseline.\n")
     rows: list[Result] = []
     start = time.perf_counter()
