@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TRNEWS := $(BIN)/trnews
 DEMO := var/demo/trnews.toml
 
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test lint format bench messages clean
 
 help:
 	@echo "make demo    set up, then collect and send the bundled example offline into var/outbox"
@@ -54,6 +54,15 @@ format: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# Extract the newsletter's messages from pipeline/ and templates/ (babel.cfg) into the
+# template catalogue, then merge it into each language's .po; translate what is new or fuzzy
+# there. trnews reads the .po files themselves: there is no .mo to compile.
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -c "Translators:" --no-wrap --sort-by-file \
+		--project trnews --copyright-holder Trondheimsregionen \
+		--msgid-bugs-address post@trondheimsregionen.no -o pipeline/locale/trnews.pot .
+	$(BIN)/pybabel update -i pipeline/locale/trnews.pot -d pipeline/locale -D trnews --no-wrap
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -90,12 +90,88 @@ def _env_name(value: str) -> str:
     return value
 
 
+DEFAULT_ACCENT = "#003a70"
+"""Trondheimsregionen's dark blue."""
+MIN_CONTRAST = 4.5
+"""WCAG 2 AA for normal text: what links and the header's white text need against white."""
+
+
+def _channel(value: int) -> float:
+    c = value / 255
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    h = colour.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    """The WCAG 2 contrast ratio of two `#rrggbb` colours, from 1 (none) to 21 (black/white)."""
+    la, lb = (
+        0.2126 * _channel(r) + 0.7152 * _channel(g) + 0.0722 * _channel(bl)
+        for r, g, bl in (_rgb(a), _rgb(b))
+    )
+    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+
+def mix_until_contrast(colour: str, towards: str, against: str, ratio: float) -> str:
+    """`colour` mixed with `towards` in steps of 5% until it has `ratio` against `against`."""
+    start, end = _rgb(colour), _rgb(towards)
+    for step in range(21):
+        f = step / 20
+        mixed = "#" + "".join(
+            f"{round(s + (e - s) * f):02x}" for s, e in zip(start, end, strict=True)
+        )
+        if contrast_ratio(mixed, against) >= ratio:
+            return mixed
+    return towards
+
+
+def _accent(value: str) -> str:
+    if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", value):
+        raise ValueError(f"{value!r} is not a hex colour like '{DEFAULT_ACCENT}'")
+    colour = value.lower()
+    if len(colour) == 4:
+        colour = "#" + "".join(c * 2 for c in colour[1:])
+    ratio = contrast_ratio(colour, "#ffffff")
+    if ratio < MIN_CONTRAST:
+        darker = mix_until_contrast(colour, "#000000", "#ffffff", MIN_CONTRAST)
+        raise ValueError(
+            f"{value!r} has a contrast of {ratio:.1f}:1 against white; links and the header's "
+            f"white text need at least {MIN_CONTRAST}:1 (WCAG AA) to be read. "
+            f"A darker shade such as '{darker}' would do"
+        )
+    return colour
+
+
+def _logo_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError(
+            f"{value!r} is not an https URL; mail clients fetch the logo from the web, "
+            "and many refuse plain http"
+        )
+    if parts.path.lower().endswith(".svg"):
+        raise ValueError(f"{value!r} is an SVG, which Gmail and Outlook do not show: use a PNG")
+    return value
+
+
+def _one_line(value: str) -> str:
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError(f"{value!r} must be one line, without control characters")
+    return value.strip()
+
+
 Address = Annotated[str, AfterValidator(_address)]
 Mailbox = Annotated[str, AfterValidator(_mailbox)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Timezone = Annotated[str, AfterValidator(_timezone)]
 Cron = Annotated[str, AfterValidator(_cron)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
+Accent = Annotated[str, AfterValidator(_accent)]
+LogoUrl = Annotated[str, AfterValidator(_logo_url)]
+OneLine = Annotated[str, AfterValidator(_one_line)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -108,7 +184,8 @@ class NewsletterConfig(_Section):
     sender: Mailbox
     public_url: HttpUrl
     reply_to: Address | None = None
-    language: Literal["nb", "en"] = "nb"
+    language: Literal["nb", "nn", "en"] = "nb"
+    """The newsletter's words, dates and times: bokmål, nynorsk or English."""
     timezone: Timezone = "Europe/Oslo"
     intro: str = ""
     templates: Path | None = None
@@ -117,6 +194,17 @@ class NewsletterConfig(_Section):
     meetings_ahead_days: int = Field(30, ge=0, le=366)
     lookback_days: int = Field(30, ge=1, le=36_500)
     secret_env: EnvName = "TRNEWS_SECRET"
+    accent: Accent = DEFAULT_ACCENT
+    """`#rrggbb` of the header, headings and links; refused if too light to read on white."""
+    logo: LogoUrl | None = None
+    """https URL of an image shown at the top of the header (PNG or JPEG, on the accent)."""
+    logo_alt: OneLine | None = None
+    """The logo's text for readers who do not load images; required with `logo` (checked in
+    `_cross_check`, so that it is reported even when `logo` itself has a problem)."""
+    logo_width: int = Field(160, ge=16, le=552)
+    """The logo's width in pixels (552: the full width inside the margins)."""
+    postal_address: OneLine = ""
+    """The sender's postal address, shown in the footer (bulk-mail rules ask for one)."""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -125,6 +213,12 @@ class NewsletterConfig(_Section):
     @property
     def sender_address(self) -> str:
         return parseaddr(self.sender)[1]
+
+    @property
+    def sender_name(self) -> str:
+        """The From header's display name, else its address."""
+        name, address = parseaddr(self.sender)
+        return name or address
 
 
 class ScheduleConfig(_Section):
@@ -381,6 +475,14 @@ def _cross_check(raw: dict[str, Any]) -> list[Problem]:
                 )
             urls.add(url)
     newsletter = raw.get("newsletter")
+    if isinstance(newsletter, dict) and newsletter.get("logo") and not newsletter.get("logo_alt"):
+        problems.append(
+            Problem(
+                "newsletter.logo_alt",
+                "required when newsletter.logo is set: the words readers see instead of the "
+                "image when it is blocked or not loaded, like 'Trondheimsregionen'",
+            )
+        )
     tz_name = newsletter.get("timezone") if isinstance(newsletter, dict) else None
     try:
         tz = ZoneInfo(tz_name) if isinstance(tz_name, str) else ZoneInfo("Europe/Oslo")

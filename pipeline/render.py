@@ -1,12 +1,24 @@
-"""Render an edition: Jinja2 → MJML → HTML, and a plain-text part from the same data. No I/O.
+"""Render an edition: Jinja2 → MJML → HTML, and a plain-text part from the same data. No I/O
+but reading the templates and the message catalogues.
 
-The edition is rendered once; the few per-reader values (the unsubscribe link) are placeholders
-filled into the finished HTML and text by `personalise`.
+The edition is rendered once; the few per-reader values (the unsubscribe link, the reader's name
+in the greeting) are placeholders filled into the finished HTML and text by `personalise`.
+
+The newsletter's words come from gettext catalogues, `pipeline/locale/<lang>/LC_MESSAGES/
+trnews.po`, used in the templates through Jinja's i18n extension (`{% trans %}`, `_()`) and
+here through `Formatter`. The catalogues are compiled from the .po files in memory when first
+used, so there is no .mo file to build, ship or let go stale; `make messages` extracts the
+messages from the code and templates and updates the catalogues.
 """
 
 from __future__ import annotations
 
+import functools
+import gettext
+import html
+import io
 import logging
+import re
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,18 +29,45 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
-from babel.dates import format_date, format_datetime, format_time
+from babel.dates import format_date, format_skeleton, format_time
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from mjml import mjml2html
 
-from .config import Config
+from .config import MIN_CONTRAST, Config, mix_until_contrast
 from .errors import RenderError
 from .models import PERSONAL_MARK, EditionPlan, Item, Meeting, Rendered, inert
 
 logger = logging.getLogger(__name__)
 
 UNSUBSCRIBE_URL = f"{PERSONAL_MARK}unsubscribe_url@@"
+READER_NAME = f"{PERSONAL_MARK}reader_name@@"
+"""Where the greeting takes the reader's name: " Kari" (with its space) or nothing."""
 GMAIL_CLIP_BYTES = 102 * 1024
+GMAIL_STYLE_BYTES = 16 * 1024
+"""The Gmail app drops a <style> block larger than this."""
 TEXT_WIDTH = 72
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DOMAIN = "trnews"
+
+LIGHT = {
+    "page": "#eef1f4",
+    "card": "#ffffff",
+    "text": "#1d1d1b",
+    "muted": "#4a4a4a",
+    "rule": "#d9dee3",
+    "on_accent": "#ffffff",
+}
+"""The colours of the design around the accent, every one stated explicitly on the element it
+colours, so a mail client's dark mode inverts text and background together."""
+DARK = {
+    "page": "#111315",
+    "card": "#1c1f22",
+    "text": "#e6e8ea",
+    "muted": "#b4bac0",
+    "rule": "#3a4046",
+}
+"""The same for readers in dark mode (Apple Mail, iOS, Outlook for Mac honour it)."""
 
 
 def builtin_templates() -> Path:
@@ -40,99 +79,82 @@ def builtin_templates() -> Path:
     raise RenderError(f"the built-in templates are missing (looked in {here / 'templates'})")
 
 
-LABELS: dict[str, dict[str, str]] = {
-    "nb": {
-        "chronicles": "Kronikker",
-        "blog_posts": "Blogginnlegg",
-        "meetings": "Kommende møter",
-        "unsubscribe": "Meld deg av",
-        "archive": "Tidligere utgaver",
-        "why": "Du får dette nyhetsbrevet fordi du abonnerer på {title} fra {sender}.",
-        "more": "… og {n} innlegg til. Les alle i arkivet.",
-        "nothing": "Ingen nye innlegg siden forrige utgave.",
-        "untitled": "(uten tittel)",
-        "and": "og",
-        "chronicle_one": "kronikk",
-        "chronicle_many": "kronikker",
-        "blog_one": "blogginnlegg",
-        "blog_many": "blogginnlegg",
-        "meeting_one": "møte",
-        "meeting_many": "møter",
-        "time_prefix": "kl.",
-        "unsubscribe_text": "Meld deg av med ett klikk",
-    },
-    "en": {
-        "chronicles": "Chronicles",
-        "blog_posts": "Blog posts",
-        "meetings": "Upcoming meetings",
-        "unsubscribe": "Unsubscribe",
-        "archive": "Past editions",
-        "why": "You receive this newsletter because you subscribe to {title} from {sender}.",
-        "more": "… and {n} more posts. Read them all in the archive.",
-        "nothing": "No new posts since the last edition.",
-        "untitled": "(untitled)",
-        "and": "and",
-        "chronicle_one": "chronicle",
-        "chronicle_many": "chronicles",
-        "blog_one": "blog post",
-        "blog_many": "blog posts",
-        "meeting_one": "meeting",
-        "meeting_many": "meetings",
-        "time_prefix": "",
-        "unsubscribe_text": "Unsubscribe with one click",
-    },
-}
+@functools.cache
+def translations(language: str) -> gettext.GNUTranslations:
+    """The message catalogue of `language`, compiled in memory from its .po file."""
+    po = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    try:
+        with po.open("rb") as f:
+            catalog = read_po(f, locale=language, domain=DOMAIN)
+    except OSError as e:
+        raise RenderError(f"the message catalogue for {language!r} is missing: {po}") from e
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
 
 
 @dataclass(frozen=True)
 class Formatter:
-    """Dates, times and counts in the newsletter's language and time zone."""
+    """Words, dates, times and counts in the newsletter's language and time zone."""
 
     language: str
     tz: ZoneInfo
 
     @property
-    def labels(self) -> dict[str, str]:
-        return LABELS[self.language]
+    def t(self) -> gettext.GNUTranslations:
+        return translations(self.language)
 
     def date(self, value: datetime) -> str:
         return format_date(value.astimezone(self.tz), "long", locale=self.language)
 
     def when(self, start: datetime, end: datetime | None) -> str:
-        """`torsdag 3. desember 2026 kl. 10:00–14:00` / `Thursday, December 3, 2026 10:00–14:00`."""
+        """`torsdag 3. desember 2026 kl. 10:00–14:00` / `Thursday, December 3, 2026, 10:00`."""
         local = start.astimezone(self.tz)
         day = format_date(local, "full", locale=self.language)
         clock = format_time(local, "HH:mm", locale=self.language)
         if end is not None:
             local_end = end.astimezone(self.tz)
+            end_clock = format_time(local_end, "HH:mm", locale=self.language)
             if local_end.date() == local.date():
-                clock += "–" + format_time(local_end, "HH:mm", locale=self.language)
+                clock += "–" + end_clock
             else:
-                clock += " – " + format_datetime(
-                    local_end,
-                    "d. MMM HH:mm" if self.language == "nb" else "MMM d HH:mm",
-                    locale=self.language,
-                )
-        prefix = self.labels["time_prefix"]
-        return f"{day} {prefix} {clock}" if prefix else f"{day}, {clock}"
+                end_day = format_skeleton("MMMd", local_end, locale=self.language)
+                clock += f" – {end_day} {end_clock}"
+        # Translators: a meeting's day ("Thursday, December 3, 2026") and time ("10:00–14:00").
+        return self.t.gettext("%(day)s, %(time)s") % {"day": day, "time": clock}
 
-    def count(self, n: int, what: str) -> str:
-        return f"{n} {self.labels[what + ('_one' if n == 1 else '_many')]}"
+    def join(self, parts: list[str]) -> str:
+        """ "A, B and C" in the newsletter's language."""
+        if len(parts) < 2:
+            return "".join(parts)
+        # Translators: the end of a list: "2 chronicles, 3 blog posts" and "2 meetings".
+        return self.t.gettext("%(first)s and %(last)s") % {
+            "first": ", ".join(parts[:-1]),
+            "last": parts[-1],
+        }
 
     def summary(self, plan: EditionPlan) -> str:
         """ "2 kronikker, 3 blogginnlegg og 1 møte": what the edition holds."""
-        parts = []
+        t = self.t
         chronicles = len(plan.chronicles) + sum(1 for i in plan.overflow if i.kind == "chronicle")
         blogs = len(plan.items) + len(plan.overflow) - chronicles
+        meetings = len(plan.meetings)
+        parts = []
         if chronicles:
-            parts.append(self.count(chronicles, "chronicle"))
+            parts.append(
+                t.ngettext("%(num)d chronicle", "%(num)d chronicles", chronicles)
+                % {"num": chronicles}
+            )
         if blogs:
-            parts.append(self.count(blogs, "blog"))
-        if plan.meetings:
-            parts.append(self.count(len(plan.meetings), "meeting"))
-        if len(parts) > 1:
-            return ", ".join(parts[:-1]) + f" {self.labels['and']} " + parts[-1]
-        return parts[0] if parts else self.labels["nothing"]
+            parts.append(
+                t.ngettext("%(num)d blog post", "%(num)d blog posts", blogs) % {"num": blogs}
+            )
+        if meetings:
+            parts.append(
+                t.ngettext("%(num)d meeting", "%(num)d meetings", meetings) % {"num": meetings}
+            )
+        return self.join(parts) or t.gettext("No new posts since the last edition.")
 
 
 def safe_link(url: str) -> str:
@@ -148,7 +170,7 @@ def _byline(credits: Any) -> str:
 
 def _item_view(item: Item, fmt: Formatter) -> dict[str, str]:
     return {
-        "title": inert(item.title) or fmt.labels["untitled"],
+        "title": inert(item.title) or fmt.t.gettext("(untitled)"),
         "link": safe_link(item.link),
         "byline": inert(_byline(item.credits)),
         "date": fmt.date(item.date),
@@ -161,21 +183,10 @@ def _meeting_view(meeting: Meeting, fmt: Formatter) -> dict[str, str]:
         "title": inert(meeting.title),
         "when": fmt.when(meeting.start, meeting.end),
         "location": inert(meeting.location),
-        "byline": inert(", ".join(c.name for c in meeting.credits)),
+        "ambassadors": inert(fmt.join([c.name for c in meeting.credits])),
         "url": safe_link(meeting.url),
         "description": inert(meeting.description),
     }
-
-
-def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:
-    """The line of the template where rendering failed: Jinja puts the template's own file
-    and line into the traceback."""
-    line = None
-    while tb is not None and filename:
-        if tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
 
 
 def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
@@ -189,20 +200,35 @@ def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
     )
 
 
+def palette(accent: str) -> dict[str, str]:
+    """Every colour the templates use: the light design, its dark-mode twin (`dark_*`), and the
+    accent for links and the header, lightened in dark mode until it reads on the dark card."""
+    colours = {**LIGHT, "accent": accent, **{f"dark_{k}": v for k, v in DARK.items()}}
+    colours["dark_accent"] = mix_until_contrast(accent, "#ffffff", DARK["card"], MIN_CONTRAST)
+    return colours
+
+
 class Renderer:
-    """Renders editions with the built-in templates, overridden by the admin's folder if set."""
+    """Renders editions with the built-in templates, overridden by the admin's folder if set.
+
+    A file in the admin's folder replaces the built-in one of the same name, whether it is the
+    whole `edition.mjml` or one of the partials it includes (`header.mjml`, `item.mjml`,
+    `meeting.mjml`, `footer.mjml`, …); `builtin/NAME` always names the built-in one, so an
+    override can wrap it rather than copy it.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         nl = config.newsletter
         self.fmt = Formatter(nl.language, nl.tz)
+        builtin = jinja2.FileSystemLoader(builtin_templates())
         loaders: list[jinja2.BaseLoader] = []
         custom = config.templates_path
         if custom is not None:
             if not custom.is_dir():
                 raise RenderError(f"newsletter.templates: {custom} is not a folder")
             loaders.append(jinja2.FileSystemLoader(custom))
-        loaders.append(jinja2.FileSystemLoader(builtin_templates()))
+        loaders += [builtin, jinja2.PrefixLoader({"builtin": builtin})]
         self.env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=jinja2.select_autoescape(
@@ -212,28 +238,39 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            extensions=["jinja2.ext.i18n"],
         )
+        # `{% trans %}` blocks are read with their line breaks and indentation folded, as
+        # `make messages` extracts them (babel.cfg says the same).
+        self.env.policies["ext.i18n.trimmed"] = True
+        self.env.install_gettext_translations(self.fmt.t, newstyle=True)  # type: ignore[attr-defined]
         self.env.filters["wrap"] = _wrap
+        self.colours = palette(nl.accent)
 
     def context(self, plan: EditionPlan) -> dict[str, Any]:
         nl = self.config.newsletter
         fmt = self.fmt
-        summary = fmt.summary(plan)
+        logo = None
+        if nl.logo:
+            logo = {"src": nl.logo, "alt": inert(nl.logo_alt or ""), "width": nl.logo_width}
         return {
             "lang": nl.language,
-            "labels": fmt.labels,
             "title": inert(nl.title),
             "intro": inert(nl.intro),
             "date": fmt.date(plan.created),
-            "summary": summary,
+            "summary": fmt.summary(plan),
+            "reader_name": READER_NAME,
             "chronicles": [_item_view(i, fmt) for i in plan.chronicles],
             "blog_posts": [_item_view(i, fmt) for i in plan.blog_posts],
             "meetings": [_meeting_view(m, fmt) for m in plan.meetings],
             "more": len(plan.overflow),
             "archive_url": f"{nl.public_url}/archive",
             "unsubscribe_url": UNSUBSCRIBE_URL,
-            "sender": inert(nl.sender),
-            "why": inert(fmt.labels["why"].format(title=nl.title, sender=nl.sender_address)),
+            "sender_name": inert(nl.sender_name),
+            "sender_address": inert(nl.sender_address),
+            "postal_address": inert(nl.postal_address),
+            "logo": logo,
+            "colours": self.colours,
         }
 
     def _template(self, name: str, ctx: dict[str, Any]) -> str:
@@ -248,34 +285,80 @@ class Renderer:
         except jinja2.TemplateSyntaxError as e:  # in a template it includes
             raise RenderError(f"template {e.filename}:{e.lineno}: {e.message}") from e
         except jinja2.TemplateError as e:
-            # An admin's override naming a value that does not exist: say where.
-            line = _template_line(e.__traceback__, template.filename)
-            where = f"{template.filename}:{line}" if line else (template.filename or name)
-            raise RenderError(f"template {where}: {e}") from e
+            # An admin's override naming a value that does not exist: say where. The deepest
+            # template file in the traceback is where it failed (an included partial, or the
+            # template itself).
+            where = _failing_template(e.__traceback__) or (template.filename or name, None)
+            filename, line = where
+            raise RenderError(f"template {filename}{f':{line}' if line else ''}: {e}") from e
 
     def render(self, plan: EditionPlan) -> Rendered:
         """The edition as subject, HTML and text, with placeholders for per-reader values."""
         ctx = self.context(plan)
         try:
-            html = mjml2html(self._template("edition.mjml", ctx))
+            html_part = mjml2html(self._template("edition.mjml", ctx))
         except ValueError as e:
             raise RenderError(f"edition.mjml did not give valid MJML: {e}") from e
         text = self._template("edition.txt", ctx)
         subject = f"{ctx['title']} {ctx['date']}: {ctx['summary']}"
-        size = len(html.encode())
+        size = len(html_part.encode())
         if size > GMAIL_CLIP_BYTES:
             logger.warning(
                 "The HTML part is %d KB; Gmail clips messages over 102 KB "
                 "(lower newsletter.max_items)",
                 size // 1024,
             )
-        return Rendered(subject=subject, html=html, text=text)
+        for style in re.findall(r"<style[^>]*>(.*?)</style>", html_part, re.DOTALL):
+            if len(style.encode()) > GMAIL_STYLE_BYTES:
+                logger.warning(
+                    "A <style> block of the HTML part is %d KB; the Gmail app drops blocks "
+                    "over 16 KB (check the templates' mj-style)",
+                    len(style.encode()) // 1024,
+                )
+        return Rendered(subject=subject, html=html_part, text=text)
 
 
-def personalise(rendered: Rendered, *, unsubscribe_url: str) -> Rendered:
-    """The rendered edition with one reader's values filled in."""
+def _failing_template(tb: TracebackType | None) -> tuple[str, int | None] | None:
+    """The template file and line deepest in a traceback: where rendering failed."""
+    found = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        # Jinja rewrites the traceback so that each template's frame carries the template's
+        # own file and line, and marks those frames with this global.
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            found = (code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+_PLACEHOLDER = re.compile("(" + re.escape(PERSONAL_MARK) + r"(?:unsubscribe_url|reader_name)@@)")
+
+
+@functools.lru_cache(maxsize=8)
+def _pieces(finished: str) -> tuple[str, ...]:
+    """`finished` cut at its placeholders: text, placeholder, text, …; cut once per edition,
+    not once per reader (the strings of one edition are the same objects for every reader)."""
+    return tuple(_PLACEHOLDER.split(finished))
+
+
+def _fill(finished: str, values: dict[str, str]) -> str:
+    pieces = _pieces(finished)
+    if len(pieces) == 1:
+        return finished
+    return "".join(values.get(p, p) if i % 2 else p for i, p in enumerate(pieces))
+
+
+def personalise(rendered: Rendered, *, unsubscribe_url: str, name: str = "") -> Rendered:
+    """The rendered edition with one reader's values filled in: the finished HTML and text
+    with their placeholders replaced, thousands of times cheaper than rendering again."""
+    # One line, no control characters, no placeholders: a name is text, whoever typed it.
+    name = inert(" ".join(re.sub(r"[\x00-\x1f\x7f]", " ", name).split()))
+    spaced = f" {name}" if name else ""
     return Rendered(
         subject=rendered.subject,
-        html=rendered.html.replace(UNSUBSCRIBE_URL, unsubscribe_url),
-        text=rendered.text.replace(UNSUBSCRIBE_URL, unsubscribe_url),
+        html=_fill(
+            rendered.html,
+            {UNSUBSCRIBE_URL: html.escape(unsubscribe_url), READER_NAME: html.escape(spaced)},
+        ),
+        text=_fill(rendered.text, {UNSUBSCRIBE_URL: unsubscribe_url, READER_NAME: spaced}),
     )

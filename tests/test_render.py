@@ -2,8 +2,13 @@
 
 Editions are hand-built `EditionPlan` values with fixed dates, rendered by `Renderer` with a
 config read from a TOML file, and read back as a subscriber's mail client would: the sections
-and their order, dates in the newsletter's language and time zone, HTML that is safe to open,
-and text from feeds that stays text.
+and their order, words, dates and plurals in the newsletter's language (bokmål, nynorsk,
+English) and time zone, the design's parts (header, preheader, items, meetings, footer), the
+receivers' limits (600 px, `lang`, explicit colours with enough contrast in light and dark
+mode, `alt` on every image, no tracking pixel, the HTML part under Gmail's 102 KB with 40 long
+items and each <style> block under 16 KB), HTML that is safe to open, text from feeds that
+stays text, the accent and logo settings, admins' template overrides, and the per-reader
+values filled into the edition rendered once.
 
 Golden files: tests/golden/edition.{nb,en}.{html,txt} hold the rendered bokmål and English
 editions. After an intended change to the templates or the renderer, regenerate them with
@@ -24,20 +29,38 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
 from conftest import Site
 
-from pipeline.config import Config, load_config
+from pipeline.config import Config, contrast_ratio, load_config
 from pipeline.deliver import build_message
-from pipeline.errors import RenderError
+from pipeline.errors import ConfigError, RenderError
 from pipeline.models import PERSONAL_MARK, Credit, EditionPlan, Item, Kind, Meeting, Rendered
-from pipeline.render import GMAIL_CLIP_BYTES, UNSUBSCRIBE_URL, Renderer, personalise
+from pipeline.render import (
+    GMAIL_CLIP_BYTES,
+    GMAIL_STYLE_BYTES,
+    LOCALE_DIR,
+    UNSUBSCRIBE_URL,
+    Renderer,
+    personalise,
+)
 
+ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
+LANGUAGES = ("nb", "nn", "en")
+LOGO = """\
+logo = "https://www.trondheimsregionen.example/logo.png"
+logo_alt = "Trondheimsregionen"
+logo_width = 180
+"""
 PUBLIC_URL = "https://nyhetsbrev.example.org"
 READER_URL = f"{PUBLIC_URL}/unsubscribe/17.c2VjcmV0LW1hYy1vZi1hbm5l"
 CREATED = datetime(2026, 2, 17, 7, 0, tzinfo=UTC)  # 08:00 in Oslo
 INTRO = {
     "nb": "Velkommen til februarutgaven: to kronikker, tre blogginnlegg og to møter.",
+    "nn": "Velkomen til februarutgåva: to kronikkar, tre blogginnlegg og to møte.",
     "en": "Welcome to the February edition: two chronicles, three blog posts and two meetings.",
 }
 
@@ -259,6 +282,7 @@ def test_edition_matches_the_golden_files(tmp_path: Path, language: str) -> None
     ("language", "subject"),
     [
         ("nb", "Ambassadørnytt 17. februar 2026: 2 kronikker, 3 blogginnlegg og 2 møter"),
+        ("nn", "Ambassadørnytt 17. februar 2026: 2 kronikkar, 3 blogginnlegg og 2 møte"),
         ("en", "Ambassadørnytt February 17, 2026: 2 chronicles, 3 blog posts and 2 meetings"),
     ],
 )
@@ -275,6 +299,7 @@ def test_subject_gives_the_date_and_what_the_edition_holds(
     ("language", "headings"),
     [
         ("nb", ("Kronikker", "Blogginnlegg", "Kommende møter")),
+        ("nn", ("Kronikkar", "Blogginnlegg", "Komande møte")),
         ("en", ("Chronicles", "Blog posts", "Upcoming meetings")),
     ],
 )
@@ -328,6 +353,7 @@ def test_dates_are_long_dates_in_the_language_and_time_zone(
     ("language", "winter", "summer"),
     [
         ("nb", "torsdag 15. januar 2026 kl. 10:00", "onsdag 15. juli 2026 kl. 11:00"),
+        ("nn", "torsdag 15. januar 2026 kl. 10:00", "onsdag 15. juli 2026 kl. 11:00"),
         ("en", "Thursday, January 15, 2026, 10:00", "Wednesday, July 15, 2026, 11:00"),
     ],
 )
@@ -349,14 +375,231 @@ def test_meeting_times_are_local_time_in_winter_and_summer(
         assert f"{summer}–13:30" in part
 
 
-# -- the HTML is safe and small ---------------------------------------------------------------
+# -- languages: gettext catalogues ------------------------------------------------------------
 
 
-def assert_safe_html(html: str) -> ParsedHtml:
-    """No script, event handler, javascript: link, form or external stylesheet (SPEC.md)."""
+def extracted_messages() -> set[str]:
+    """The msgids the code and templates use, extracted as `make messages` does (babel.cfg)."""
+    with (ROOT / "babel.cfg").open(encoding="utf-8") as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    found = set()
+    for _, _, message, _, _ in extract_from_dir(ROOT, method_map, options_map):
+        found.add(message[0] if isinstance(message, tuple) else message)
+    return found
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_message_of_the_templates_and_code_is_translated_in_each_catalogue(
+    language: str,
+) -> None:
+    """A message added to a template without `make messages` (or left untranslated, fuzzy, or
+    with placeholders that differ from the English) would show English, or fail, in the mail."""
+    with (LOCALE_DIR / language / "LC_MESSAGES" / "trnews.po").open("rb") as f:
+        catalog = read_po(f, locale=language)
+    used = extracted_messages()
+    assert len(used) > 10, used
+    known = {m.id[0] if isinstance(m.id, tuple) else m.id for m in catalog if m.id}
+    assert not used - known, f"not in {language}'s catalogue, run `make messages`: {used - known}"
+    untranslated = [
+        m.id
+        for m in catalog
+        if m.id and (m.fuzzy or not all(m.string if isinstance(m.string, tuple) else [m.string]))
+    ]
+    assert not untranslated, f"{language}: untranslated or fuzzy: {untranslated}"
+    problems = [(m.id, [str(e) for e in errors]) for m, errors in catalog.check()]
+    assert not problems, problems
+
+
+def test_nynorsk_edition_has_its_own_words_dates_and_plurals(tmp_path: Path) -> None:
+    out = personalise(
+        render(write_config(tmp_path, "nn"), golden_plan()), unsubscribe_url=READER_URL
+    )
+    for part in (flat(out.text), ParsedHtml(out.html).text):
+        for words in (
+            "2 kronikkar, 3 blogginnlegg og 2 møte",
+            "tysdag 24. februar 2026 kl. 10:00–14:00",
+            "Med Kari Nordmann og Ola Hansen",
+            "Du får dette nyheitsbrevet fordi du abonnerer på Ambassadørnytt frå "
+            "Trondheimsregionen.",
+            "Tidlegare utgåver",
+        ):
+            assert words in part, words
+        assert "Kommende" not in part and "Tidligere" not in part  # no bokmål left
+
+
+@pytest.mark.parametrize(
+    ("language", "one_each", "one_more"),
+    [
+        ("nb", "1 kronikk, 1 blogginnlegg og 1 møte", "… og 1 innlegg til. Les det i arkivet."),
+        ("nn", "1 kronikk, 1 blogginnlegg og 1 møte", "… og 1 innlegg til. Les det i arkivet."),
+        (
+            "en",
+            "1 chronicle, 1 blog post and 1 meeting",
+            "… and 1 more post. Read it in the archive.",
+        ),
+    ],
+)
+def test_counts_of_one_are_singular(
+    tmp_path: Path, language: str, one_each: str, one_more: str
+) -> None:
+    day = CREATED - timedelta(days=1)
+    edition = plan(
+        items=(item(1, "Kronikken", Kind.CHRONICLE, date=day),),
+        overflow=(item(2, "Bloggen", date=day),),
+        meetings=(meeting("Møtet", CREATED + timedelta(days=2)),),
+    )
+    out = render(write_config(tmp_path, language), edition)
+    assert out.subject.endswith(f": {one_each}")
+    assert f"{one_more}\n{PUBLIC_URL}/archive\n" in out.text
+    assert Link(f"{PUBLIC_URL}/archive", one_more) in ParsedHtml(out.html).links
+
+
+# -- the design -------------------------------------------------------------------------------
+
+
+def body_text(html: str) -> str:
+    """The visible text of the body, in order: what an inbox list shows after the subject."""
+    return ParsedHtml(html[html.index("<body") :]).text
+
+
+@pytest.mark.parametrize(
+    ("language", "summary"),
+    [
+        ("nb", "2 kronikker, 3 blogginnlegg og 2 møter"),
+        ("en", "2 chronicles, 3 blog posts and 2 meetings"),
+    ],
+)
+def test_preheader_and_header_give_what_the_edition_holds_title_and_date(
+    tmp_path: Path, language: str, summary: str
+) -> None:
+    """The preheader is the body's first text, so inbox lists show it after the subject; it is
+    visible, not hidden text (hidden text is what spam filters look for)."""
+    out = render(write_config(tmp_path, language), golden_plan())
+    date = "17. februar 2026" if language == "nb" else "February 17, 2026"
+    shown = body_text(out.html)
+    assert shown.startswith(f"{summary} Ambassadørnytt {date} ")
+    at = positions(shown, date, INTRO[language])
+    assert at == sorted(at)
+    assert "display:none" not in out.html
+    assert ">Ambassadørnytt</h1>" in out.html
+    assert out.text.startswith(f"AMBASSADØRNYTT\n{date} · {summary}\n")
+
+
+def test_each_item_shows_linked_title_ambassadors_with_roles_date_and_excerpt(
+    tmp_path: Path,
+) -> None:
+    out = render(write_config(tmp_path), golden_plan())
+    parsed = ParsedHtml(out.html)
+    link = "https://www.avisa.example/debatt/kronikk-om-samferdsel"
+    assert Link(link, "Trondheimsregionen trenger et felles løft for samferdsel") in parsed.links
+    byline = "Kari Nordmann, Prorektor, NTNU; Ola Hansen, Ordfører i Melhus · 16. februar 2026"
+    excerpt = "Regionen vokser raskere enn veiene og togtilbudet."
+    for part in (parsed.text, flat(out.text)):
+        at = positions(part, "Trondheimsregionen trenger", byline, excerpt)
+        assert at == sorted(at)
+    assert f"\n{link}\n" in out.text
+
+
+def test_each_meeting_shows_local_time_place_ambassadors_and_link(tmp_path: Path) -> None:
+    out = render(write_config(tmp_path), golden_plan())
+    parsed = ParsedHtml(out.html)
+    assert Link("https://example.org/regionradet", "Regionrådet") in parsed.links
+    for part in (parsed.text, flat(out.text)):
+        at = positions(
+            part,
+            "Regionrådet tirsdag 24. februar 2026 kl. 10:00–14:00",
+            "Kulturhuset, Støren",
+            "Med Kari Nordmann og Ola Hansen",
+            "Samferdsel og næringsutvikling",
+        )
+        assert at == sorted(at)
+    assert "\nhttps://example.org/regionradet\n" in out.text
+
+
+def test_footer_says_why_with_a_visible_unsubscribe_link_archive_and_sender(
+    tmp_path: Path,
+) -> None:
+    config = write_config(
+        tmp_path, extra='postal_address = "Erling Skakkes gate 14, 7012 Trondheim"'
+    )
+    reader = personalise(render(config, golden_plan()), unsubscribe_url=READER_URL)
+    parsed = ParsedHtml(reader.html)
+    assert Link(READER_URL, "Meld deg av med ett klikk") in parsed.links
+    assert Link(f"{PUBLIC_URL}/archive", "Tidligere utgaver") in parsed.links
+    why = "Du får dette nyhetsbrevet fordi du abonnerer på Ambassadørnytt fra Trondheimsregionen."
+    sender = "Trondheimsregionen · nyhetsbrev@example.org"
+    address = "Erling Skakkes gate 14, 7012 Trondheim"
+    at = positions(parsed.text, why, "Meld deg av med ett klikk", sender, address)
+    assert at == sorted(at) and at[0] > parsed.text.find("Ambassadørsamling")
+    footer = reader.text[reader.text.index("\n-- \n") :]
+    for line in (
+        f"Meld deg av: {READER_URL}",
+        f"Tidligere utgaver: {PUBLIC_URL}/archive",
+        "Trondheimsregionen <nyhetsbrev@example.org>",
+        address,
+    ):
+        assert f"\n{line}\n" in footer, line
+    assert why in flat(footer)
+
+
+def test_plain_text_is_wrapped_for_a_terminal_with_each_link_on_its_own_line(
+    tmp_path: Path,
+) -> None:
+    long_excerpt = "Kommunene i Trondheimsregionen samarbeider om areal og transport. " * 4
+    edition = plan(
+        items=(
+            item(1, "Et innlegg " * 12, date=CREATED - timedelta(days=1), excerpt=long_excerpt),
+        ),
+        meetings=golden_plan().meetings,
+    )
+    text = render(write_config(tmp_path), edition).text
+    for line in text.splitlines():
+        assert len(line) <= 72 or re.fullmatch(r"\S+", line), line
+    links = ["https://blogg.example.org/1", "https://example.org/regionradet"]
+    assert all(f"\n{link}\n" in text for link in links)
+    # One item per paragraph: a blank line before each heading and each item's title.
+    assert "\n\nEt innlegg Et innlegg" in text
+    assert "\n\nKommende møter\n==============\n\nRegionrådet\n" in text
+
+
+# -- render once, personalise cheaply ---------------------------------------------------------
+
+
+def test_each_reader_is_greeted_by_name_and_nothing_else_differs(tmp_path: Path) -> None:
+    content = render(write_config(tmp_path), golden_plan())
+    anne = personalise(content, unsubscribe_url=READER_URL, name="Anne Abonnent")
+    other_url = f"{PUBLIC_URL}/unsubscribe/18.b3RoZXI"
+    nameless = personalise(content, unsubscribe_url=other_url)
+    assert "Hei Anne Abonnent!" in ParsedHtml(anne.html).text
+    assert "\nHei Anne Abonnent!\n" in anne.text
+    assert "Hei!" in ParsedHtml(nameless.html).text and "\nHei!\n" in nameless.text
+    for a, b in ((anne.html, nameless.html), (anne.text, nameless.text)):
+        assert a.replace("Hei Anne Abonnent!", "Hei!").replace(READER_URL, other_url) == b
+    assert anne.subject == nameless.subject == content.subject
+
+
+def test_a_readers_name_is_shown_as_text_on_one_line(tmp_path: Path) -> None:
+    content = render(write_config(tmp_path), golden_plan())
+    name = f'<b onclick="alert(1)">Ola</b>\r\nBcc: x@example.org {UNSUBSCRIBE_URL}'
+    reader = personalise(content, unsubscribe_url=READER_URL, name=name)
+    shown = '<b onclick="alert(1)">Ola</b> Bcc: x@example.org unsubscribe_url@@'
+    parsed = assert_safe_html(reader.html)
+    assert f"Hei {shown}!" in parsed.text
+    assert "b" not in {tag for tag, _ in parsed.tags}
+    assert f"\nHei {shown}!\n" in reader.text
+    assert reader.text.count(READER_URL) == 1 and reader.html.count(READER_URL) == 1
+
+
+# -- the receivers' limits --------------------------------------------------------------------
+
+
+def assert_safe_html(html: str, images: int = 0) -> ParsedHtml:
+    """No script, event handler, javascript: link, form or external stylesheet (SPEC.md), and
+    no image but the `images` the config asks for (a logo): no tracking pixel."""
     parsed = ParsedHtml(html)
     names = {tag for tag, _ in parsed.tags}
-    assert not names & {"script", "form", "input", "iframe", "object", "embed", "img"}, names
+    assert not names & {"script", "form", "input", "iframe", "object", "embed"}, names
+    assert [tag for tag, _ in parsed.tags].count("img") == images
     assert "<script" not in html.lower()
     assert "<form" not in html.lower()
     for tag, attrs in parsed.tags:
@@ -374,7 +617,7 @@ def assert_safe_html(html: str) -> ParsedHtml:
     return parsed
 
 
-@pytest.mark.parametrize("language", ["nb", "en"])
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_html_comes_from_mjml_600px_wide_with_lang_and_nothing_active(
     tmp_path: Path, language: str
 ) -> None:
@@ -388,8 +631,9 @@ def test_html_comes_from_mjml_600px_wide_with_lang_and_nothing_active(
     assert all(int(w) <= 600 for w in re.findall(r'\bwidth="(\d+)(?:px)?"', out.html))
 
 
-def test_forty_long_items_stay_under_gmails_clipping_size_as_sent(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+def forty_long_items() -> EditionPlan:
+    """The largest edition `max_items = 40` allows, and then some: long titles, excerpts,
+    links and bylines on every item, five meetings with descriptions, items over the cap."""
     long_title = ("Et langt innlegg om samferdsel, skog og næringsliv i regionen " * 4)[:200]
     excerpt = ("Kommunene i Trondheimsregionen samarbeider om areal, transport og næring. " * 5)[
         :300
@@ -404,22 +648,185 @@ def test_forty_long_items_stay_under_gmails_clipping_size_as_sent(tmp_path: Path
             excerpt=excerpt,
             link=f"https://www.avisa.example/debatt/2026/02/{n}/{'langt-innlegg-' * 6}{n}/",
         )
-        for n in range(1, 41)
+        for n in range(1, 44)
     )
     meetings = tuple(
-        meeting(f"Møte {n}", CREATED + timedelta(days=n), location="Kulturhuset, Støren")
+        meeting(
+            f"Møte {n} i regionrådet om samferdsel og næring",
+            CREATED + timedelta(days=n),
+            end=CREATED + timedelta(days=n, hours=3),
+            location="Kulturhuset, Støren",
+            url=f"https://www.trondheimsregionen.example/moter/{n}",
+            description="Saker: samferdsel, næringsutvikling, areal og klima. " * 3,
+            credits=(KARI, OLA, SIRI),
+        )
         for n in range(1, 6)
     )
-    content = personalise(render(config, plan(items, meetings)), unsubscribe_url=READER_URL)
+    return plan(items[:40], meetings, overflow=items[40:])
+
+
+@pytest.fixture(scope="module")
+def forty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Rendered]:
+    """The 40-item edition with a logo and a postal address, as one reader receives it."""
+    folder = tmp_path_factory.mktemp("forty")
+    extra = LOGO + 'postal_address = "Erling Skakkes gate 14, 7012 Trondheim"\n'
+    config = write_config(folder, extra=extra)
+    content = render(config, forty_long_items())
+    return config, personalise(content, unsubscribe_url=READER_URL, name="Anne Abonnent")
+
+
+def test_forty_long_items_stay_under_gmails_clipping_size_as_sent(
+    forty: tuple[Config, Rendered],
+) -> None:
+    config, reader = forty
     msg = build_message(
-        config, content, to="anne@example.org", unsubscribe_url=READER_URL, when=CREATED
+        config, reader, to="anne@example.org", unsubscribe_url=READER_URL, when=CREATED
     )
     part = msg.get_body(("html",))
     assert part is not None
     shown = ParsedHtml(str(part.get_content())).text
     assert all(f"{n}: Et langt innlegg" in shown for n in range(1, 41))
+    assert "… og 3 innlegg til" in shown
     encoded = str(part.get_payload()).encode("ascii")
     assert len(encoded) < GMAIL_CLIP_BYTES, f"HTML part is {len(encoded)} bytes as sent"
+
+
+def test_forty_long_items_keep_every_style_block_under_16_kb(
+    forty: tuple[Config, Rendered],
+) -> None:
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", forty[1].html, re.DOTALL)
+    assert styles
+    sizes = [len(style.encode()) for style in styles]
+    assert max(sizes) < GMAIL_STYLE_BYTES, sizes
+    assert any("prefers-color-scheme: dark" in style for style in styles)
+
+
+def test_forty_long_items_with_a_logo_have_one_image_with_alt_and_no_pixel(
+    forty: tuple[Config, Rendered],
+) -> None:
+    parsed = assert_safe_html(forty[1].html, images=1)
+    logo = next(attrs for tag, attrs in parsed.tags if tag == "img")
+    assert logo["src"] == "https://www.trondheimsregionen.example/logo.png"
+    assert logo["alt"] == "Trondheimsregionen"
+    assert logo["width"] == "180"
+    # At the top of the header, before the title.
+    assert forty[1].html.find("<img") < forty[1].html.find(">Ambassadørnytt</h1>")
+
+
+def test_without_a_logo_the_edition_has_no_image_at_all(tmp_path: Path) -> None:
+    assert_safe_html(render(write_config(tmp_path), golden_plan()).html, images=0)
+
+
+class Colours(HTMLParser):
+    """Each visible text run's colour and the background it sits on, as a browser works them
+    out from the explicit colours along the way (no client default is relied on)."""
+
+    VOID = frozenset({"br", "img", "meta", "hr", "link", "input", "col", "area", "base"})
+
+    def __init__(self, source: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, str | None, str | None, bool]] = [("", None, None, False)]
+        self.runs: list[tuple[str, str | None, str | None]] = []
+        self.feed(source)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.VOID:
+            return
+        _, fg, bg, hidden = self.stack[-1]
+        values = dict(attrs)
+        style = (values.get("style") or "").replace(" ", "").lower()
+        hidden = hidden or tag in ("head", "style", "title")
+        found_bg = re.search(r"background(?:-color)?:(#[0-9a-f]{6})", style)
+        found_fg = re.search(r"(?:^|;)color:(#[0-9a-f]{6})", style)
+        bg = found_bg.group(1) if found_bg else values.get("bgcolor") or bg
+        fg = found_fg.group(1) if found_fg else fg
+        self.stack.append((tag, fg, bg, hidden or "display:none" in style))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        while len(self.stack) > 1:
+            if self.stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        _, fg, bg, hidden = self.stack[-1]
+        if data.strip() and not hidden:
+            self.runs.append((" ".join(data.split()), fg, bg))
+
+
+@pytest.mark.parametrize("accent", ["#003a70", "#8a1538", "#0b6e4f"])
+def test_every_text_has_explicit_colours_with_enough_contrast(tmp_path: Path, accent: str) -> None:
+    """Dark modes invert or recolour what is stated; text left to a client's default colour
+    can end up dark on dark. So every text states its colour and its background, and the two
+    keep WCAG's 4.5:1 whatever accent the admin picks."""
+    config = write_config(tmp_path, extra=f'accent = "{accent}"\n{LOGO}')
+    reader = personalise(render(config, forty_long_items()), unsubscribe_url=READER_URL)
+    runs = Colours(reader.html).runs
+    assert len(runs) > 100
+    unstated = [text for text, fg, bg in runs if fg is None or bg is None]
+    assert not unstated, f"text without an explicit colour or background: {unstated[:5]}"
+    low = {(fg, bg) for _, fg, bg in runs if contrast_ratio(fg or "", bg or "") < 4.5}
+    assert not low, f"colour pairs under 4.5:1: {low}"
+    assert any(fg == accent for _, fg, _ in runs)  # links and headings in the accent
+    assert any(bg == accent for _, _, bg in runs)  # the header on the accent
+
+
+def test_dark_mode_has_its_own_readable_colours(tmp_path: Path) -> None:
+    """Clients that honour `prefers-color-scheme` (Apple Mail, iOS, Outlook for Mac) get a dark
+    design of our own instead of an automatic inversion; every text colour of it reads on
+    every background of it."""
+    out = render(write_config(tmp_path, extra='accent = "#8a1538"'), golden_plan())
+    assert '<meta name="color-scheme" content="light dark"' in out.html
+    block = re.search(r"@media \(prefers-color-scheme: dark\) \{(.*?)\}\s*</style>", out.html, re.S)
+    assert block, "no dark-mode styles"
+    rules = re.findall(r"([^{}]+)\{([^{}]+)\}", block.group(1))
+    backgrounds = {c for _, body in rules for c in re.findall(r"background-color:\s*(#\w+)", body)}
+    texts = {c for _, body in rules for c in re.findall(r"(?<![-\w])color:\s*(#\w+)", body)}
+    assert len(backgrounds) >= 2 and len(texts) >= 3, (backgrounds, texts)
+    low = [(fg, bg) for fg in texts for bg in backgrounds if contrast_ratio(fg, bg) < 4.5]
+    assert not low, low
+    assert all(contrast_ratio(bg, "#ffffff") > 10 for bg in backgrounds)  # dark, really
+
+
+# -- the accent and the logo in the config ----------------------------------------------------
+
+
+def config_problems(tmp_path: Path, extra: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        write_config(tmp_path, extra=extra)
+    return str(caught.value)
+
+
+def test_an_accent_colour_colours_the_header_headings_and_links(tmp_path: Path) -> None:
+    out = render(write_config(tmp_path, extra='accent = "#8A1538"'), golden_plan())
+    assert "background-color:#8a1538" in out.html
+    assert 'style="color:#8a1538;text-decoration:underline">Skogen' in out.html
+    assert "#003a70" not in out.html
+
+
+def test_an_accent_too_light_to_read_on_white_is_refused_with_a_darker_suggestion(
+    tmp_path: Path,
+) -> None:
+    message = config_problems(tmp_path, 'accent = "#7fb2e5"')
+    assert "newsletter.accent: '#7fb2e5' has a contrast of 2.2:1 against white" in message
+    assert "at least 4.5:1 (WCAG AA)" in message
+    suggested = re.search(r"such as '(#[0-9a-f]{6})'", message)
+    assert suggested, message
+    write_config(tmp_path, extra=f'accent = "{suggested.group(1)}"')  # and it is accepted
+
+
+def test_config_mistakes_in_accent_and_logo_are_reported_together(tmp_path: Path) -> None:
+    message = config_problems(
+        tmp_path, 'accent = "blue"\nlogo = "http://example.org/logo.png"\nlogo_width = 900'
+    )
+    assert "newsletter.accent: 'blue' is not a hex colour like '#003a70'" in message
+    assert "newsletter.logo: 'http://example.org/logo.png' is not an https URL" in message
+    assert "newsletter.logo_width:" in message
+    message = config_problems(tmp_path, 'logo = "https://example.org/logo.svg"')
+    assert "newsletter.logo: 'https://example.org/logo.svg' is an SVG" in message
+    assert "newsletter.logo_alt: required when newsletter.logo is set" in message
 
 
 # -- feed text stays text ---------------------------------------------------------------------
@@ -485,7 +892,7 @@ def test_placeholder_in_plan_data_never_becomes_a_readers_link(tmp_path: Path, m
     content = render(write_config(tmp_path), plan(items=(trap,), meetings=(event,)))
     reader = personalise(content, unsubscribe_url=READER_URL)
     assert reader.text.count(READER_URL) == 1
-    assert reader.text.splitlines()[-2] == f"Meld deg av: {READER_URL}"
+    assert f"\nMeld deg av: {READER_URL}\n" in reader.text
     assert reader.html.count(READER_URL) == 1
     parsed = ParsedHtml(reader.html)
     assert [link.text for link in parsed.links if READER_URL in link.href] == [
@@ -500,52 +907,114 @@ def test_placeholder_in_plan_data_never_becomes_a_readers_link(tmp_path: Path, m
 # -- admin template overrides -----------------------------------------------------------------
 
 
-def builtin_text_template() -> str:
-    return (Path(__file__).resolve().parent.parent / "templates" / "edition.txt").read_text(
-        encoding="utf-8"
-    )
+def builtin_template(name: str) -> str:
+    return (ROOT / "templates" / name).read_text(encoding="utf-8")
 
 
-def test_an_admin_override_of_edition_txt_is_used_and_html_keeps_the_builtin(
-    tmp_path: Path,
-) -> None:
+def overrides(tmp_path: Path, files: dict[str, str], language: str = "nb") -> Config:
+    """A config whose `templates` folder holds these files."""
     ours = tmp_path / "my-templates"
     ours.mkdir()
-    footer = "{{ labels.unsubscribe }}: {{ unsubscribe_url }}\n"
-    template = builtin_text_template()
-    assert footer in template
-    (ours / "edition.txt").write_text(
-        template.replace(footer, footer + "Spørsmål? Ring kommunikasjonsavdelingen.\n"),
-        encoding="utf-8",
+    for name, body in files.items():
+        (ours / name).write_text(body, encoding="utf-8")
+    return write_config(tmp_path, language, extra='templates = "my-templates"')
+
+
+def test_an_admin_footer_partial_replaces_only_the_footer(tmp_path: Path) -> None:
+    """An admin's footer.mjml that adds a line and then includes the built-in footer."""
+    footer = (
+        '    <mj-section background-color="{{ colours.page }}" css-class="trn-foot">\n'
+        "      <mj-column><mj-text>Spørsmål? Ring kommunikasjonsavdelingen.</mj-text>"
+        "</mj-column>\n    </mj-section>\n"
+        '{% include "builtin/footer.mjml" %}\n'
     )
-    config = write_config(tmp_path, extra='templates = "my-templates"')
+    config = overrides(tmp_path, {"footer.mjml": footer})
     reader = personalise(render(config, golden_plan()), unsubscribe_url=READER_URL)
-    assert reader.text.rstrip().splitlines()[-3:] == [
-        f"Meld deg av: {READER_URL}",
-        "Spørsmål? Ring kommunikasjonsavdelingen.",
-        f"Tidligere utgaver: {PUBLIC_URL}/archive",
-    ]
+    parsed = assert_safe_html(reader.html)
+    at = positions(
+        parsed.text, "Ambassadørsamling", "kommunikasjonsavdelingen", "Meld deg av med ett klikk"
+    )
+    assert at == sorted(at)
+    assert Link(READER_URL, "Meld deg av med ett klikk") in parsed.links
+    assert "Kronikker" in parsed.text  # the rest is the built-in design
+    assert "kommunikasjonsavdelingen" not in reader.text  # the text part has its own footer
+
+
+def test_an_admin_footer_txt_replaces_the_footer_of_the_text_part_only(tmp_path: Path) -> None:
+    footer = builtin_template("footer.txt")
+    unsubscribe = '{{ _("Unsubscribe") }}: {{ unsubscribe_url }}\n'
+    assert unsubscribe in footer
+    config = overrides(
+        tmp_path,
+        {
+            "footer.txt": footer.replace(
+                unsubscribe, unsubscribe + "Spørsmål? Ring kommunikasjonsavdelingen.\n"
+            )
+        },
+    )
+    reader = personalise(render(config, golden_plan()), unsubscribe_url=READER_URL)
+    assert (
+        f"\nMeld deg av: {READER_URL}\nSpørsmål? Ring kommunikasjonsavdelingen.\n"
+        f"Tidligere utgaver: {PUBLIC_URL}/archive\n"
+    ) in reader.text
     assert "kommunikasjonsavdelingen" not in reader.html
     parsed = ParsedHtml(reader.html)
     assert "Meld deg av med ett klikk" in [link.text for link in parsed.links]
-    assert "Kronikker" in parsed.text  # the built-in edition.mjml, unchanged
+
+
+def test_an_admin_edition_mjml_replaces_the_whole_layout_and_reuses_the_partials(
+    tmp_path: Path,
+) -> None:
+    edition = (
+        '<mjml lang="{{ lang }}">\n  <mj-head>\n{% include "head.mjml" %}\n  </mj-head>\n'
+        '  <mj-body width="600px" background-color="{{ colours.page }}">\n'
+        '{% include "header.mjml" %}\n'
+        "    <mj-section><mj-column><mj-text>Bare overskriftene denne gangen: "
+        "{{ (chronicles + blog_posts) | map(attribute='title') | join(', ') }}"
+        "</mj-text></mj-column></mj-section>\n"
+        '{% include "footer.mjml" %}\n  </mj-body>\n</mjml>\n'
+    )
+    config = overrides(tmp_path, {"edition.mjml": edition}, language="en")
+    reader = personalise(render(config, golden_plan()), unsubscribe_url=READER_URL)
+    parsed = assert_safe_html(reader.html)
+    assert "Bare overskriftene denne gangen: Trondheimsregionen trenger" in parsed.text
+    # The built-in header.
+    assert body_text(reader.html).startswith(
+        "2 chronicles, 3 blog posts and 2 meetings Ambassadørnytt February 17, 2026 "
+    )
+    assert Link(READER_URL, "Unsubscribe with one click") in parsed.links  # and footer
+    assert "Chronicles" not in parsed.text and "Upcoming meetings" not in parsed.text
+    assert "Chronicles" in reader.text  # the text part is still the built-in one
 
 
 def test_an_override_naming_an_unknown_value_is_reported_with_file_and_line(
     tmp_path: Path,
 ) -> None:
-    ours = tmp_path / "my-templates"
-    ours.mkdir()
-    (ours / "edition.txt").write_text(
-        "{{ title }}\n{% for item in chronicles %}\n{{ itme.title }}\n{% endfor %}\n",
-        encoding="utf-8",
+    config = overrides(
+        tmp_path,
+        {
+            "edition.txt": (
+                "{{ title }}\n{% for item in chronicles %}\n{{ itme.title }}\n{% endfor %}\n"
+            )
+        },
     )
-    config = write_config(tmp_path, extra='templates = "my-templates"')
     with pytest.raises(RenderError) as caught:
         render(config, golden_plan())
     message = str(caught.value)
-    assert f"{ours / 'edition.txt'}:3" in message
+    assert f"{tmp_path / 'my-templates' / 'edition.txt'}:3" in message
     assert "itme" in message
+
+
+def test_a_broken_partial_is_reported_with_its_own_file_and_line(tmp_path: Path) -> None:
+    item_partial = builtin_template("item.mjml").replace("{{ item.excerpt }}", "{{ item.utdrag }}")
+    config = overrides(tmp_path, {"item.mjml": item_partial})
+    with pytest.raises(RenderError) as caught:
+        render(config, golden_plan())
+    line = item_partial.splitlines().index(
+        next(x for x in item_partial.splitlines() if "item.utdrag" in x)
+    )
+    assert f"{tmp_path / 'my-templates' / 'item.mjml'}:{line + 1}" in str(caught.value)
+    assert "utdrag" in str(caught.value)
 
 
 def test_preview_with_a_broken_override_exits_1_naming_the_file_and_line(site: Site) -> None:
