@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import collect
 import deliver
+import render
 from common import Result
 
-BENCHES = {"collect": collect.run, "deliver": deliver.run}
+BENCHES = {"collect": collect.run, "deliver": deliver.run, "render": render.run}
 
 
 def figure(value: float, unit: str) -> str:
@@ -60,7 +61,10 @@ def main() -> None:
         f"trnews benchmarks{' (quick)' if args.quick else ''}: Python "
         f"{platform.python_version()}, {platform.machine()}, {platform_cpus()} CPUs"
     )
-    print("ratio: the compared time / ours for collect, ours msg/s / baseline msg/s for deliver;")
+    print(
+        "ratio: the compared time / ours for collect, ours msg/s / baseline msg/s for deliver, "
+        "re-render time / personalise time for render;"
+    )
     print("above 1 trnews is faster than the baseline.\n")
     rows: list[Result] = []
     start = time.perf_counter()
