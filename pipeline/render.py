@@ -120,7 +120,11 @@ class Formatter:
                 clock += "–" + end_clock
             else:
                 end_day = format_skeleton("MMMd", local_end, locale=self.language)
-                clock += f" – {end_day} {end_clock}"
+                # the end as the start is written: "18. des. kl. 15:00", "Dec 18, 15:00"
+                clock += " – " + self.t.gettext("%(day)s, %(time)s") % {
+                    "day": end_day,
+                    "time": end_clock,
+                }
         # Translators: a meeting's day ("Thursday, December 3, 2026") and time ("10:00–14:00").
         return self.t.gettext("%(day)s, %(time)s") % {"day": day, "time": clock}
 

@@ -375,6 +375,29 @@ def test_meeting_times_are_local_time_in_winter_and_summer(
         assert f"{summer}–13:30" in part
 
 
+@pytest.mark.parametrize(
+    ("language", "shown"),
+    [
+        ("nb", "torsdag 17. desember 2026 kl. 08:30 – 18. des. kl. 15:00"),
+        ("nn", "torsdag 17. desember 2026 kl. 08:30 – 18. des. kl. 15:00"),
+        ("en", "Thursday, December 17, 2026, 08:30 – Dec 18, 15:00"),
+    ],
+)
+def test_a_meeting_over_two_days_writes_its_end_as_its_start(
+    tmp_path: Path, language: str, shown: str
+) -> None:
+    meetings = (
+        meeting(
+            "Næringsforum",
+            datetime(2026, 12, 17, 7, 30, tzinfo=UTC),
+            end=datetime(2026, 12, 18, 14, 0, tzinfo=UTC),
+        ),
+    )
+    out = render(write_config(tmp_path, language), plan(meetings=meetings))
+    for part in (out.text, ParsedHtml(out.html).text):
+        assert shown in part
+
+
 # -- languages: gettext catalogues ------------------------------------------------------------
 
 
