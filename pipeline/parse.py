@@ -338,6 +338,8 @@ dict costs 10 µs per KB even when it maps nothing."""
 def _fp_value(value: str) -> str:
     """The last steps feedparser's `pop()` takes with an element's (stripped) text: UTF-8 that
     was read as Latin-1 repaired, C1 controls read as windows-1252."""
+    if value.isascii():  # most values: neither step can change them
+        return value
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         value = value.encode("iso-8859-1").decode("utf-8")
     return value.translate(feedparser.html._cp1252) if _C1.search(value) else value
