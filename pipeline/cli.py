@@ -166,8 +166,7 @@ def cli(ctx: click.Context, config_opt: Path | None, verbose: int, debug: bool) 
 @click.option(
     "--fix",
     is_flag=True,
-    help="With --discover: write those URLs into the config file (the old file is kept as "
-    ".bak).",
+    help="With --discover: write those URLs into the config file (the old file is kept as .bak).",
 )
 @click.pass_obj
 def check(state: State, discover: bool, fix: bool) -> None:
@@ -667,6 +666,76 @@ def subscribers_export(state: State) -> None:
     with open_store(config) as store:
         n = subscribers.export_csv(store.subscribers(), sys.stdout)
     click.echo(f"Exported {n} subscriber(s).", err=True)
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--year",
+    type=click.IntRange(1970, 9999),
+    help="Calendar year, in newsletter.timezone (default: this year).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "csv", "html"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, json and csv for other programs, html to publish or print.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to this file instead of standard output.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="ISO-8601",
+    hidden=True,
+    help="Count as if it were this moment (tests; a local time is in newsletter.timezone).",
+)
+@click.pass_obj
+def report(state: State, year: int | None, fmt: str, out: Path | None, as_of: str | None) -> None:
+    """The open report: each ambassador's plan, what they have done, and the gap.
+
+    For every ambassador (the ones at zero too), ordered by name: chronicles, blog posts and
+    meetings of the year, against the plan and what the plan expects by today; totals; the
+    year's items per message of the message bank; and when counting began. A calendar that
+    cannot be read is named on stderr and in the report; the report is still made (exit 0).
+
+    \b
+    Examples:
+      trnews report
+      trnews report --year 2026 --format json | jq '.ambassadors[] | {name, actual}'
+      trnews report --format html --out var/rapport.html
+      trnews report --format csv --out rapport-2026.csv
+    """
+    from . import report as report_stage
+
+    config = state.config()
+    moment = None
+    if as_of is not None:
+        try:
+            moment = datetime.fromisoformat(as_of)
+        except ValueError as e:
+            raise UsageError(f"--as-of {as_of!r} is not an ISO 8601 date or time") from e
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=config.newsletter.tz)
+    built = report_stage.build(config, year=year, as_of=moment)
+    for problem in built.calendar_problems:
+        err.print(
+            f"trnews: calendar {problem.calendar} could not be read: {problem.error}; "
+            "its meetings are not counted",
+            markup=False,
+        )
+    text = report_stage.render(built, fmt, config)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"Wrote the {fmt} report for {built.year} to {out}")
 
 
 def main() -> None:

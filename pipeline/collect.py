@@ -563,6 +563,31 @@ def not_fetched(
     return None
 
 
+async def fetch_documents(
+    urls: list[str], settings: CollectConfig, *, user_agent: str, accept: str
+) -> list[bytes | str]:
+    """Other documents (calendars) fetched with a feed's care: the same deadline, retries,
+    size cap and decompression. Each URL's bytes, or why it could not be had, in order."""
+    timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=settings.timeout)
+    headers = {"User-Agent": user_agent, "Accept": accept, "Accept-Encoding": ACCEPT_ENCODING}
+    async with httpx.AsyncClient(
+        follow_redirects=True, max_redirects=5, timeout=timeout, headers=headers
+    ) as client:
+
+        async def one(url: str) -> bytes | str:
+            try:
+                got = await _fetch_http(client, Source(url), settings)
+            except Exception as e:  # a bug met on one document must not stop the others
+                logger.debug("Unexpected error on %s", url, exc_info=True)
+                return f"unexpected error ({type(e).__name__}: {e}); please report it"
+            if isinstance(got, _Body):
+                return got.data
+            tried = f" (tried {got.attempts} times)" if got.attempts > 1 else ""
+            return f"{got.error or 'no answer'}{tried}"
+
+        return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
 def user_agent(config: Config) -> str:
     return f"trnews/{__version__} (+{config.newsletter.public_url})"
 

@@ -301,12 +301,106 @@ class FeedConfig(_Section):
         return urlsplit(self.url).scheme not in ("http", "https")
 
 
+# -- the ambassador plan, calendars, the message bank and the open report ------------------
+
+
+def _location(value: str) -> str:
+    """An http(s) URL, or a local file path (relative to the config file)."""
+    scheme = urlsplit(value).scheme
+    if scheme in ("http", "https"):
+        return _http_url(value)
+    if scheme == "file":
+        raise ValueError("write a local file as a plain path, not a file: URL")
+    if len(scheme) > 1:  # "c:" is a Windows drive, anything longer a scheme
+        raise ValueError(f"{value!r}: only http(s) URLs and local file paths are supported")
+    return value
+
+
+def _slug(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", value):
+        raise ValueError(
+            f"{value!r} is not a slug: use lowercase letters, digits and '-', like 'naering'"
+        )
+    return value
+
+
+Location = Annotated[str, Field(min_length=1), AfterValidator(_location)]
+
+
+def _keyword(value: str) -> str:
+    if not value.strip() or value.strip() == "*":
+        raise ValueError("is empty: write a word or a phrase, like 'næringsliv'")
+    return value.strip()
+
+
+Keyword = Annotated[str, AfterValidator(_keyword)]
+
+
+class PlanConfig(_Section):
+    """An ambassador's targets for one calendar year; a kind left out is a target of 0."""
+
+    chronicles: int = Field(0, ge=0, le=10_000)
+    blog_posts: int = Field(0, ge=0, le=10_000)
+    meetings: int = Field(0, ge=0, le=10_000)
+
+
+class CalendarConfig(_Section):
+    urls: list[Location] = []
+    """iCalendar files or URLs whose events join the [[meeting]] tables."""
+
+
+class MessageConfig(_Section):
+    """One message of the common message bank (HP 8.3)."""
+
+    id: Annotated[str, AfterValidator(_slug)]
+    title: NonEmpty
+    keywords: list[Keyword] = Field(min_length=1)
+    """An item carries the message when one of these appears in its title or excerpt as a
+    whole word (any case); a keyword ending in `*` also matches longer words it begins."""
+
+
+class ReportConfig(_Section):
+    in_newsletter: bool = False
+    """Close each edition with a compact table of the ambassador plan."""
+
+
+def _plan_cross_check(raw: dict[str, Any]) -> list[Problem]:
+    """Unique message ids, and ambassador e-mails that tell calendar attendees apart."""
+    problems: list[Problem] = []
+    ids: dict[str, int] = {}
+    for i, message in _tables(raw.get("message")):
+        mid = message.get("id")
+        if isinstance(mid, str):
+            if mid in ids:
+                problems.append(
+                    Problem(f"message[{i}].id", f"{mid!r} is already used by message[{ids[mid]}]")
+                )
+            ids.setdefault(mid, i)
+    emails: dict[str, int] = {}
+    for i, amb in _tables(raw.get("ambassador")):
+        address = amb.get("email")
+        if isinstance(address, str) and address.strip():
+            folded = address.strip().casefold()
+            if folded in emails:
+                problems.append(
+                    Problem(
+                        f"ambassador[{i}].email",
+                        f"{address!r} is already the e-mail of ambassador[{emails[folded]}]: "
+                        "a calendar attendee with it could not be told apart",
+                    )
+                )
+            emails.setdefault(folded, i)
+    return problems
+
+
 class AmbassadorConfig(_Section):
     id: NonEmpty
     """Stable, unique slug; items and meetings are credited by it."""
     name: NonEmpty
     role: str = ""
     feeds: list[FeedConfig] = []
+    email: Address | None = None  # matches calendar attendees
+    plan: PlanConfig = PlanConfig()  # targets per calendar year
 
     @field_validator("id")
     @classmethod
@@ -353,6 +447,9 @@ class Config(_Section):
     delivery: DeliveryConfig = DeliveryConfig()
     ambassador: list[AmbassadorConfig] = []
     meeting: list[MeetingConfig] = []
+    calendar: CalendarConfig = CalendarConfig()
+    message: list[MessageConfig] = []
+    report: ReportConfig = ReportConfig()
 
     path: Path = Path("trnews.toml")
     """The file this was read from (not a key in the file)."""
@@ -498,6 +595,7 @@ def _cross_check(raw: dict[str, Any]) -> list[Problem]:
         start, end = _raw_moment(meeting.get("start"), tz), _raw_moment(meeting.get("end"), tz)
         if start is not None and end is not None and end < start:
             problems.append(Problem(f"meeting[{i}].end", "is before start"))
+    problems += _plan_cross_check(raw)
     return problems
 
 

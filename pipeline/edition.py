@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from .config import Config, meeting_end, meeting_start
+from .calendars import Fetched, fetch_calendars, meetings_between
+from .config import Config
 from .models import Credit, EditionPlan, Item, Meeting
 from .store import Store
 
@@ -20,26 +21,26 @@ def credits_for(config: Config, ids: list[str]) -> tuple[Credit, ...]:
     )
 
 
-def upcoming_meetings(config: Config, now: datetime) -> list[Meeting]:
-    """Meetings starting from now until `meetings_ahead_days` ahead, soonest first."""
+def upcoming_meetings(
+    config: Config, now: datetime, *, calendars: list[Fetched] | None = None
+) -> list[Meeting]:
+    """Meetings starting from now until `meetings_ahead_days` ahead, soonest first: the
+    `[[meeting]]` tables and the calendars, without duplicates (a calendar that cannot be read
+    is logged and left out; see pipeline.calendars)."""
     horizon = now + timedelta(days=config.newsletter.meetings_ahead_days)
-    out = []
-    for m in config.meeting:
-        start = meeting_start(m, config)
-        if now <= start <= horizon:
-            out.append(
-                Meeting(
-                    key=m.key,
-                    title=m.title,
-                    start=start,
-                    end=meeting_end(m, config),
-                    location=m.location,
-                    url=m.url or "",
-                    description=m.description,
-                    credits=credits_for(config, m.ambassadors),
-                )
-            )
-    return sorted(out, key=lambda m: (m.start, m.title))
+    return [
+        Meeting(
+            key=m.key,
+            title=m.title,
+            start=m.start,
+            end=m.end,
+            location=m.location,
+            url=m.url,
+            description=m.description,
+            credits=credits_for(config, list(m.ambassadors)),
+        )
+        for m in meetings_between(config, now, horizon, calendars=calendars).meetings
+    ]
 
 
 def due_items(config: Config, store: Store, now: datetime) -> list[Item]:
@@ -59,8 +60,14 @@ def plan_edition(config: Config, store: Store, now: datetime) -> EditionPlan:
     """What an edition built now would hold."""
     items = due_items(config, store, now)
     cap = config.newsletter.max_items
-    meetings = upcoming_meetings(config, now)
+    fetched = fetch_calendars(config)  # once, for the meetings and the report
+    meetings = upcoming_meetings(config, now, calendars=fetched)
     listed = store.listed_meetings()
+    report = None
+    if config.report.in_newsletter:
+        from .report import build, compact_context  # the report loads only when shown
+
+        report = compact_context(build(config, as_of=now, store=store, calendars=fetched))
     return EditionPlan(
         created=now,
         items=tuple(items[:cap]),
@@ -68,4 +75,5 @@ def plan_edition(config: Config, store: Store, now: datetime) -> EditionPlan:
         meetings=tuple(meetings),
         new_meetings=tuple(m.key for m in meetings if m.key not in listed),
         previous=store.last_edition_created(),
+        report=report,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 PERSONAL_MARK = "@@trnews:"
 """Prefix of the placeholders the rendered edition carries for per-reader values; feed text
@@ -184,6 +185,9 @@ class EditionPlan:
     """Keys of listed meetings that no earlier edition listed."""
     previous: datetime | None = None
     """When the previous edition was built, if any."""
+    report: dict[str, Any] | None = None
+    """The compact ambassador-plan table closing the edition (`[report] in_newsletter`), as
+    `report.compact_context` gives it."""
 
     @property
     def chronicles(self) -> tuple[Item, ...]:

@@ -275,6 +275,7 @@ class Renderer:
             "postal_address": inert(nl.postal_address),
             "logo": logo,
             "colours": self.colours,
+            "report": plan.report,
         }
 
     def _template(self, name: str, ctx: dict[str, Any]) -> str:

@@ -1,0 +1,418 @@
+"""Meetings from iCalendar files and URLs, joined with the `[[meeting]]` tables of the config.
+
+- Recurring events are expanded (RRULE, RDATE), excluded dates (EXDATE) are left out, and a
+  moved or changed occurrence (an override with RECURRENCE-ID) replaces the one it overrides:
+  `recurring-ical-events` does this, `icalendar` reads the file.
+- Time zones are kept: a TZID with its VTIMEZONE (Outlook's "W. Europe Standard Time" too), UTC
+  times with Google's X-WR-TIMEZONE, and floating times, which are read in newsletter.timezone.
+  An all-day event starts at midnight, like a bare date in a `[[meeting]]` table.
+- An attendee (or the organizer) whose address is an ambassador's `email` links the meeting to
+  that ambassador; the address is compared without regard to case, and an attendee who declined
+  is not linked. An override that lists no attendees keeps those of its series.
+- Cancelled events (STATUS:CANCELLED) are left out.
+- No duplicates: the same occurrence (same UID and RECURRENCE-ID) from two calendars, or any two
+  meetings with the same start and the same title (case and spacing aside), are one meeting, a
+  `[[meeting]]` table winning over a calendar; the ambassadors of both are kept.
+- URLs are fetched as feeds are (pipeline.collect: one deadline per calendar, retries, the size
+  cap, decompression under the cap). A calendar that cannot be fetched or read is reported by
+  name and reason and never stops the others, the report or the edition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import icalendar
+import recurring_ical_events  # type: ignore[import-untyped]
+from dateutil.rrule import rrulestr  # type: ignore[import-untyped]
+
+from .collect import fetch_documents, user_agent
+from .config import Config, meeting_end, meeting_start
+
+logger = logging.getLogger(__name__)
+
+ACCEPT = "text/calendar, application/calendar+json;q=0.5, */*;q=0.1"
+MAX_OCCURRENCES = 5_000
+"""More events than this in the window is a runaway recurrence (FREQ=MINUTELY), not a plan:
+the calendar is reported and not read, rather than stalling the run (expanding takes about
+0.2 ms an event)."""
+MAX_STEPS = 40_000
+"""Steps through one series from its first occurrence to the window's end, at most: a series
+every minute since 1990 is refused in a second, not expanded for minutes; a daily one
+since 1920 still passes."""
+DESCRIPTION_CHARS = 300
+"""Calendar descriptions carry whole invitations (Teams links, dial-in numbers): cut like an
+item's excerpt."""
+UNTITLED = {"nb": "(uten tittel)", "nn": "(utan tittel)", "en": "(untitled)"}
+
+
+@dataclass(frozen=True)
+class PlannedMeeting:
+    """A meeting from a `[[meeting]]` table or a calendar, its start and end aware."""
+
+    key: str
+    """Stable identity (title and start), so "listed in an earlier edition" can be told."""
+    title: str
+    start: datetime
+    end: datetime | None = None
+    location: str = ""
+    url: str = ""
+    description: str = ""
+    ambassadors: tuple[str, ...] = ()
+    """Ambassador ids, as the config lists them or as matched from attendees."""
+    uid: str = ""
+    """The calendar event's UID; empty for a `[[meeting]]` table."""
+    occurrence: datetime | None = None
+    """Which occurrence of a recurring event (its RECURRENCE-ID), for telling copies apart."""
+    source: str = ""
+    """The calendar it came from as the config names it; empty for a `[[meeting]]` table."""
+
+
+@dataclass(frozen=True)
+class CalendarProblem:
+    """A calendar that could not be fetched or read, and why."""
+
+    calendar: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.calendar}: {self.error}"
+
+
+@dataclass(frozen=True)
+class Meetings:
+    """Every meeting in a window, soonest first, and the calendars that could not be read."""
+
+    meetings: tuple[PlannedMeeting, ...]
+    problems: tuple[CalendarProblem, ...] = ()
+
+
+@dataclass
+class Fetched:
+    """One configured calendar: its parsed file, or why there is none."""
+
+    name: str
+    calendar: icalendar.Calendar | None = None
+    error: str | None = None
+
+
+def meeting_key(title: str, start: datetime) -> str:
+    raw = f"{title}\x00{start.isoformat()}".encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _same(title: str) -> str:
+    return " ".join(title.split()).casefold()
+
+
+# -- fetching ------------------------------------------------------------------------------
+
+
+def location(config: Config, name: str) -> str:
+    """What to fetch for a configured calendar: its URL, or its path against the config file."""
+    if urlsplit(name).scheme in ("http", "https"):
+        return name
+    return str(config.resolve(name))
+
+
+def _read_file(path: Path, cap: int) -> bytes | str:
+    try:
+        if path.stat().st_size > cap:
+            return f"larger than {cap // 2**20} MB: not read"
+        return path.read_bytes()
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as e:
+        return f"cannot read: {e.strerror}"
+
+
+async def _fetch_all(config: Config, names: list[str]) -> list[bytes | str]:
+    """Each calendar's bytes, or the reason it could not be had, in the order given."""
+    settings = config.collect
+    wheres = [location(config, name) for name in names]
+    web = [w for w in wheres if urlsplit(w).scheme in ("http", "https")]
+    fetched = dict(
+        zip(
+            web,
+            await fetch_documents(web, settings, user_agent=user_agent(config), accept=ACCEPT),
+            strict=True,
+        )
+    )
+    out: list[bytes | str] = []
+    for where in wheres:
+        got = fetched.get(where)
+        if got is None:
+            got = await asyncio.to_thread(_read_file, Path(where), settings.max_bytes)
+        if isinstance(got, bytes):
+            logger.info("Read the calendar %s (%d bytes)", where, len(got))
+        out.append(got)
+    return out
+
+
+def parse_calendar(data: bytes) -> icalendar.Calendar:
+    """The calendar in `data`; ValueError saying why when it is not one."""
+    text = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not text[:15].upper().startswith(b"BEGIN:VCALENDAR"):
+        head = text[:40].decode("utf-8", "replace").split("\n")[0].strip()
+        raise ValueError(f"not an iCalendar file (it begins {head!r})")
+    try:
+        return icalendar.Calendar.from_ical(text)
+    except Exception as e:  # icalendar raises ValueError, KeyError, … on a broken file
+        raise ValueError(f"not a readable iCalendar file ({e})") from e
+
+
+def fetch_calendars(config: Config) -> list[Fetched]:
+    """Fetch and parse every configured calendar once; a failure is kept with its reason."""
+    names = list(dict.fromkeys(config.calendar.urls))
+    if not names:
+        return []
+    out = []
+    for name, got in zip(names, asyncio.run(_fetch_all(config, names)), strict=True):
+        if isinstance(got, str):
+            out.append(Fetched(name, error=got))
+            continue
+        try:
+            out.append(Fetched(name, calendar=parse_calendar(got)))
+        except ValueError as e:
+            out.append(Fetched(name, error=str(e)))
+    return out
+
+
+# -- reading events --------------------------------------------------------------------------
+
+
+def _moment(value: Any, config: Config) -> datetime:
+    """A DTSTART/DTEND value as an aware datetime: a date is midnight, a floating time is in
+    newsletter.timezone."""
+    tz = config.newsletter.tz
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time(), tz)
+    moment: datetime = value
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment.astimezone(tz)
+
+
+def _address(value: Any) -> str:
+    text = str(value).strip()
+    if text.lower().startswith("mailto:"):
+        text = text[len("mailto:") :]
+    return text.strip().casefold()
+
+
+def _people(event: Any) -> list[Any]:
+    found = event.get("ATTENDEE")
+    people = list(found) if isinstance(found, list) else ([found] if found else [])
+    if event.get("ORGANIZER"):
+        people.append(event.get("ORGANIZER"))
+    return people
+
+
+def _ambassadors(people: Iterable[Any], by_email: dict[str, str]) -> tuple[str, ...]:
+    ids = []
+    for person in people:
+        params = getattr(person, "params", {})
+        if str(params.get("PARTSTAT", "")).upper() == "DECLINED":
+            continue  # asked, said no: not at the meeting
+        amb = by_email.get(_address(person))
+        if amb:
+            ids.append(amb)
+    return tuple(dict.fromkeys(ids))
+
+
+def _text(value: Any) -> str:
+    return " ".join(str(value).split()) if value else ""
+
+
+def _excerpt(value: Any) -> str:
+    text = _text(value)
+    if len(text) <= DESCRIPTION_CHARS:
+        return text
+    cut = text[:DESCRIPTION_CHARS].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,.;:") + " …"
+
+
+def _check_size(calendar: icalendar.Calendar, start: datetime, end: datetime) -> None:
+    """ValueError if the calendar's series would give more than MAX_OCCURRENCES events in the
+    window, or take more than MAX_STEPS to reach its end. Counted lazily with dateutil before
+    `recurring-ical-events` expands them, which it does all at once."""
+    total = 0
+    for vevent in calendar.walk("VEVENT"):
+        component: Any = vevent  # icalendar types a property as any of its 30 value types
+        rules = component.get("RRULE")
+        if rules is None or "DTSTART" not in component:
+            continue
+        first = component["DTSTART"].dt
+        if not isinstance(first, datetime):
+            first = datetime.combine(first, time())
+        lo, hi = (start, end) if first.tzinfo else (_naive(start), _naive(end))
+        for rule in rules if isinstance(rules, list) else [rules]:
+            try:
+                series = rrulestr(rule.to_ical().decode(), dtstart=first)
+            except (ValueError, TypeError):
+                continue  # recurring-ical-events reads it or skips it as a bad series
+            for step, moment in enumerate(series):
+                if moment > hi:
+                    break
+                total += moment >= lo
+                if step >= MAX_STEPS or total > MAX_OCCURRENCES:
+                    raise ValueError(
+                        f"more than {MAX_OCCURRENCES} events up to {end:%Y-%m-%d} "
+                        f"(a runaway recurrence in {_text(component.get('SUMMARY'))!r}?): not read"
+                    )
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=None)
+
+
+def _events(fetched: Fetched, start: datetime, end: datetime) -> list[Any]:
+    """The occurrences of the calendar's events between `start` and `end`; ValueError for a
+    runaway series."""
+    assert fetched.calendar is not None
+    _check_size(fetched.calendar, start, end)
+    query = recurring_ical_events.of(fetched.calendar, skip_bad_series=True)
+    return list(query.between(start, end + timedelta(seconds=1)))
+
+
+def read_events(
+    fetched: Fetched, config: Config, start: datetime, end: datetime
+) -> list[PlannedMeeting]:
+    """The calendar's meetings starting from `start` until `end` (both included)."""
+    assert fetched.calendar is not None
+    by_email = {a.email.casefold(): a.id for a in config.ambassador if a.email}
+    # An override (a moved occurrence) that lists nobody keeps the people of its series.
+    series_people: dict[str, list[Any]] = {}
+    for component in fetched.calendar.walk("VEVENT"):
+        if "RECURRENCE-ID" not in component and _people(component):
+            series_people.setdefault(str(component.get("UID", "")), _people(component))
+    untitled = UNTITLED.get(config.newsletter.language, UNTITLED["en"])
+    out = []
+    for event in _events(fetched, start, end):
+        if str(event.get("STATUS", "")).upper() == "CANCELLED":
+            continue
+        begins = _moment(event["DTSTART"].dt, config)
+        if not start <= begins <= end:
+            continue  # began before the window and is still going on
+        all_day = not isinstance(event["DTSTART"].dt, datetime)
+        ends = None
+        if event.get("DTEND") is not None and not all_day:
+            ends = _moment(event["DTEND"].dt, config)
+        elif event.get("DURATION") is not None and not all_day:
+            ends = begins + event["DURATION"].dt
+        uid = str(event.get("UID", ""))
+        people = _people(event) or series_people.get(uid, [])
+        rid = event.get("RECURRENCE-ID")
+        title = _text(event.get("SUMMARY")) or untitled
+        out.append(
+            PlannedMeeting(
+                key=meeting_key(title, begins),
+                title=title,
+                start=begins,
+                end=ends if ends is not None and ends > begins else None,
+                location=_text(event.get("LOCATION")),
+                url=_text(event.get("URL")),
+                description=_excerpt(event.get("DESCRIPTION")),
+                ambassadors=_ambassadors(people, by_email),
+                uid=uid,
+                occurrence=_moment(rid.dt, config) if rid is not None else begins,
+                source=fetched.name,
+            )
+        )
+    return out
+
+
+# -- joining ---------------------------------------------------------------------------------
+
+
+def config_meetings(config: Config, start: datetime, end: datetime) -> list[PlannedMeeting]:
+    """The `[[meeting]]` tables starting from `start` until `end` (both included)."""
+    out = []
+    for m in config.meeting:
+        begins = meeting_start(m, config)
+        if start <= begins <= end:
+            out.append(
+                PlannedMeeting(
+                    key=m.key,
+                    title=m.title,
+                    start=begins,
+                    end=meeting_end(m, config),
+                    location=m.location,
+                    url=m.url or "",
+                    description=m.description,
+                    ambassadors=tuple(m.ambassadors),
+                )
+            )
+    return out
+
+
+def merge(meetings: Iterable[PlannedMeeting]) -> list[PlannedMeeting]:
+    """One meeting per occurrence, soonest first: a later copy (same UID and occurrence, or
+    same start and title) only adds its ambassadors to the first."""
+    kept: list[PlannedMeeting] = []
+    by_uid: dict[tuple[str, datetime], int] = {}
+    by_start: dict[tuple[datetime, str], int] = {}
+    for m in meetings:
+        uid_key = (m.uid, m.occurrence or m.start) if m.uid else None
+        start_key = (m.start, _same(m.title))
+        at = by_uid.get(uid_key) if uid_key else None
+        if at is None:
+            at = by_start.get(start_key)
+        if at is None:
+            at = len(kept)
+            kept.append(m)
+        else:
+            first = kept[at]
+            kept[at] = replace(
+                first, ambassadors=tuple(dict.fromkeys((*first.ambassadors, *m.ambassadors)))
+            )
+        if uid_key:
+            by_uid.setdefault(uid_key, at)
+        by_start.setdefault(start_key, at)
+    return sorted(kept, key=lambda m: (m.start, m.title))
+
+
+def meetings_between(
+    config: Config,
+    start: datetime,
+    end: datetime,
+    *,
+    calendars: list[Fetched] | None = None,
+) -> Meetings:
+    """Every meeting starting from `start` until `end`: the `[[meeting]]` tables and the
+    calendars (fetched now unless given), without duplicates, soonest first."""
+    if calendars is None:
+        calendars = fetch_calendars(config)
+    found = config_meetings(config, start, end)
+    problems = []
+    for fetched in calendars:
+        if fetched.error is None:
+            try:
+                found += read_events(fetched, config, start, end)
+            except ValueError as e:
+                fetched = replace(fetched, error=str(e))
+            except Exception as e:  # a bug met on one calendar must not stop the others
+                logger.debug("Unexpected error reading %s", fetched.name, exc_info=True)
+                fetched = replace(fetched, error=f"unexpected error ({type(e).__name__}: {e})")
+        if fetched.error is not None:
+            logger.warning("Calendar %s could not be read: %s", fetched.name, fetched.error)
+            problems.append(CalendarProblem(fetched.name, fetched.error))
+    return Meetings(tuple(merge(found)), tuple(problems))
+
+
+__all__ = [
+    "CalendarProblem",
+    "Fetched",
+    "Meetings",
+    "PlannedMeeting",
+    "fetch_calendars",
+    "meetings_between",
+    "merge",
+    "parse_calendar",
+]

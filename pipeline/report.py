@@ -1,0 +1,680 @@
+"""The open report: each ambassador's plan, what they have done this year, and the gap.
+
+SPEC.md "The ambassador plan and the open report". For a calendar year in newsletter.timezone:
+
+- **actual**: items dated in that year up to now (the feed's published date, else when trnews
+  first saw the item), per kind, counted once per ambassador: a co-written chronicle counts for
+  each author. Meetings of that year that have started and list the ambassador (a `[[meeting]]`
+  table's `ambassadors`, or a calendar attendee matched by e-mail; see pipeline.calendars).
+- **expected by now**: the plan times the share of the year gone, rounded to one decimal.
+- **totals** add up the rows (a co-written chronicle once per author, as the plans count).
+- **messages**: that year's items (credited to an ambassador in the config) that carry each
+  message of the bank; an item carries a message when one of its keywords is in its title or
+  excerpt as a whole word, in any case; a keyword ending in `*` also matches the longer words it
+  begins ("næringsliv*" matches "næringslivet"), since Norwegian inflects at the end of words.
+  Items are tagged when the report is made, so an edited keyword list applies to past items too.
+- **counting_since**: when trnews first collected (the database's meta `counting_since`):
+  items from before then count only if the feeds still carried them.
+
+Every ambassador is listed, the ones at zero too, ordered by name in the newsletter language's
+alphabetical order (bokmål and nynorsk: … X Y Z Æ Ø Å). The report is text, JSON, CSV or an
+HTML page with an inline SVG chart (no JavaScript) in which a gap behind the plan and a gap
+ahead of it are drawn alike, only on either side of the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jinja2
+from babel.dates import format_date
+from babel.numbers import format_decimal
+
+from .calendars import CalendarProblem, Fetched, meetings_between
+from .config import Config, MessageConfig
+from .store import Store, iso, parse_iso
+
+KINDS = ("chronicles", "blog_posts", "meetings")
+"""The three things an ambassador plans, in the order every format shows them."""
+_ITEM_KIND = {"chronicle": "chronicles", "blog": "blog_posts"}
+
+WORDS: dict[str, dict[str, str]] = {
+    "nb": {
+        "title": "Ambassadørplanen {year}: åpen rapport",
+        "as_of": "Per {date} er {share} av året gått.",
+        "year_done": "Året {year} er omme.",
+        "year_ahead": "Året {year} har ikke begynt.",
+        "since": "Innsamlingen startet {date}: innlegg fra før det er bare med om feeden "
+        "fortsatt viste dem da.",
+        "never": "Ingenting er samlet inn ennå: kjør «trnews collect».",
+        "calendar": "Kalenderen {name} kunne ikke leses ({error}): møtene i den er ikke talt med.",
+        "chronicles": "Kronikker",
+        "blog_posts": "Blogginnlegg",
+        "meetings": "Møter",
+        "ambassador": "Ambassadør",
+        "actual": "Faktisk",
+        "expected": "Ventet nå",
+        "plan": "Plan",
+        "gap": "Avvik",
+        "total": "Sum",
+        "messages": "Budskap",
+        "items": "Innlegg",
+        "no_messages": "Ingen budskap i budskapsbanken.",
+        "behind": "bak planen",
+        "ahead": "foran planen",
+        "chart": "Avvik fra det planen venter per i dag (faktisk minus ventet)",
+        "compact": "Ambassadørplanen {year}",
+        "compact_note": "Faktisk / plan for året, og avvik fra det planen venter per {date}.",
+        "of": "{actual} av {plan}",
+    },
+    "nn": {
+        "title": "Ambassadørplanen {year}: open rapport",
+        "as_of": "Per {date} er {share} av året gått.",
+        "year_done": "Året {year} er omme.",
+        "year_ahead": "Året {year} har ikkje byrja.",
+        "since": "Innsamlinga starta {date}: innlegg frå før det er berre med om feeden "
+        "framleis viste dei då.",
+        "never": "Ingenting er samla inn enno: køyr «trnews collect».",
+        "calendar": "Kalenderen {name} kunne ikkje lesast ({error}): møta i han er ikkje talde "
+        "med.",
+        "chronicles": "Kronikkar",
+        "blog_posts": "Blogginnlegg",
+        "meetings": "Møte",
+        "ambassador": "Ambassadør",
+        "actual": "Faktisk",
+        "expected": "Venta no",
+        "plan": "Plan",
+        "gap": "Avvik",
+        "total": "Sum",
+        "messages": "Bodskap",
+        "items": "Innlegg",
+        "no_messages": "Ingen bodskap i bodskapsbanken.",
+        "behind": "bak planen",
+        "ahead": "framom planen",
+        "chart": "Avvik frå det planen ventar per i dag (faktisk minus venta)",
+        "compact": "Ambassadørplanen {year}",
+        "compact_note": "Faktisk / plan for året, og avvik frå det planen ventar per {date}.",
+        "of": "{actual} av {plan}",
+    },
+    "en": {
+        "title": "The ambassador plan {year}: open report",
+        "as_of": "As of {date}, {share} of the year has passed.",
+        "year_done": "The year {year} is over.",
+        "year_ahead": "The year {year} has not begun.",
+        "since": "Collection began on {date}: posts from before then count only if the feed "
+        "still carried them.",
+        "never": "Nothing has been collected yet: run 'trnews collect'.",
+        "calendar": "The calendar {name} could not be read ({error}): its meetings are not "
+        "counted.",
+        "chronicles": "Chronicles",
+        "blog_posts": "Blog posts",
+        "meetings": "Meetings",
+        "ambassador": "Ambassador",
+        "actual": "Actual",
+        "expected": "Expected by now",
+        "plan": "Plan",
+        "gap": "Gap",
+        "total": "Total",
+        "messages": "Messages",
+        "items": "Items",
+        "no_messages": "No messages in the message bank.",
+        "behind": "behind plan",
+        "ahead": "ahead of plan",
+        "chart": "Gap against what the plan expects by now (actual minus expected)",
+        "compact": "The ambassador plan {year}",
+        "compact_note": "Actual / plan for the year, and the gap against what the plan "
+        "expects by {date}.",
+        "of": "{actual} of {plan}",
+    },
+}
+
+
+# -- ordering and the message bank -----------------------------------------------------------
+
+_NORWEGIAN_LAST = {"æ": "\U0010fff0", "ä": "\U0010fff0", "ø": "\U0010fff1", "ö": "\U0010fff1"}
+_NORWEGIAN_LAST["å"] = "\U0010fff2"
+
+
+def sort_key(name: str, language: str) -> tuple[str, str]:
+    """How `name` sorts in `language`: bokmål and nynorsk put Æ, Ø, Å after Z (Ä and Ö with
+    Æ and Ø, and "Aa" as Å, as Norwegian dictionaries and the CLDR do); accents are ignored.
+    English folds Æ to "ae", Ø to "o" and Å to "a"."""
+    folded = name.casefold()
+    if language in ("nb", "nn"):
+        folded = folded.replace("aa", "å")
+        chars = [_NORWEGIAN_LAST.get(c) or _base(c) for c in folded]
+    else:
+        chars = [{"æ": "ae", "ø": "o", "ð": "d", "þ": "th"}.get(c) or _base(c) for c in folded]
+    return "".join(chars), name
+
+
+def _base(char: str) -> str:
+    """`char` without its accents (é → e)."""
+    return "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
+
+
+def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str]:
+    """One pattern matching any of the keywords as a whole word (or phrase), in any case; a
+    keyword ending in `*` matches the words it begins too."""
+    parts = []
+    for keyword in keywords:
+        prefix = keyword.endswith("*")
+        words = keyword.rstrip("*").split()
+        body = r"\s+".join(re.escape(w) for w in words)
+        parts.append(rf"(?<!\w){body}" + (r"\w*" if prefix else r"(?!\w)"))
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+def carries(message: MessageConfig, title: str, excerpt: str) -> bool:
+    """True when an item with this title and excerpt carries the message."""
+    pattern = keyword_pattern(message.keywords)
+    return bool(pattern.search(title) or pattern.search(excerpt))
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One ambassador's line: plan, actual and expected-by-now for each of KINDS."""
+
+    id: str
+    name: str
+    plan: dict[str, int]
+    actual: dict[str, int]
+    expected_by_now: dict[str, float]
+
+    def gap(self, kind: str) -> float:
+        """Actual minus expected: negative behind the plan, positive ahead of it."""
+        return round(self.actual[kind] - self.expected_by_now[kind], 1)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: str
+    title: str
+    items: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """The open report for one calendar year, as of one moment."""
+
+    year: int
+    as_of: datetime
+    """Aware, in newsletter.timezone."""
+    share: float
+    """The share of the year gone at `as_of`, from 0 to 1."""
+    counting_since: datetime | None
+    ambassadors: tuple[Row, ...]
+    messages: tuple[MessageRow, ...]
+    calendar_problems: tuple[CalendarProblem, ...] = ()
+    language: str = "nb"
+    title: str = ""
+    """The newsletter's title."""
+    totals: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as SPEC.md's `--format json` gives it (plus `share_of_year`,
+        `totals.expected_by_now` and `calendar_errors`)."""
+        return {
+            "year": self.year,
+            "as_of": self.as_of.isoformat(timespec="seconds"),
+            "share_of_year": round(self.share, 4),
+            "counting_since": (
+                self.counting_since.astimezone(self.as_of.tzinfo).isoformat(timespec="seconds")
+                if self.counting_since
+                else None
+            ),
+            "ambassadors": [
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "plan": dict(r.plan),
+                    "actual": dict(r.actual),
+                    "expected_by_now": dict(r.expected_by_now),
+                }
+                for r in self.ambassadors
+            ],
+            "totals": self.totals,
+            "messages": [{"id": m.id, "title": m.title, "items": m.items} for m in self.messages],
+            "calendar_errors": [
+                {"calendar": p.calendar, "error": p.error} for p in self.calendar_problems
+            ],
+        }
+
+
+def year_bounds(year: int, config: Config) -> tuple[datetime, datetime]:
+    """The first moment of `year` and of the next, in newsletter.timezone."""
+    tz = config.newsletter.tz
+    return datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz)
+
+
+def share_of_year(year: int, as_of: datetime, config: Config) -> float:
+    """How much of `year` has gone at `as_of`: 0 before it begins, 1 once it is over."""
+    start, end = (t.astimezone(UTC) for t in year_bounds(year, config))
+    now = min(max(as_of.astimezone(UTC), start), end)
+    # In UTC: subtracting two times of one zone ignores a daylight-saving change between them.
+    return (now - start).total_seconds() / (end - start).total_seconds()
+
+
+def _item_counts(
+    conn: sqlite3.Connection, start: datetime, until: datetime
+) -> dict[str, dict[str, int]]:
+    """Items dated from `start` until (not including) `until`, by ambassador and kind."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = conn.execute(
+        """SELECT ia.ambassador_id AS ambassador, i.kind, count(*) AS n
+           FROM items i JOIN item_ambassadors ia ON ia.item_id = i.id
+           WHERE i.date >= ? AND i.date < ?
+           GROUP BY ia.ambassador_id, i.kind""",
+        (iso(start), iso(until)),
+    )
+    for r in rows:
+        counts.setdefault(r["ambassador"], {})[_ITEM_KIND[r["kind"]]] = r["n"]
+    return counts
+
+
+def _texts(
+    conn: sqlite3.Connection, start: datetime, until: datetime, ambassadors: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Title and excerpt of each item dated in the window and credited to one of `ambassadors`."""
+    marks = ",".join("?" * len(ambassadors))
+    rows = conn.execute(
+        f"""SELECT i.title, i.excerpt FROM items i
+            WHERE i.date >= ? AND i.date < ? AND EXISTS (
+                SELECT 1 FROM item_ambassadors ia
+                WHERE ia.item_id = i.id AND ia.ambassador_id IN ({marks}))""",  # noqa: S608
+        (iso(start), iso(until), *ambassadors),
+    )
+    return [(r["title"], r["excerpt"]) for r in rows]
+
+
+def build(
+    config: Config,
+    *,
+    year: int | None = None,
+    as_of: datetime | None = None,
+    store: Store | None = None,
+    calendars: list[Fetched] | None = None,
+) -> Report:
+    """The report for `year` (default: the year of `as_of`) as of `as_of` (default: now).
+
+    Reads the items from `store` (nothing is written), or from the configured database when it
+    exists (none: every item count is 0); fetches the calendars for the meetings, unless
+    `calendars` gives them already fetched.
+    """
+    tz = config.newsletter.tz
+    as_of = (as_of or datetime.now(UTC)).astimezone(tz)
+    year = year or as_of.year
+    start, end = year_bounds(year, config)
+    until = min(end, as_of + timedelta(microseconds=1))  # items dated at as_of count
+    share = share_of_year(year, as_of, config)
+
+    items: dict[str, dict[str, int]] = {}
+    texts: list[tuple[str, str]] = []
+    counting_since = None
+    own = None
+    if store is None and config.database_path.exists():
+        store = own = Store.open(config.database_path)
+    try:
+        if store is not None:
+            since = store.get_meta("counting_since")
+            counting_since = parse_iso(since) if since else None
+            if until > start:
+                items = _item_counts(store.conn, start, until)
+                texts = _texts(store.conn, start, until, [a.id for a in config.ambassador])
+    finally:
+        if own is not None:
+            own.close()
+
+    meeting_counts: dict[str, int] = {}
+    problems: tuple[CalendarProblem, ...] = ()
+    if until > start:
+        found = meetings_between(
+            config, start, until - timedelta(microseconds=1), calendars=calendars
+        )
+        problems = found.problems
+        for m in found.meetings:
+            for amb_id in m.ambassadors:
+                meeting_counts[amb_id] = meeting_counts.get(amb_id, 0) + 1
+
+    rows = []
+    for amb in sorted(
+        config.ambassador, key=lambda a: sort_key(a.name, config.newsletter.language)
+    ):
+        plan = {k: getattr(amb.plan, k) for k in KINDS}
+        actual = {
+            "chronicles": items.get(amb.id, {}).get("chronicles", 0),
+            "blog_posts": items.get(amb.id, {}).get("blog_posts", 0),
+            "meetings": meeting_counts.get(amb.id, 0),
+        }
+        expected = {k: round(plan[k] * share, 1) for k in KINDS}
+        rows.append(Row(amb.id, amb.name, plan, actual, expected))
+
+    messages = tuple(
+        MessageRow(m.id, m.title, sum(1 for t, e in texts if carries(m, t, e)))
+        for m in config.message
+    )
+    totals: dict[str, dict[str, float]] = {
+        "plan": {k: sum(r.plan[k] for r in rows) for k in KINDS},
+        "actual": {k: sum(r.actual[k] for r in rows) for k in KINDS},
+        "expected_by_now": {k: round(sum(r.plan[k] for r in rows) * share, 1) for k in KINDS},
+    }
+    return Report(
+        year=year,
+        as_of=as_of,
+        share=share,
+        counting_since=counting_since,
+        ambassadors=tuple(rows),
+        messages=messages,
+        calendar_problems=problems,
+        language=config.newsletter.language,
+        title=config.newsletter.title,
+        totals=totals,
+    )
+
+
+# -- formats -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Words:
+    """The report's words, numbers and dates in the newsletter language."""
+
+    language: str
+
+    def __getitem__(self, key: str) -> str:
+        return WORDS.get(self.language, WORDS["en"])[key]
+
+    def number(self, value: float) -> str:
+        return format_decimal(value, format="0.0", locale=self.language)
+
+    def gap(self, value: float) -> str:
+        """A signed gap, "+0,4" or "−1,6": ahead and behind written alike."""
+        sign = "+" if value > 0 else "−" if value < 0 else "±"
+        return sign + self.number(abs(value))
+
+    def share(self, value: float) -> str:
+        number = format_decimal(value * 100, format="0.0", locale=self.language)
+        return f"{number}%" if self.language == "en" else f"{number}\u00a0%"
+
+    def date(self, value: datetime) -> str:
+        return format_date(value, "long", locale=self.language)
+
+
+def _head(report: Report, words: Words) -> list[str]:
+    """The lines under the title: how far the year has come, since when counts run, and
+    which calendars are missing."""
+    lines = []
+    if report.share >= 1:
+        lines.append(words["year_done"].format(year=report.year))
+    elif report.share <= 0:
+        lines.append(words["year_ahead"].format(year=report.year))
+    else:
+        lines.append(
+            words["as_of"].format(date=words.date(report.as_of), share=words.share(report.share))
+        )
+    if report.counting_since is None:
+        lines.append(words["never"])
+    else:
+        since = report.counting_since.astimezone(report.as_of.tzinfo)
+        lines.append(words["since"].format(date=words.date(since)))
+    for p in report.calendar_problems:
+        lines.append(words["calendar"].format(name=p.calendar, error=p.error))
+    return lines
+
+
+def to_text(report: Report) -> str:
+    """The report as plain text: one table per kind, then the messages."""
+    words = Words(report.language)
+    lines = [words["title"].format(year=report.year), *_head(report, words), ""]
+    names = [r.name for r in report.ambassadors] + [words["total"]]
+    width = max(len(n) for n in names) + 2
+    columns = [words[c] for c in ("actual", "expected", "plan", "gap")]
+    widths = [max(len(c), 7) + 2 for c in columns]
+    for kind in KINDS:
+        head = words[kind].ljust(width) + "".join(
+            c.rjust(w) for c, w in zip(columns, widths, strict=True)
+        )
+        lines += [head, "-" * len(head)]
+        for r in report.ambassadors:
+            cells = [
+                str(r.actual[kind]),
+                words.number(r.expected_by_now[kind]),
+                str(r.plan[kind]),
+                words.gap(r.gap(kind)),
+            ]
+            lines.append(
+                r.name.ljust(width)
+                + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+            )
+        t = report.totals
+        total_gap = round(t["actual"][kind] - t["expected_by_now"][kind], 1)
+        cells = [
+            str(t["actual"][kind]),
+            words.number(t["expected_by_now"][kind]),
+            str(t["plan"][kind]),
+            words.gap(total_gap),
+        ]
+        lines.append(
+            words["total"].ljust(width)
+            + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        )
+        lines.append("")
+    lines.append(words["messages"])
+    lines.append("-" * len(words["messages"]))
+    if not report.messages:
+        lines.append(words["no_messages"])
+    title_width = max((len(m.title) for m in report.messages), default=0) + 2
+    for m in report.messages:
+        lines.append(f"{m.title.ljust(title_width)}{m.items:>5} {words['items'].lower()}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.as_json(), indent=2, ensure_ascii=False) + "\n"
+
+
+CSV_HEADER = [
+    "year",
+    "id",
+    "name",
+    *(f"{kind}_{what}" for kind in KINDS for what in ("plan", "actual", "expected_by_now")),
+]
+"""One row per ambassador; totals and messages are in the other formats."""
+
+
+def to_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for r in report.ambassadors:
+        writer.writerow(
+            [
+                report.year,
+                r.id,
+                r.name,
+                *(
+                    v
+                    for kind in KINDS
+                    for v in (r.plan[kind], r.actual[kind], r.expected_by_now[kind])
+                ),
+            ]
+        )
+    return out.getvalue()
+
+
+# -- HTML ----------------------------------------------------------------------------------
+
+CHART_WIDTH = 640
+NAME_WIDTH = 180
+"""Room for the names at the left of each chart."""
+HALF = 180
+"""Pixels from the line to the end of the longest bar, on either side."""
+ROW_HEIGHT = 24
+BAR_HEIGHT = 14
+TOP = 34
+"""Room above the bars for "behind plan" and "ahead of plan"."""
+
+
+def chart(report: Report, kind: str, words: Words) -> dict[str, Any]:
+    """One chart's geometry: a bar per ambassador from the "as planned" line, left when behind,
+    right when ahead, of one colour and thickness either way, on a scale symmetric about the
+    line, so that neither direction looks bigger or louder than the other."""
+    centre = NAME_WIDTH + (CHART_WIDTH - NAME_WIDTH) // 2
+    biggest = max((abs(r.gap(kind)) for r in report.ambassadors), default=0.0)
+    scale = HALF / max(biggest, 1.0)
+    bars = []
+    for n, r in enumerate(report.ambassadors):
+        gap = r.gap(kind)
+        length = abs(gap) * scale
+        y = TOP + n * ROW_HEIGHT
+        x = centre - length if gap < 0 else centre
+        bars.append(
+            {
+                "name": r.name,
+                "x": round(x, 1),
+                "y": y + (ROW_HEIGHT - BAR_HEIGHT) / 2,
+                "width": round(length, 1),
+                "height": BAR_HEIGHT,
+                "text_y": y + ROW_HEIGHT / 2 + 4,
+                "label": words.gap(gap),
+                "label_x": round(centre - length - 5 if gap < 0 else centre + length + 5, 1),
+                "anchor": "end" if gap < 0 else "start",
+                "title": (
+                    f"{r.name}: {words['actual'].lower()} {r.actual[kind]}, "
+                    f"{words['expected'].lower()} {words.number(r.expected_by_now[kind])}, "
+                    f"{words['plan'].lower()} {r.plan[kind]} ({words.gap(gap)})"
+                ),
+            }
+        )
+    height = TOP + ROW_HEIGHT * max(len(bars), 1) + 8
+    return {
+        "kind": words[kind],
+        "width": CHART_WIDTH,
+        "height": height,
+        "centre": centre,
+        "name_x": NAME_WIDTH - 10,
+        "bars": bars,
+        "line_top": TOP - 6,
+        "line_bottom": height - 4,
+    }
+
+
+def _cells(words: Words, actual: float, expected: float, plan: float) -> list[str]:
+    return [
+        str(int(actual)),
+        words.number(expected),
+        str(int(plan)),
+        words.gap(round(actual - expected, 1)),
+    ]
+
+
+def html_context(report: Report) -> dict[str, Any]:
+    words = Words(report.language)
+    t = report.totals
+    return {
+        "lang": report.language,
+        "newsletter": report.title,
+        "title": words["title"].format(year=report.year),
+        "head": _head(report, words),
+        "kinds": [words[k] for k in KINDS],
+        "columns": [words[c] for c in ("actual", "expected", "plan", "gap")],
+        "words": {k: words[k] for k in WORDS["en"]},
+        "rows": [
+            {
+                "name": r.name,
+                "cells": [
+                    c
+                    for k in KINDS
+                    for c in _cells(words, r.actual[k], r.expected_by_now[k], r.plan[k])
+                ],
+            }
+            for r in report.ambassadors
+        ],
+        "total": [
+            c
+            for k in KINDS
+            for c in _cells(words, t["actual"][k], t["expected_by_now"][k], t["plan"][k])
+        ],
+        "charts": [chart(report, k, words) for k in KINDS],
+        "messages": report.messages,
+    }
+
+
+def environment(config: Config) -> jinja2.Environment:
+    """Templates as the newsletter finds them: newsletter.templates first, then the built-in."""
+    from .render import builtin_templates
+
+    loaders: list[jinja2.BaseLoader] = []
+    custom = config.templates_path
+    if custom is not None and custom.is_dir():
+        loaders.append(jinja2.FileSystemLoader(custom))
+    loaders.append(jinja2.FileSystemLoader(builtin_templates()))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def to_html(report: Report, config: Config) -> str:
+    """The report as one HTML page with its charts inline: no script, no outside file."""
+    return environment(config).get_template("report.html").render(html_context(report))
+
+
+def render(report: Report, fmt: str, config: Config) -> str:
+    """The report in `fmt`: "text", "json", "csv" or "html"."""
+    if fmt == "json":
+        return to_json(report)
+    if fmt == "csv":
+        return to_csv(report)
+    if fmt == "html":
+        return to_html(report, config)
+    return to_text(report)
+
+
+# -- the compact table that can close an edition -----------------------------------------------
+
+
+def compact_context(report: Report) -> dict[str, Any]:
+    """What templates/report_compact.{mjml,txt} show: per ambassador "actual of plan" and the
+    gap against what the plan expects by now, for each kind, and the totals."""
+    words = Words(report.language)
+
+    def line(
+        name: str, actual: dict[str, Any], plan: dict[str, Any], expected: dict[str, Any]
+    ) -> dict[str, Any]:
+        cells = [
+            {
+                "count": words["of"].format(actual=int(actual[k]), plan=int(plan[k])),
+                "gap": words.gap(round(actual[k] - expected[k], 1)),
+            }
+            for k in KINDS
+        ]
+        # No-break spaces inside each part: wrapped, the text breaks only between the kinds.
+        parts = [f"{words[k]} {c['count']} ({c['gap']})" for k, c in zip(KINDS, cells, strict=True)]
+        text = "; ".join(part.replace(" ", "\u00a0") for part in parts)
+        return {"name": name, "cells": cells, "line": text}
+
+    t = report.totals
+    return {
+        "heading": words["compact"].format(year=report.year),
+        "note": words["compact_note"].format(date=words.date(report.as_of)),
+        "ambassador": words["ambassador"],
+        "kinds": [words[k] for k in KINDS],
+        "rows": [line(r.name, r.actual, r.plan, r.expected_by_now) for r in report.ambassadors],
+        "total": line(words["total"], t["actual"], t["plan"], t["expected_by_now"]),
+    }

@@ -1,0 +1,391 @@
+"""Meetings from iCalendar files and URLs (SPEC.md "The ambassador plan and the open report").
+
+Calendars are real-shaped exports (Outlook with Windows time-zone names, Google with UTC times
+and X-WR-TIMEZONE), served by the loopback HTTP server or read from a local file. The counts
+are read back as an admin would, from `trnews report` run as a process; the finer points
+(exact start times, who is linked) are read from `pipeline.calendars` in-process, the same code
+the report and the edition run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import FeedServer, Site
+
+from pipeline import calendars
+from pipeline.config import Config, load_config
+
+OSLO = ZoneInfo("Europe/Oslo")
+
+BASE = """\
+[newsletter]
+title = "Ambassadørnytt"
+sender = "Trondheimsregionen <nyhetsbrev@example.org>"
+public_url = "https://nyhetsbrev.example.org"
+timezone = "{timezone}"
+
+[[ambassador]]
+id = "kari-nordmann"
+name = "Kari Nordmann"
+email = "kari@example.org"
+
+[[ambassador]]
+id = "ola-hansen"
+name = "Ola Hansen"
+email = "ola@example.org"
+
+[[ambassador]]
+id = "siri-berg"
+name = "Siri Berg"
+email = "Siri.Berg@example.org"
+"""
+
+
+def ics(*events: str, head: str = "") -> str:
+    """A VCALENDAR holding these VEVENT bodies (and `head`: time zones, X- properties)."""
+    out = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//trnews tests//NONSGML//EN"]
+    if head:
+        out.append(head.strip())
+    for body in events:
+        out += ["BEGIN:VEVENT", body.strip(), "END:VEVENT"]
+    out.append("END:VCALENDAR")
+    return "\r\n".join("\n".join(out).splitlines()) + "\r\n"
+
+
+OUTLOOK_TZ = """\
+BEGIN:VTIMEZONE
+TZID:W. Europe Standard Time
+BEGIN:STANDARD
+DTSTART:16011028T030000
+RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10
+TZOFFSETFROM:+0200
+TZOFFSETTO:+0100
+END:STANDARD
+BEGIN:DAYLIGHT
+DTSTART:16010325T020000
+RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3
+TZOFFSETFROM:+0100
+TZOFFSETTO:+0200
+END:DAYLIGHT
+END:VTIMEZONE"""
+
+WEEKLY = ics(
+    # Mondays 09:00 from 6 January 2025, five times; 13 January is cancelled (EXDATE) and
+    # 20 January moved to Tuesday 21 January 14:00 (an override without attendees of its own).
+    """
+UID:ukesmote-2025@example.org
+SUMMARY:Ukesmøte i regionrådet
+DTSTART;TZID="W. Europe Standard Time":20250106T090000
+DTEND;TZID="W. Europe Standard Time":20250106T100000
+RRULE:FREQ=WEEKLY;COUNT=5
+EXDATE;TZID="W. Europe Standard Time":20250113T090000
+ORGANIZER;CN=Sekretariatet:mailto:post@example.org
+ATTENDEE;CN=Kari Nordmann;PARTSTAT=ACCEPTED:mailto:KARI@Example.ORG
+ATTENDEE;CN=Ola Hansen;PARTSTAT=DECLINED:mailto:ola@example.org
+""",
+    """
+UID:ukesmote-2025@example.org
+RECURRENCE-ID;TZID="W. Europe Standard Time":20250120T090000
+SUMMARY:Ukesmøte i regionrådet (flyttet)
+DTSTART;TZID="W. Europe Standard Time":20250121T140000
+DTEND;TZID="W. Europe Standard Time":20250121T150000
+""",
+    head=OUTLOOK_TZ,
+)
+WEEKLY_STARTS = [
+    datetime(2025, 1, 6, 9, 0, tzinfo=OSLO),
+    datetime(2025, 1, 21, 14, 0, tzinfo=OSLO),
+    datetime(2025, 1, 27, 9, 0, tzinfo=OSLO),
+    datetime(2025, 2, 3, 9, 0, tzinfo=OSLO),
+]
+
+
+def config_with(tmp_path: Path, extra: str = "", timezone: str = "Europe/Oslo") -> Config:
+    path = tmp_path / "trnews.toml"
+    path.write_text(BASE.format(timezone=timezone) + "\n" + extra, encoding="utf-8")
+    return load_config(path)
+
+
+def year_2025(config: Config) -> calendars.Meetings:
+    tz = config.newsletter.tz
+    return calendars.meetings_between(
+        config, datetime(2025, 1, 1, tzinfo=tz), datetime(2025, 12, 31, 23, 59, tzinfo=tz)
+    )
+
+
+def report_json(site: Site, *args: str) -> dict[str, object]:
+    out = site.run("report", "--format", "json", *args).stdout
+    data = json.loads(out)
+    assert isinstance(data, dict)
+    return data
+
+
+def meetings_of(data: dict[str, object], amb_id: str) -> int:
+    ambassadors = data["ambassadors"]
+    assert isinstance(ambassadors, list)
+    [row] = [a for a in ambassadors if a["id"] == amb_id]
+    return int(row["actual"]["meetings"])
+
+
+def test_a_weekly_series_leaves_out_its_excluded_date_and_counts_the_moved_one_where_it_went(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "moter.ics").write_text(WEEKLY, encoding="utf-8")
+    config = config_with(tmp_path, '[calendar]\nurls = ["moter.ics"]\n')
+    found = year_2025(config)
+    assert found.problems == ()
+    assert [m.start for m in found.meetings] == WEEKLY_STARTS
+    moved = found.meetings[1]
+    assert moved.title == "Ukesmøte i regionrådet (flyttet)"
+    assert moved.end == datetime(2025, 1, 21, 15, 0, tzinfo=OSLO)
+    # The override lists nobody, so it keeps the series' people; Ola declined every one.
+    assert [m.ambassadors for m in found.meetings] == [("kari-nordmann",)] * 4
+
+
+@pytest.mark.parametrize("served", ["http", "file"])
+def test_the_report_counts_a_served_or_local_weekly_series_exactly(
+    served: str, feeds: FeedServer, site: Site
+) -> None:
+    if served == "http":
+        where = feeds.add("/kalender/moter.ics", WEEKLY.encode(), content_type="text/calendar")
+    else:
+        (site.root / "kalender").mkdir()
+        (site.root / "kalender" / "moter.ics").write_text(WEEKLY, encoding="utf-8")
+        where = "kalender/moter.ics"
+    site.extra_toml = f'[calendar]\nurls = ["{where}"]\n'
+    site.ambassadors.append(
+        '[[ambassador]]\nid = "kari-nordmann"\nname = "Kari Nordmann"\nemail = "kari@example.org"\n'
+    )
+    site.ambassadors.append(
+        '[[ambassador]]\nid = "ola-hansen"\nname = "Ola Hansen"\nemail = "ola@example.org"\n'
+    )
+    # 20 January at noon: the meeting moved from 09:00 that day to the 21st has not begun.
+    early = report_json(site, "--year", "2025", "--as-of", "2025-01-20T12:00:00+01:00")
+    assert meetings_of(early, "kari-nordmann") == 1
+    full = report_json(site, "--year", "2025", "--as-of", "2025-12-31T12:00:00+01:00")
+    assert meetings_of(full, "kari-nordmann") == 4
+    assert meetings_of(full, "ola-hansen") == 0
+    assert full["calendar_errors"] == []
+    if served == "http":
+        [request] = feeds.requests_to("/kalender/moter.ics")[:1]
+        assert request.headers["user-agent"].startswith("trnews/")
+
+
+def test_an_outlook_export_keeps_local_times_on_both_sides_of_daylight_saving(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "outlook.ics").write_text(
+        ics(
+            """
+UID:040000008200E00074C5B7101A82E0080000000010
+SUMMARY:Styremøte
+DTSTART;TZID="W. Europe Standard Time":20250310T090000
+DTEND;TZID="W. Europe Standard Time":20250310T110000
+RRULE:FREQ=MONTHLY;BYMONTHDAY=10;COUNT=2
+ATTENDEE;CN="Nordmann, Kari";RSVP=TRUE:mailto:kari@example.org
+""",
+            head="METHOD:PUBLISH\nX-WR-CALNAME:Kalender\n" + OUTLOOK_TZ,
+        ),
+        encoding="utf-8",
+    )
+    config = config_with(tmp_path, '[calendar]\nurls = ["outlook.ics"]\n')
+    march, april = year_2025(config).meetings
+    # 10 March is winter time (UTC+1), 10 April summer time (UTC+2): 09:00 on the clock both.
+    assert march.start.astimezone(UTC) == datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
+    assert april.start.astimezone(UTC) == datetime(2025, 4, 10, 7, 0, tzinfo=UTC)
+    assert (march.ambassadors, april.ambassadors) == (("kari-nordmann",), ("kari-nordmann",))
+
+
+GOOGLE_TZ = """\
+X-WR-CALNAME:Ambassadører
+X-WR-TIMEZONE:Europe/Oslo
+BEGIN:VTIMEZONE
+TZID:Europe/Oslo
+X-LIC-LOCATION:Europe/Oslo
+BEGIN:DAYLIGHT
+TZOFFSETFROM:+0100
+TZOFFSETTO:+0200
+TZNAME:CEST
+DTSTART:19700329T020000
+RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU
+END:DAYLIGHT
+BEGIN:STANDARD
+TZOFFSETFROM:+0200
+TZOFFSETTO:+0100
+TZNAME:CET
+DTSTART:19701025T030000
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU
+END:STANDARD
+END:VTIMEZONE"""
+
+
+def test_a_google_export_with_utc_times_and_a_tzid_series_gives_the_right_moments(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "google.ics").write_text(
+        ics(
+            """
+DTSTART:20250602T070000Z
+DTEND:20250602T080000Z
+UID:abc123@google.com
+ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=REQ-PARTICIPANT;PARTSTAT=ACCEPTED;CN=siri.berg@e
+ xample.org;X-NUM-GUESTS=0:mailto:siri.berg@example.org
+SUMMARY:Frokostmøte
+""",
+            """
+DTSTART;TZID=Europe/Oslo:20251020T180000
+DTEND;TZID=Europe/Oslo:20251020T190000
+RRULE:FREQ=WEEKLY;COUNT=2
+UID:def456@google.com
+SUMMARY:Kveldsmøte
+STATUS:CONFIRMED
+""",
+            """
+DTSTART:20250901T100000Z
+UID:cancelled@google.com
+SUMMARY:Avlyst møte
+STATUS:CANCELLED
+ATTENDEE:mailto:siri.berg@example.org
+""",
+            head="CALSCALE:GREGORIAN\nMETHOD:PUBLISH\n" + GOOGLE_TZ,
+        ),
+        encoding="utf-8",
+    )
+    config = config_with(tmp_path, '[calendar]\nurls = ["google.ics"]\n')
+    found = year_2025(config).meetings
+    assert [(m.title, m.start) for m in found] == [
+        ("Frokostmøte", datetime(2025, 6, 2, 9, 0, tzinfo=OSLO)),
+        # The series crosses the end of summer time on 26 October: 18:00 on the clock both.
+        ("Kveldsmøte", datetime(2025, 10, 20, 18, 0, tzinfo=OSLO)),
+        ("Kveldsmøte", datetime(2025, 10, 27, 18, 0, tzinfo=OSLO)),
+    ]
+    assert found[2].start.astimezone(UTC).hour == 17
+    # The configured address has capitals; the attendee's has none: still Siri.
+    assert found[0].ambassadors == ("siri-berg",)
+
+
+def test_floating_times_are_read_in_the_newsletter_timezone_and_a_whole_day_starts_at_midnight(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "lokal.ics").write_text(
+        ics(
+            "UID:f1\nSUMMARY:Flytende tid\nDTSTART:20250602T090000\nDTEND:20250602T100000",
+            "UID:f2\nSUMMARY:Heldagsmøte\nDTSTART;VALUE=DATE:20250603\nDTEND;VALUE=DATE:20250604",
+        ),
+        encoding="utf-8",
+    )
+    config = config_with(tmp_path, '[calendar]\nurls = ["lokal.ics"]\n', "America/New_York")
+    floating, whole_day = year_2025(config).meetings
+    new_york = ZoneInfo("America/New_York")
+    assert floating.start == datetime(2025, 6, 2, 9, 0, tzinfo=new_york)
+    assert floating.end == datetime(2025, 6, 2, 10, 0, tzinfo=new_york)
+    assert whole_day.start == datetime(2025, 6, 3, 0, 0, tzinfo=new_york)
+    assert whole_day.end is None
+
+
+def test_one_meeting_in_a_table_and_in_two_calendars_is_one_meeting_with_everyone_on_it(
+    feeds: FeedServer, tmp_path: Path
+) -> None:
+    event = ics(
+        """
+UID:felles-1@example.org
+SUMMARY:Næringsforum
+DTSTART;TZID=Europe/Oslo:20250312T120000
+ATTENDEE:mailto:ola@example.org
+""",
+        head=GOOGLE_TZ,
+    )
+    url = feeds.add("/felles.ics", event.encode(), content_type="text/calendar")
+    (tmp_path / "kopi.ics").write_text(
+        event.replace("mailto:ola@", "mailto:siri.berg@"), encoding="utf-8"
+    )
+    extra = f"""
+[calendar]
+urls = ["{url}", "kopi.ics"]
+
+[[meeting]]
+title = "næringsforum "
+start = 2025-03-12T12:00:00+01:00
+ambassadors = ["kari-nordmann"]
+location = "Trondheim Spektrum"
+"""
+    config = config_with(tmp_path, extra)
+    [meeting] = year_2025(config).meetings
+    assert meeting.location == "Trondheim Spektrum"  # the [[meeting]] table wins
+    assert meeting.ambassadors == ("kari-nordmann", "ola-hansen", "siri-berg")
+
+
+def test_a_calendar_that_fails_is_named_with_its_reason_and_the_report_still_counts_the_rest(
+    feeds: FeedServer, site: Site
+) -> None:
+    gone = feeds.add("/borte.ics", b"not here", status=404, content_type="text/plain")
+    page = feeds.add("/side.ics", b"<!DOCTYPE html><html>Logg inn</html>", content_type="text/html")
+    (site.root / "moter.ics").write_text(WEEKLY, encoding="utf-8")
+    site.extra_toml = f'[calendar]\nurls = ["{gone}", "{page}", "mangler.ics", "moter.ics"]\n'
+    site.ambassadors.append(
+        '[[ambassador]]\nid = "kari-nordmann"\nname = "Kari Nordmann"\nemail = "kari@example.org"\n'
+    )
+    proc = site.run(
+        "report", "--year", "2025", "--as-of", "2025-12-31T12:00:00+01:00", "--format", "json"
+    )
+    data = json.loads(proc.stdout)
+    assert meetings_of(data, "kari-nordmann") == 4
+    errors = {e["calendar"]: e["error"] for e in data["calendar_errors"]}
+    assert errors[gone].startswith("HTTP 404")
+    assert "not an iCalendar file" in errors[page]
+    assert errors["mangler.ics"] == "no such file"
+    assert "moter.ics" not in errors
+    for name in (gone, page, "mangler.ics"):
+        assert f"calendar {name} could not be read" in proc.stderr
+
+
+@pytest.mark.parametrize("since", ["20250101T000000Z", "19900101T000000Z"])
+def test_a_runaway_recurrence_is_reported_instead_of_expanded(since: str, tmp_path: Path) -> None:
+    # Expanded, a minute-by-minute series is half a million events in 2025, or 18 million
+    # steps from 1990 to reach 2025: either would hold up the report and the edition.
+    (tmp_path / "lop.ics").write_text(
+        ics(f"UID:lop\nSUMMARY:Hvert minutt\nDTSTART:{since}\nRRULE:FREQ=MINUTELY"),
+        encoding="utf-8",
+    )
+    config = config_with(tmp_path, '[calendar]\nurls = ["lop.ics"]\n')
+    found = year_2025(config)
+    assert found.meetings == ()
+    [problem] = found.problems
+    assert problem.calendar == "lop.ics"
+    assert "runaway recurrence" in problem.error
+
+
+def test_calendar_meetings_are_listed_under_upcoming_meetings_in_the_edition(
+    feeds: FeedServer, site: Site
+) -> None:
+    soon = (datetime.now(OSLO) + timedelta(days=3)).replace(hour=10, minute=0, second=0)
+    later = soon + timedelta(days=60)  # beyond meetings_ahead_days
+    stamp = "%Y%m%dT%H%M%S"
+    url = feeds.add(
+        "/moter.ics",
+        ics(
+            f"UID:snart\nSUMMARY:Kalendermøte om E6\nDTSTART;TZID=Europe/Oslo:{soon:{stamp}}\n"
+            "LOCATION:Rådhuset\nATTENDEE:mailto:kari@example.org",
+            f"UID:avlyst\nSUMMARY:Avlyst kalendermøte\nDTSTART;TZID=Europe/Oslo:{soon:{stamp}}\n"
+            "STATUS:CANCELLED",
+            f"UID:senere\nSUMMARY:Møte om to måneder\nDTSTART;TZID=Europe/Oslo:{later:{stamp}}",
+            head=GOOGLE_TZ,
+        ).encode(),
+        content_type="text/calendar; charset=utf-8",
+    )
+    site.extra_toml = f'[calendar]\nurls = ["{url}"]\n'
+    site.ambassadors.append(
+        '[[ambassador]]\nid = "kari-nordmann"\nname = "Kari Nordmann"\nemail = "kari@example.org"\n'
+    )
+    site.run("preview", "--out", "preview")
+    text = (site.root / "preview" / "preview.txt").read_text(encoding="utf-8")
+    meetings = text.split("Kommende møter", 1)[1]
+    assert "Kalendermøte om E6" in meetings
+    assert "Rådhuset" in meetings and "Kari Nordmann" in meetings
+    assert "Avlyst kalendermøte" not in text
+    assert "Møte om to måneder" not in text
