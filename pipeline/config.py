@@ -235,8 +235,9 @@ class CollectConfig(_Section):
     however slowly its server drips bytes."""
     max_size_mb: float = Field(5, gt=0, le=1024)
     """A feed larger than this, decompressed, is refused while it streams in."""
-    concurrency: int = Field(64, ge=1, le=1000)
-    """Feeds fetched at once (at most `per_host` of them from one host)."""
+    concurrency: int = Field(100, ge=1, le=1000)
+    """Feeds fetched at once (at most `per_host` of them from one host): bounds our own
+    sockets; `per_host` is what keeps each feed host's load polite."""
     per_host: int = Field(6, ge=1, le=100)
     """Feeds fetched at once from one host:port (many feeds share wordpress.com or medium.com)."""
     retries: int = Field(2, ge=0, le=5)

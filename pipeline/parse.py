@@ -539,7 +539,7 @@ def _start_pool() -> ProcessPoolExecutor | None:
                 pool = ProcessPoolExecutor(max_workers=_cpus(), mp_context=context)
                 _warm_up[:] = [pool.submit(_ready) for _ in range(_cpus())]
                 _pool = pool
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: see the docstring
             logger.info("Parsing feeds in threads: no worker processes here (%s)", e)
             _threads_only = True
         finally:
