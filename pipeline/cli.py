@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -392,12 +394,14 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
             f"Sent a test of '{d.rendered.subject}' to {', '.join(addresses)}; nothing marked."
         )
         return
-    with open_store(config) as store, _progress() as bar:
+    stop = threading.Event()
+    with open_store(config) as store, _progress() as bar, _stop_on_signals(stop) as caught:
         task = bar.add_task("Sending", total=None)
         report = cycle.send(
             config,
             store,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            stop=stop,
         )
     if report.edition_id is None:
         click.echo(f"No edition sent: {report.reason}.")
@@ -413,6 +417,30 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
         click.echo(
             f"{report.deferred} reader(s) wait for a later run ('trnews send' retries them)."
         )
+    if caught:
+        click.echo(
+            f"Stopped by {caught[0]} after the messages in flight: {report.remaining} reader(s) "
+            "are still owed this edition; run 'trnews send' again to carry on."
+        )
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
+    """SIGTERM and Ctrl-C set `stop` (the send finishes the messages in flight, then returns)
+    instead of killing the run; a second Ctrl-C interrupts at once. Yields the signals caught."""
+    caught: list[str] = []
+
+    def handle(signum: int, _frame: object) -> None:
+        caught.append(signal.Signals(signum).name)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    old = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield caught
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 @cli.command()
@@ -533,7 +561,7 @@ def _status_text(data: dict[str, Any]) -> str:
         lines.append(
             f"  #{e['id']:<4} {_when(e['created'])}  {e['status']:<8} {e['items']} items, "
             f"{e['delivered']}/{e['recipients']} delivered, {e['deferred']} deferred, "
-            f"{e['failed']} failed"
+            f"{e['failed']} failed" + (f", {e['owed']} still owed" if e.get("owed") else "")
         )
     if not data["editions"]:
         lines.append("  none yet")

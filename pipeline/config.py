@@ -271,10 +271,27 @@ class SmtpConfig(_Section):
         return os.environ.get(self.password_env, "")
 
 
+class DkimConfig(_Section):
+    """DKIM signing of every message (optional): the private key signs, the public one is
+    published in DNS as the TXT record `{selector}._domainkey.{domain}`."""
+
+    domain: NonEmpty
+    """The signing domain (d=), normally the sender's domain, so DMARC finds it aligned."""
+    selector: NonEmpty
+    key_file: Path
+    """PEM file of the RSA private key; relative to the config file's folder."""
+
+
 class DeliveryConfig(_Section):
     transport: Literal["maildir", "smtp"] = "maildir"
     maildir: Path = Path("var/outbox")
+    retry_hours: float = Field(48, gt=0, le=24 * 30)
+    """A reader the server asked to wait (4xx) is tried again by later runs for this long after
+    the edition was built; then they count as failed."""
+    bounce_limit: int = Field(3, ge=1, le=100)
+    """A reader refused for good (5xx) in this many editions in a row becomes `bounced`."""
     smtp: SmtpConfig = SmtpConfig()
+    dkim: DkimConfig | None = None
 
 
 class FeedConfig(_Section):

@@ -5,7 +5,9 @@ The CLI and the scheduler both call these; neither has a copy of its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,9 +16,21 @@ from typing import Any
 
 from . import collect as collect_stage
 from .config import Config
-from .deliver import Transport, build_message, make_transport, message_id
+from .deliver import (
+    DkimSigner,
+    Job,
+    MessageTemplate,
+    Pool,
+    Transport,
+    build_message,
+    connector,
+    make_signer,
+    make_transport,
+    message_id,
+    wire_address,
+)
 from .edition import plan_edition
-from .errors import RecipientRefused
+from .errors import RecipientRefused, UsageError
 from .models import DeliveryState, EditionPlan, FeedOutcome, Rendered, SendReport, SubscriberState
 from .render import Renderer, personalise
 from .store import Store
@@ -24,7 +38,6 @@ from .tokens import link_secret, sign
 
 logger = logging.getLogger(__name__)
 
-DEFERRED_RETRY_HOURS = 48
 Progress = Callable[[int, int], None]
 """Called with (done, total) as each reader is settled."""
 
@@ -82,9 +95,15 @@ def send_test(
     d = draft(config, store, now)
     content = personalise(d.rendered, unsubscribe_url=preview_unsubscribe_url(config))
     content = Rendered(subject=f"[TEST] {content.subject}", html=content.html, text=content.text)
+    sendable = []
+    for address in addresses:
+        wire = wire_address(address)
+        if wire is None:
+            raise UsageError(f"{address}: {NON_ASCII_LOCAL_PART}")
+        sendable.append(wire)
     own = transport or make_transport(config)
     try:
-        for address in addresses:
+        for address in sendable:
             msg = build_message(
                 config,
                 content,
@@ -105,36 +124,50 @@ def send(
     store: Store,
     *,
     now: datetime | None = None,
-    transport: Transport | None = None,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Build the next edition (or resume the unfinished one) and deliver it to every reader owed it.
 
-    Readers deferred by a 4xx reply in the last 48 hours are tried again first. A transport
-    that cannot be reached raises TransportUnavailable; every reader not yet settled stays
-    queued, and the next run carries on.
+    Readers deferred by a 4xx reply within the last `[delivery] retry_hours` are tried again
+    first; older ones count as failed. A transport that cannot be reached, or that refuses us
+    as a whole, raises TransportUnavailable: every reader not yet settled stays owed, and the
+    next run carries on. Setting `stop` (SIGTERM, Ctrl-C) stops after the messages in flight;
+    the report's `remaining` says how many readers are still owed.
     """
     now = now or datetime.now(UTC)
     report = SendReport()
-    retry = store.requeue_deferred(since=now - timedelta(hours=DEFERRED_RETRY_HOURS), now=now)
+    signer = make_signer(config)  # a bad DKIM key is a config error before anything is built
+    since = now - timedelta(hours=config.delivery.retry_hours)
+    store.requeue_deferred(since=since, now=now)
     edition_id = store.unfinished_edition()
     if edition_id is not None:
         report.resumed = True
         logger.info("Resuming edition %d", edition_id)
+        if doubtful := store.on_the_wire(edition_id):
+            logger.warning(
+                "%d reader(s) of edition %d may get it twice: their message was on the wire "
+                "when the last run was killed; it goes again with the same Message-ID, so mail "
+                "programs can tell",
+                doubtful,
+                edition_id,
+            )
     else:
         edition_id = _build(config, store, now, report)
-    editions = list(dict.fromkeys([*retry, *([edition_id] if edition_id is not None else [])]))
+    # Every edition that still owes someone: the deferred readers queued again just now, and
+    # readers of a finished edition that a stopped or failed run left queued.
+    editions = sorted(
+        set(store.owed_counts()) | ({edition_id} if edition_id is not None else set())
+    )
     if not editions:
         return report
     report.edition_id = editions[-1]
-    own = transport or make_transport(config)
     try:
-        for eid in editions:
-            deliver_edition(config, store, eid, own, report, now=now, progress=progress)
+        deliver_editions(
+            config, store, editions, report, signer=signer, progress=progress, stop=stop
+        )
     finally:
         report.remaining = sum(store.queued_count(eid) for eid in editions)
-        if transport is None:
-            own.close()
     return report
 
 
@@ -165,76 +198,199 @@ def _build(config: Config, store: Store, now: datetime, report: SendReport) -> i
     return edition_id
 
 
-def deliver_edition(
+class _Ledger:
+    """Writes each reader's row as their message goes, for the pool's connection threads.
+
+    The threads share the store's connection, one at a time under `lock`; each row is committed
+    as soon as it changes, so a hard kill loses at most the messages on the wire.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        report: SendReport,
+        total: int,
+        progress: Progress | None,
+    ) -> None:
+        self.store = store
+        self.report = report
+        self.bounce_limit = config.delivery.bounce_limit
+        self.total = total
+        self.done = 0
+        self.progress = progress
+        self.lock = threading.Lock()
+
+    def starting(self, job: Job) -> None:
+        with self.lock:
+            self.store.mark_sending(
+                job.edition_id, job.subscriber_id, message_id=job.message_id, now=_now()
+            )
+
+    def settled(self, job: Job, refused: RecipientRefused | None) -> None:
+        with self.lock:
+            if refused is None:
+                self.store.record_delivery(
+                    job.edition_id,
+                    job.subscriber_id,
+                    DeliveryState.SENT,
+                    now=_now(),
+                    bounce_limit=self.bounce_limit,
+                )
+                self.report.delivered += 1
+            else:
+                state = DeliveryState.FAILED if refused.permanent else DeliveryState.DEFERRED
+                bounced = self.store.record_delivery(
+                    job.edition_id,
+                    job.subscriber_id,
+                    state,
+                    now=_now(),
+                    error=f"{refused.code} {refused.reply}",
+                    bounce_limit=self.bounce_limit,
+                )
+                if refused.permanent:
+                    self.report.failed += 1
+                else:
+                    self.report.deferred += 1
+                if bounced:
+                    logger.warning(
+                        "%s refused for good in %d editions in a row: now bounced",
+                        job.recipient,
+                        self.bounce_limit,
+                    )
+                if len(self.report.errors) < MAX_REASONS:
+                    why = f"{refused} (tried {job.tries + 1} times)" if job.tries else str(refused)
+                    if bounced:
+                        why += f"; refused in {self.bounce_limit} editions in a row: now bounced"
+                    self.report.errors.append(why)
+            self._tick()
+
+    def skipped(self, edition_id: int, subscriber_id: int, why: str) -> None:
+        with self.lock:
+            self.store.record_delivery(
+                edition_id, subscriber_id, DeliveryState.SKIPPED, now=_now(), error=why
+            )
+            self._tick()
+
+    def unsendable(self, edition_id: int, subscriber_id: int, address: str, why: str) -> None:
+        """A reader this transport cannot reach at all: failed, but not held against the
+        address (it is no bounce)."""
+        with self.lock:
+            self.store.record_delivery(
+                edition_id, subscriber_id, DeliveryState.FAILED, now=_now(), error=why
+            )
+            self.report.failed += 1
+            if len(self.report.errors) < MAX_REASONS:
+                self.report.errors.append(f"{address}: {why}")
+            self._tick()
+
+    def returned(self, job: Job) -> None:
+        with self.lock:
+            self.store.unmark_sending(job.edition_id, job.subscriber_id)
+
+    def _tick(self) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+MAX_REASONS = 5
+"""Failure reasons kept for the summary of a run; the ledger has every one."""
+NON_ASCII_LOCAL_PART = (
+    "not sent: an address with non-ASCII letters before the @ needs SMTPUTF8, which trnews "
+    "does not send; ask the reader for another address"
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def deliver_editions(
     config: Config,
     store: Store,
-    edition_id: int,
-    transport: Transport,
+    editions: list[int],
     report: SendReport,
     *,
-    now: datetime,
+    signer: DkimSigner | None = None,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Deliver one frozen edition to every reader still queued for it, settling each row at once."""
+    """Deliver frozen editions to every reader still owed them, over the configured connections.
+
+    The readers are read from the database in batches as the connections take them, never all
+    at once; each row is settled as soon as the server answers.
+    """
     secret = link_secret(config, store)
-    content = store.edition_content(edition_id)
-    total = store.queued_count(edition_id)
+    total = sum(store.queued_count(eid) for eid in editions)
+    ledger = _Ledger(config, store, report, total, progress)
+    connect, connections = connector(config)
     sender = config.newsletter.sender_address
-    for done, r in enumerate(store.queued_recipients(edition_id), start=1):
-        if r.state is not SubscriberState.ACTIVE:
-            store.record_delivery(
-                edition_id,
-                r.subscriber_id,
-                DeliveryState.SKIPPED,
-                now=now,
-                error=f"subscriber is {r.state}",
-            )
-        else:
-            url = unsubscribe_url(config, secret, r.subscriber_id)
-            mid = message_id(secret, edition_id, r.subscriber_id, config)
-            msg = build_message(
-                config,
-                personalise(content, unsubscribe_url=url),
-                to=r.email,
-                name=r.name,
-                msg_id=mid,
-                unsubscribe_url=url,
-                when=datetime.now(UTC),
-            )
-            try:
-                transport.send(msg, sender, r.email)
-            except RecipientRefused as e:
-                state = DeliveryState.FAILED if e.permanent else DeliveryState.DEFERRED
-                store.record_delivery(
-                    edition_id,
-                    r.subscriber_id,
-                    state,
-                    now=now,
-                    message_id=mid,
-                    error=f"{e.code} {e.reply}",
-                )
-                if e.permanent:
-                    report.failed += 1
-                else:
-                    report.deferred += 1
-                if len(report.errors) < 5:
-                    report.errors.append(str(e))
-            else:
-                store.record_delivery(
-                    edition_id, r.subscriber_id, DeliveryState.SENT, now=now, message_id=mid
-                )
-                report.delivered += 1
-        if progress:
-            progress(done, total)
-    store.finish_edition_if_done(edition_id, datetime.now(UTC))
+    pool = Pool(connect, connections, sender, ledger, stop)
+    try:
+        for edition_id in editions:
+            _queue_edition(config, store, edition_id, secret, signer, ledger, pool)
+            if pool.halted:
+                break
+    except BaseException:
+        pool.stop.set()
+        with contextlib.suppress(Exception):  # the first error is the one to tell
+            pool.close()
+        raise
+    pool.close()  # raises TransportUnavailable if the server could not be used
+    for edition_id in editions:
+        store.finish_edition_if_done(edition_id, _now())
     logger.info(
-        "Delivered edition %d through %s: %d sent, %d deferred, %d failed",
-        edition_id,
-        transport.name,
+        "Delivered edition(s) %s through %s: %d sent, %d deferred, %d failed",
+        ", ".join(map(str, editions)),
+        config.delivery.transport,
         report.delivered,
         report.deferred,
         report.failed,
     )
+
+
+def _queue_edition(
+    config: Config,
+    store: Store,
+    edition_id: int,
+    secret: str,
+    signer: DkimSigner | None,
+    ledger: _Ledger,
+    pool: Pool,
+) -> None:
+    """Hand one edition's owed readers to the pool, one batch from the database at a time."""
+    with ledger.lock:
+        template = MessageTemplate(config, store.edition_content(edition_id), signer)
+    after = 0
+    while True:
+        with ledger.lock:
+            batch = store.owed(edition_id, after=after, limit=BATCH)
+        if not batch:
+            return
+        for r in batch:
+            after = r.subscriber_id
+            if r.state is not SubscriberState.ACTIVE:
+                ledger.skipped(edition_id, r.subscriber_id, f"subscriber is {r.state}")
+                continue
+            address = wire_address(r.email)
+            if address is None:
+                ledger.unsendable(edition_id, r.subscriber_id, r.email, NON_ASCII_LOCAL_PART)
+                continue
+            mid = message_id(secret, edition_id, r.subscriber_id, config)
+            data = template.render(
+                to=address,
+                name=r.name,
+                msg_id=mid,
+                unsubscribe_url=unsubscribe_url(config, secret, r.subscriber_id),
+                when=_now(),
+            )
+            if not pool.put(Job(edition_id, r.subscriber_id, address, mid, data)):
+                return
+
+
+BATCH = 500
+"""Readers read from the database at a time."""
 
 
 def collect(
@@ -254,9 +410,11 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
     With a config, every configured feed is listed in config order (one never fetched has
     `ok: null`); without one (the file is broken), every feed the database knows. `gone` is
     true from a feed's first 410 answer until it answers anything else; `retry_after` is when
-    its server asked to be fetched again (429 or 503 with Retry-After), if it did.
+    its server asked to be fetched again (429 or 503 with Retry-After), if it did. An
+    edition's `owed` counts the readers a later `send` still delivers it to.
     """
     health = store.feed_health()
+    owed = store.owed_counts()
     owners: dict[str, str | None]
     if config is not None:
         owners = {
@@ -303,6 +461,7 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
                 "delivered": e.delivered,
                 "failed": e.failed,
                 "deferred": e.deferred,
+                "owed": owed.get(e.id, 0),
             }
             for e in store.editions()
         ],

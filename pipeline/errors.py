@@ -80,6 +80,11 @@ class TransportUnavailable(DeliveryError):
     """The mail server cannot be reached, or refuses every message; retry later."""
 
 
+class Refused(TransportUnavailable):
+    """The server answered and refused us as a whole (the login, TLS, the sender): trying again
+    now cannot help, and repeating a refused login can get the sender blocked."""
+
+
 class RecipientRefused(DeliveryError):
     """The server refused one recipient; `permanent` tells a 5xx from a 4xx reply."""
 

@@ -43,6 +43,9 @@ class EditionStatus(enum.StrEnum):
 
 class DeliveryState(enum.StrEnum):
     QUEUED = "queued"
+    SENDING = "sending"
+    """Written just before the message goes on the wire: after a hard kill, the reader may
+    have it already; a resumed send sends it again with the same Message-ID."""
     SENT = "sent"
     DEFERRED = "deferred"
     """The server said "try later" (4xx); a later run tries again."""

@@ -121,6 +121,37 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE feeds ADD COLUMN retry_after TEXT;
         """,
     ),
+    (
+        # A message is marked 'sending' just before it goes on the wire, so a hard kill leaves
+        # evidence of who may have it already; SQLite cannot widen a CHECK in place, hence the
+        # copy. `hard_bounces` counts a reader's editions in a row refused for good (5xx).
+        "0003_delivery_ledger",
+        """
+        CREATE TABLE deliveries_new (
+            edition_id INTEGER NOT NULL REFERENCES editions (id),
+            subscriber_id INTEGER NOT NULL,
+            email TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (
+                state IN ('queued', 'sending', 'sent', 'deferred', 'failed', 'skipped')
+            ),
+            message_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (edition_id, subscriber_id)
+        ) WITHOUT ROWID;
+        INSERT INTO deliveries_new (edition_id, subscriber_id, email, state, message_id, attempts,
+                                    last_error, updated)
+            SELECT edition_id, subscriber_id, email, state, message_id, attempts, last_error,
+                   updated
+            FROM deliveries;
+        DROP TABLE deliveries;
+        ALTER TABLE deliveries_new RENAME TO deliveries;
+        CREATE INDEX deliveries_state ON deliveries (edition_id, state, subscriber_id);
+        CREATE INDEX deliveries_by_state ON deliveries (state);
+        ALTER TABLE subscribers ADD COLUMN hard_bounces INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 
@@ -181,7 +212,8 @@ class Store:
         """Open (creating if needed) the database at `path` and bring its schema up to date."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+            # Delivery threads share the connection, one at a time under the ledger's lock.
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open the database {path}: {e}") from e
         conn.row_factory = sqlite3.Row
@@ -470,24 +502,46 @@ class Store:
             raise StoreError(f"no edition {edition_id} in {self.path}")
         return Rendered(subject=row["subject"], html=row["html"], text=row["text"])
 
+    def owed(self, edition_id: int, *, after: int = 0, limit: int = 500) -> list[Recipient]:
+        """One batch of the readers still owed this edition (queued, or `sending` when a run was
+        killed mid-send), in subscriber order after the subscriber id `after`."""
+        rows = self._q(
+            """SELECT d.subscriber_id, d.email, s.name, s.state
+               FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+               WHERE d.edition_id = ? AND d.state IN ('queued', 'sending') AND d.subscriber_id > ?
+               ORDER BY d.subscriber_id LIMIT ?""",
+            (edition_id, after, limit),
+        ).fetchall()
+        return [
+            Recipient(r["subscriber_id"], r["email"], r["name"], SubscriberState(r["state"]))
+            for r in rows
+        ]
+
     def queued_recipients(self, edition_id: int, batch: int = 500) -> Iterator[Recipient]:
         """The readers still owed this edition, streamed in batches in subscriber order."""
         after = 0
-        while True:
-            rows = self._q(
-                """SELECT d.subscriber_id, d.email, s.name, s.state
-                   FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-                   WHERE d.edition_id = ? AND d.state = 'queued' AND d.subscriber_id > ?
-                   ORDER BY d.subscriber_id LIMIT ?""",
-                (edition_id, after, batch),
-            ).fetchall()
-            if not rows:
-                return
-            for r in rows:
-                yield Recipient(
-                    r["subscriber_id"], r["email"], r["name"], SubscriberState(r["state"])
-                )
-            after = rows[-1]["subscriber_id"]
+        while rows := self.owed(edition_id, after=after, limit=batch):
+            yield from rows
+            after = rows[-1].subscriber_id
+
+    def mark_sending(
+        self, edition_id: int, subscriber_id: int, *, message_id: str, now: datetime
+    ) -> None:
+        """Note that this reader's message is about to go on the wire; committed at once, so a
+        hard kill leaves the row `sending` and the next run sends it again, same Message-ID."""
+        self._q(
+            """UPDATE deliveries SET state = 'sending', message_id = ?, updated = ?
+               WHERE edition_id = ? AND subscriber_id = ?""",
+            (message_id, iso(now), edition_id, subscriber_id),
+        )
+
+    def unmark_sending(self, edition_id: int, subscriber_id: int) -> None:
+        """Queue a reader again whose message was not accepted (the server went away)."""
+        self._q(
+            """UPDATE deliveries SET state = 'queued'
+               WHERE edition_id = ? AND subscriber_id = ? AND state = 'sending'""",
+            (edition_id, subscriber_id),
+        )
 
     def record_delivery(
         self,
@@ -498,19 +552,49 @@ class Store:
         now: datetime,
         message_id: str | None = None,
         error: str | None = None,
-    ) -> None:
-        """Settle one reader's row of the ledger; committed at once."""
-        self._q(
-            """UPDATE deliveries SET state = ?, message_id = COALESCE(?, message_id),
-                   attempts = attempts + 1, last_error = ?, updated = ?
-               WHERE edition_id = ? AND subscriber_id = ?""",
-            (str(state), message_id, error, iso(now), edition_id, subscriber_id),
-        )
+        bounce_limit: int | None = None,
+    ) -> bool:
+        """Settle one reader's row of the ledger; committed at once.
+
+        With `bounce_limit`, the reader's record of hard failures follows: a `sent` row clears
+        it, a `failed` one adds one, and at `bounce_limit` editions in a row the subscriber
+        becomes `bounced` and gets nothing more. Returns True if this made them bounced.
+        """
+        with self.transaction():
+            self._q(
+                """UPDATE deliveries SET state = ?, message_id = COALESCE(?, message_id),
+                       attempts = attempts + 1, last_error = ?, updated = ?
+                   WHERE edition_id = ? AND subscriber_id = ?""",
+                (str(state), message_id, error, iso(now), edition_id, subscriber_id),
+            )
+            if bounce_limit is None:
+                return False
+            if state == DeliveryState.SENT:
+                self._q(
+                    "UPDATE subscribers SET hard_bounces = 0 WHERE id = ? AND hard_bounces > 0",
+                    (subscriber_id,),
+                )
+                return False
+            if state != DeliveryState.FAILED:
+                return False
+            bounced = self._q(
+                """UPDATE subscribers SET hard_bounces = hard_bounces + 1,
+                       state = CASE WHEN hard_bounces + 1 >= :limit AND state = 'active'
+                                    THEN 'bounced' ELSE state END,
+                       updated = CASE WHEN hard_bounces + 1 >= :limit AND state = 'active'
+                                      THEN :now ELSE updated END
+                   WHERE id = :id
+                   RETURNING state""",
+                {"limit": bounce_limit, "now": iso(now), "id": subscriber_id},
+            ).fetchone()
+            return bounced is not None and bounced["state"] == SubscriberState.BOUNCED
 
     def queued_count(self, edition_id: int) -> int:
+        """Readers still owed this edition: queued, or left `sending` by a killed run."""
         return int(
             self._q(
-                "SELECT count(*) FROM deliveries WHERE edition_id = ? AND state = 'queued'",
+                """SELECT count(*) FROM deliveries
+                   WHERE edition_id = ? AND state IN ('queued', 'sending')""",
                 (edition_id,),
             ).fetchone()[0]
         )
@@ -534,7 +618,7 @@ class Store:
         return [int(r["edition_id"]) for r in rows]
 
     def finish_edition_if_done(self, edition_id: int, now: datetime) -> bool:
-        """Mark the edition sent when no reader is still queued; True if it is now sent."""
+        """Mark the edition sent when no reader is still owed it; True if it is now sent."""
         if self.queued_count(edition_id):
             return False
         self._q(
@@ -569,6 +653,23 @@ class Store:
             )
             for r in rows
         ]
+
+    def on_the_wire(self, edition_id: int) -> int:
+        """Readers left `sending` by a run that was killed: their message may have arrived."""
+        return int(
+            self._q(
+                "SELECT count(*) FROM deliveries WHERE edition_id = ? AND state = 'sending'",
+                (edition_id,),
+            ).fetchone()[0]
+        )
+
+    def owed_counts(self) -> dict[int, int]:
+        """Edition id → readers still owed it (queued, or `sending` when a run was killed)."""
+        rows = self._q(
+            """SELECT edition_id, count(*) AS n FROM deliveries
+               WHERE state IN ('queued', 'sending') GROUP BY edition_id"""
+        )
+        return {int(r["edition_id"]): int(r["n"]) for r in rows}
 
     # -- subscribers -----------------------------------------------------------------------
 

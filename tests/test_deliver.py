@@ -5,11 +5,16 @@ is read back as a subscriber's mail client would read it. Servers with STARTTLS,
 AUTH and faults (4xx/5xx replies, a closed port, a server that hangs up mid-run) are
 started here with their own `Controller`; certificates come from `trustme`. The CLI runs with
 TRNEWS_SECRET=test-secret, so tokens and Message-IDs can be checked with the same secret.
+DKIM signatures are checked with dkimpy against a key made here. More faults, and runs killed
+mid-send, are in test_delivery_faults.py.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import email
+import email.policy
 import json
 import re
 import sqlite3
@@ -24,15 +29,33 @@ from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from conftest import Site, SmtpHandler, SmtpServer, feed_bytes, free_port, html_part, text_part
+from conftest import (
+    ROOT,
+    Site,
+    SmtpHandler,
+    SmtpServer,
+    feed_bytes,
+    free_port,
+    html_part,
+    text_part,
+)
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from pipeline.config import Config, load_config
-from pipeline.deliver import build_message, message_id
+from pipeline.deliver import MessageTemplate, build_message, message_id
 from pipeline.models import Rendered
+from pipeline.render import personalise
 from pipeline.tokens import verify
 
 SECRET = "test-secret"
@@ -523,3 +546,178 @@ def test_send_test_refuses_a_malformed_address_naming_it(site: Site, smtp: SmtpS
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "ikke-en-adresse" in proc.stderr
     assert not smtp.handler.messages
+
+
+# -- the fast message: each reader's bytes from the edition's, encoded once ----------------------
+
+TRICKY = (
+    "Linje med etterfølgende mellomrom   \n"
+    ".En linje som starter med punktum\n"
+    "From en linje som mbox-lesere frykter\n"
+    "Likhetstegn = og =3D og prosent % og tabulator\there\n"
+    + "Lang linje med æøå og emoji 🌊 " * 40
+    + "\nWindows-linjeslutt\r\nog gammel Mac\rslutt"
+)
+"""Text that tests an encoder: trailing spaces, dots and `From ` at line starts, `=`, a line far
+over 998 bytes, non-ASCII, and every kind of line end."""
+
+
+def fast_and_reference(
+    tmp_path: Path, address: str, name: str
+) -> tuple[EmailMessage, EmailMessage, bytes]:
+    """One reader's message from MessageTemplate, and from build_message(personalise(...))."""
+    path = tmp_path / "trnews.toml"
+    path.write_text(
+        '[newsletter]\ntitle = "Ambassadørnytt"\n'
+        'sender = "Trondheimsregionen <nyhetsbrev@example.org>"\n'
+        'reply_to = "post@example.org"\n'
+        f'public_url = "{PUBLIC_URL}"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    golden = ROOT / "tests" / "golden"
+    content = Rendered(
+        subject="Ambassadørnytt 17. februar 2026: 2 kronikker, 3 blogginnlegg og 2 møter",
+        html=(golden / "edition.nb.html").read_text(encoding="utf-8") + f"<pre>{TRICKY}</pre>",
+        text=(golden / "edition.nb.txt").read_text(encoding="utf-8") + TRICKY,
+    )
+    url = f"{PUBLIC_URL}/unsubscribe/17.AbCdEfGhIjKlMnOpQrStUv"
+    when = datetime(2026, 2, 17, 7, 30, tzinfo=UTC)
+    mid = "<trnews.3.17.0123456789ab@example.org>"
+    raw = MessageTemplate(config, content).render(
+        to=address, name=name, msg_id=mid, unsubscribe_url=url, when=when
+    )
+    reference = build_message(
+        config,
+        personalise(content, unsubscribe_url=url, name=name),
+        to=address,
+        name=name,
+        msg_id=mid,
+        unsubscribe_url=url,
+        when=when,
+    )
+    parse = email.message_from_bytes
+    fast = parse(raw, policy=email.policy.default)
+    ref = parse(reference.as_bytes(), policy=email.policy.default)
+    return fast, ref, raw  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [
+        ("anne@example.org", "Anne Abonnent"),
+        ("bjorn@example.net", "Bjørn Ødegård"),
+        ("cecilie@example.com", ""),
+        ("per@example.org", 'Per "P." O\'Neil, jr. <sjef>'),
+        ("kari@example.org", "Kari\tNord\x7fmann @@trnews:unsubscribe_url@@"),
+        ("a." * 30 + "z@" + "avdeling." * 8 + "example.org", "Åse Ærlig-Østby " * 12),
+        ("ola@xn--b-5ga.no", "Ola i Bø"),
+    ],
+)
+def test_a_fast_message_reads_exactly_as_build_message_writes_it(
+    tmp_path: Path, address: str, name: str
+) -> None:
+    fast, ref, raw = fast_and_reference(tmp_path, address, name)
+    assert [(k, str(v)) for k, v in fast.items() if k != "Content-Type"] == [
+        (k, str(v)) for k, v in ref.items() if k != "Content-Type"
+    ]
+    assert fast.get_content_type() == ref.get_content_type() == "multipart/alternative"
+    parts = [
+        [(p.get_content_type(), p.get_content_charset(), p.get_content()) for p in m.iter_parts()]
+        for m in (fast, ref)
+    ]
+    assert parts[0] == parts[1]
+    assert f"Meld deg av: {PUBLIC_URL}/unsubscribe/17." in parts[0][0][2]  # the link filled in
+    assert raw.isascii()  # 7-bit: any relay takes it, 8BITMIME or not
+    assert max(len(line) for line in raw.split(b"\r\n")) < 998
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF line ends only
+
+
+def test_non_ascii_addresses_get_it_when_smtp_can_carry_them_and_a_reason_when_not(
+    site: Site, smtp: SmtpServer
+) -> None:
+    with_meeting(site)
+    site.transport = "smtp"
+    add_readers(site, [("ola@bø.no", "Ola"), ("dåvid@eksempel.no", "Dåvid"), READERS[0]])
+    out = site.run("send").stdout
+    assert "2 delivered, 0 deferred, 1 failed" in out
+    assert "dåvid@eksempel.no: not sent: " in out and "SMTPUTF8" in out
+    assert recipients(smtp.handler) == {"ola@xn--b-5ga.no": 1, READERS[0][0]: 1}
+    [msg] = [m for env, m in smtp.handler.messages if env.rcpt_tos == ["ola@xn--b-5ga.no"]]
+    assert getaddresses([str(msg["To"])]) == [("Ola", "ola@xn--b-5ga.no")]
+
+
+# -- DKIM -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DkimKey:
+    pem: bytes
+    txt: bytes
+    """The DNS TXT record that publishes the public key."""
+
+
+@pytest.fixture(scope="module")
+def dkim_key() -> DkimKey:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption())
+    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return DkimKey(pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der))
+
+
+DKIM_TOML = """\
+[delivery.dkim]
+domain = "example.org"
+selector = "nyhetsbrev"
+key_file = "{key_file}"
+"""
+
+
+def test_each_message_carries_a_dkim_signature_that_verifies(
+    site: Site, smtp: SmtpServer, dkim_key: DkimKey
+) -> None:
+    (site.root / "dkim.pem").write_bytes(dkim_key.pem)
+    site.extra_toml = DKIM_TOML.format(key_file="dkim.pem")
+    site.transport = "smtp"
+    with_meeting(site)
+    add_readers(site, READERS)
+    site.run("send")
+
+    asked: list[bytes] = []
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        asked.append(name)
+        return dkim_key.txt if name.rstrip(b".") == b"nyhetsbrev._domainkey.example.org" else None
+
+    assert len(smtp.handler.messages) == len(READERS)
+    for envelope, msg in smtp.handler.messages:
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)
+        assert dkim.verify(raw, dnsfunc=dns), envelope.rcpt_tos
+        tags = dict(
+            t.strip().split("=", 1) for t in str(msg["DKIM-Signature"]).split(";") if "=" in t
+        )
+        assert tags["d"] == "example.org" and tags["s"] == "nyhetsbrev"
+        signed = {h.strip().lower() for h in re.sub(r"\s", "", tags["h"]).split(":")}
+        assert {"from", "to", "subject", "date", "message-id"} <= signed
+        assert {"list-unsubscribe", "list-unsubscribe-post"} <= signed
+        # Whoever changes the unsubscribe link on the way breaks the signature.
+        forged = raw.replace(b"/unsubscribe/", b"/unsubscribe/x", 1)
+        assert forged != raw and not dkim.verify(forged, dnsfunc=dns)
+    assert asked  # the verifier did look the key up
+
+
+@pytest.mark.parametrize(("key_file", "problem"), [("missing.pem", "cannot read"), ("bad.pem", "")])
+def test_a_dkim_key_file_that_cannot_be_used_is_a_config_error(
+    site: Site, key_file: str, problem: str
+) -> None:
+    (site.root / "bad.pem").write_text("-----BEGIN RSA PRIVATE KEY-----\nnope\n", "utf-8")
+    site.extra_toml = DKIM_TOML.format(key_file=key_file)
+    with_meeting(site)
+    add_readers(site, READERS[:1])
+    proc = site.run("send", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "delivery.dkim.key_file" in proc.stderr and key_file in proc.stderr
+    assert (problem or "not an RSA private key") in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert status_editions(site) == []  # nothing built, nothing sent
