@@ -175,6 +175,47 @@ class Meeting:
 
 
 @dataclass(frozen=True)
+class PlannedMeeting:
+    """A meeting from a `[[meeting]]` table or a calendar, its start and end aware."""
+
+    key: str
+    """Stable identity (title and start), so "listed in an earlier edition" can be told."""
+    title: str
+    start: datetime
+    end: datetime | None = None
+    location: str = ""
+    url: str = ""
+    description: str = ""
+    ambassadors: tuple[str, ...] = ()
+    """Ambassador ids, as the config lists them or as matched from attendees."""
+    uid: str = ""
+    """The calendar event's UID; empty for a `[[meeting]]` table."""
+    occurrence: datetime | None = None
+    """Which occurrence of a recurring event (its RECURRENCE-ID), for telling copies apart."""
+    source: str = ""
+    """The calendar it came from as the config names it; empty for a `[[meeting]]` table."""
+
+
+@dataclass(frozen=True)
+class CalendarProblem:
+    """A calendar that could not be fetched or read, and why."""
+
+    calendar: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.calendar}: {self.error}"
+
+
+@dataclass(frozen=True)
+class Meetings:
+    """Every meeting in a window, soonest first, and the calendars that could not be read."""
+
+    meetings: tuple[PlannedMeeting, ...]
+    problems: tuple[CalendarProblem, ...] = ()
+
+
+@dataclass(frozen=True)
 class EditionPlan:
     """What an edition would hold now: the due items and the meetings in the window."""
 

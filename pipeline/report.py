@@ -39,8 +39,9 @@ import jinja2
 from babel.dates import format_date
 from babel.numbers import format_decimal
 
-from .calendars import CalendarProblem, Fetched, meetings_between
+from .calendars import Fetched, meetings_between
 from .config import Config, MessageConfig
+from .models import CalendarProblem
 from .store import Store, iso, parse_iso
 
 KINDS = ("chronicles", "blog_posts", "meetings")
