@@ -409,20 +409,29 @@ class Site:
         self.config.write_text(text, encoding="utf-8")
         return self.config
 
+    def command(self, *args: str) -> list[str]:
+        """`trnews -c trnews.toml ARGS` as a command line."""
+        return [sys.executable, "-m", "pipeline", "-c", str(self.config), *args]
+
+    def process_env(self) -> dict[str, str]:
+        """The environment the CLI runs with: this one, the test secret and `env`, and no
+        TRNEWS_CONFIG to pick another file."""
+        env = {**os.environ, "TRNEWS_SECRET": "test-secret", **self.env}
+        env.pop("TRNEWS_CONFIG", None)
+        return env
+
     def run(
         self, *args: str, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run `trnews -c trnews.toml ARGS` as a user would; by default insist on exit 0."""
         if not self.config.exists():
             self.write()
-        env = {**os.environ, "TRNEWS_SECRET": "test-secret", **self.env}
-        env.pop("TRNEWS_CONFIG", None)
         proc = subprocess.run(
-            [sys.executable, "-m", "pipeline", "-c", str(self.config), *args],
+            self.command(*args),
             cwd=self.root,
             capture_output=True,
             text=True,
-            env=env,
+            env=self.process_env(),
             input=input,
             timeout=120,
         )
@@ -442,6 +451,33 @@ class Site:
             email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
             for p in files
         ]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished `trnews` process: its exit code, output and peak resident memory."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_mb: float
+
+
+def run_measured(site: Site, *args: str) -> Measured:
+    """`trnews -c trnews.toml ARGS` as a process, with its own peak RSS from wait4(2)."""
+    site.write()
+    out, err = site.root / "stdout.txt", site.root / "stderr.txt"
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen(
+            site.command(*args), cwd=site.root, stdout=o, stderr=e, env=site.process_env()
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    return Measured(
+        os.waitstatus_to_exitcode(status),
+        out.read_text(encoding="utf-8"),
+        err.read_text(encoding="utf-8"),
+        usage.ru_maxrss / 1024,  # KiB on Linux
+    )
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ The last part tests the link and text helpers directly with tricky inputs.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -184,14 +182,12 @@ def collect_in_process(site: Site) -> tuple[dict[str, FeedOutcome], dict[str, It
 
 def run_from(cwd: Path, site: Site, *args: str) -> str:
     """`trnews -c CONFIG ARGS` run from another folder than the config's; its stdout."""
-    env = {**os.environ, "TRNEWS_SECRET": "test-secret"}
-    env.pop("TRNEWS_CONFIG", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "-c", str(site.config), *args],
+        site.command(*args),
         cwd=cwd,
         capture_output=True,
         text=True,
-        env=env,
+        env=site.process_env(),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

@@ -13,11 +13,9 @@ import asyncio
 import email.parser
 import email.policy
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -157,12 +155,10 @@ def subscriber_states(site: Site) -> dict[str, str]:
 
 def start_send(site: Site) -> subprocess.Popen[str]:
     """`trnews send` as a separate process, as cron or systemd would start it."""
-    env = {**os.environ, "TRNEWS_SECRET": "test-secret", **site.env}
-    env.pop("TRNEWS_CONFIG", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "-c", str(site.config), "send"],
+        site.command("send"),
         cwd=site.root,
-        env=env,
+        env=site.process_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -30,22 +27,15 @@ from zoneinfo import ZoneInfo
 
 import brotli
 import pytest
-from conftest import FeedServer, LoopbackHTTP, QuietHandler, SilentServer, Site
+from conftest import FeedServer, LoopbackHTTP, QuietHandler, Site, run_measured
 from test_collect import Post, collect_line, feed_status, rss, stored_items
+from test_hostile import one_ambassador
 
 from pipeline import store as store_module
 from pipeline.collect import WAIT_AT_MOST, retry_after
 from pipeline.store import Store
 
 OSLO = ZoneInfo("Europe/Oslo")
-MEDIUM_TITLE = "Havbruk og teknologi i Trøndelag"
-"""The one post of tests/data/medium.xml."""
-
-
-def one_ambassador(site: Site, *urls: str) -> None:
-    site.ambassador(
-        "kari-nordmann", "Kari Nordmann", "Prorektor", [{"url": u, "kind": "blog"} for u in urls]
-    )
 
 
 def summary(stdout: str) -> str:
@@ -269,25 +259,6 @@ def test_brotli_gzip_and_deflate_bodies_are_asked_for_and_read(
     assert line.startswith("FAILED") and "compressed as 'zstd'" in line, line
 
 
-def run_measured(site: Site, *args: str) -> tuple[str, float]:
-    """`trnews ARGS` as a process; its stdout and its own peak resident memory in MB."""
-    site.write()
-    env = {**os.environ, "TRNEWS_SECRET": "test-secret"}
-    env.pop("TRNEWS_CONFIG", None)
-    out = site.root / "stdout.txt"
-    with out.open("wb") as stdout:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "-c", str(site.config), *args],
-            cwd=site.root,
-            stdout=stdout,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return out.read_text(encoding="utf-8"), usage.ru_maxrss / 1024  # KiB on Linux
-
-
 def test_a_brotli_bomb_stops_at_the_size_cap_without_filling_memory(
     feeds: FeedServer, site: Site
 ) -> None:
@@ -302,7 +273,9 @@ def test_a_brotli_bomb_stops_at_the_size_cap_without_filling_memory(
     url = feeds.add("/bombe.xml", bomb, headers={"Content-Encoding": "br"})
     good = feeds.add_file("/god.xml", "medium.xml")
     one_ambassador(site, url, good)
-    out, peak_mb = run_measured(site, "collect")
+    run = run_measured(site, "collect")
+    assert run.returncode == 0, run.stderr
+    out, peak_mb = run.stdout, run.peak_mb
     assert "larger than 5 MB: not read further" in collect_line(out, url)
     assert "1 new item" in collect_line(out, good)
     assert peak_mb < 200, f"collect peaked at {peak_mb:.0f} MB"
@@ -566,23 +539,6 @@ def test_relative_links_resolve_against_the_url_after_redirects(
     site.run("collect")
     [(item, _)] = stored_items(site.config).values()
     assert item.link == feeds.url("/b/post/1")
-
-
-def test_a_server_that_never_answers_fails_at_the_deadline_and_the_others_finish(
-    feeds: FeedServer, site: Site, silent: SilentServer
-) -> None:
-    site.extra_toml = "[collect]\ntimeout = 2"
-    mute = silent.url("/feed.xml")
-    good = feeds.add_file("/god.xml", "medium.xml")
-    one_ambassador(site, mute, good)
-    out = site.run("collect").stdout
-    connections = len(silent.held)
-    assert collect_line(out, mute) == (
-        f"FAILED  {mute} (kari-nordmann): no complete answer within 2 s"
-    )
-    assert "1 new item" in collect_line(out, good)
-    assert connections == 1  # the deadline ends the feed: no retry after it
-    assert MEDIUM_TITLE in stored_items(site.config)
 
 
 # -- the database ------------------------------------------------------------------------------

@@ -23,13 +23,9 @@ files (see tests/data/README.md).
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,6 +39,7 @@ from conftest import (
     Site,
     feed_bytes,
     html_part,
+    run_measured,
     text_part,
 )
 from test_collect import Post, collect_line, feed_status, paragraphs, rss, section, stored_items
@@ -191,40 +188,6 @@ def huge() -> Iterator[HugeFeeds]:
 # -- running ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Measured:
-    """A finished `trnews` process: its exit code, output and peak resident memory."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-    peak_mb: float
-
-
-def run_measured(site: Site, *args: str) -> Measured:
-    """`trnews -c trnews.toml ARGS` as a process, with its own peak RSS from wait4(2)."""
-    site.write()
-    env = {**os.environ, "TRNEWS_SECRET": "test-secret", **site.env}
-    env.pop("TRNEWS_CONFIG", None)
-    out, err = site.root / "stdout.txt", site.root / "stderr.txt"
-    with out.open("wb") as o, err.open("wb") as e:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "-c", str(site.config), *args],
-            cwd=site.root,
-            stdout=o,
-            stderr=e,
-            env=env,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(
-        proc.returncode,
-        out.read_text(encoding="utf-8"),
-        err.read_text(encoding="utf-8"),
-        usage.ru_maxrss / 1024,  # KiB on Linux
-    )
-
-
 NOT_FETCHED = ("FAILED", "GONE", "WAITING")
 """Labels of a feed that gave nothing: an HTTP error may be told as gone (410) or as asked to
 wait (429, 503 with Retry-After) rather than as a plain failure."""
@@ -250,6 +213,10 @@ def all_items(site: Site) -> list[Item]:
     with Store.open(config.database_path) as store:
         rows = store.due_items(since=datetime(2000, 1, 1, tzinfo=UTC), previous=None)
     return [item for item, _ in rows]
+
+
+MEDIUM_TITLE = "Havbruk og teknologi i Trøndelag"
+"""The title of the one entry of tests/data/medium.xml."""
 
 
 def one_ambassador(site: Site, *urls: str) -> None:
@@ -510,9 +477,15 @@ def test_a_server_that_accepts_and_never_answers_is_cut_off_at_the_deadline(
     good = feeds.add_file("/god.xml", "medium.xml")
     one_ambassador(site, mute, good)
     proc = site.run("collect")
+    connections = len(silent.held)
     assert silent.held, "the collector never connected to the silent server"
     assert TIME_REASON.search(failed_line(proc.stdout, mute))
+    assert collect_line(proc.stdout, mute) == (
+        f"FAILED  {mute} (kari-nordmann): no complete answer within 2 s"
+    )
+    assert connections == 1  # the deadline ends the feed: no retry after it
     assert "1 new item" in collect_line(proc.stdout, good)
+    assert MEDIUM_TITLE in stored_items(site.config)
     assert "Traceback" not in proc.stderr
     status = feed_status(site)
     assert status[mute]["ok"] is False
