@@ -11,7 +11,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -799,7 +799,3 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
         state=SubscriberState(r["state"]),
         created=parse_iso(r["created"]),
     )
-
-
-def lookback_start(now: datetime, days: int) -> datetime:
-    return now - timedelta(days=days)
