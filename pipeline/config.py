@@ -7,7 +7,7 @@ import hashlib
 import os
 import re
 import tomllib
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -73,14 +73,9 @@ def _timezone(value: str) -> str:
 
 
 def _cron(value: str) -> str:
-    from apscheduler.triggers.cron import CronTrigger
+    from .cron import triggers
 
-    if len(value.split()) != 5:
-        raise ValueError(f"{value!r} is not a 5-field cron line like '0 8 * * mon'")
-    try:
-        CronTrigger.from_crontab(value, timezone="UTC")
-    except ValueError as e:
-        raise ValueError(f"{value!r} is not a valid cron line: {e}") from e
+    triggers(value, UTC)  # ValueError says what is wrong
     return value
 
 
