@@ -248,6 +248,15 @@ class StorageConfig(_Section):
     database: Path = Path("var/trnews.db")
 
 
+class AlertsConfig(_Section):
+    """Messages to the admins when something needs a person: never one per run."""
+
+    to: list[Address] = []
+    """Who gets the alerts (none: alerts are only logged)."""
+    feed_failures: int = Field(3, ge=1, le=1000)
+    """A feed failing this many runs in a row is reported once; once more when it recovers."""
+
+
 class SmtpConfig(_Section):
     host: NonEmpty = "localhost"
     port: int = Field(587, ge=1, le=65535)
@@ -458,6 +467,7 @@ class Config(_Section):
     collect: CollectConfig = CollectConfig()
     storage: StorageConfig = StorageConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    alerts: AlertsConfig = AlertsConfig()
     ambassador: list[AmbassadorConfig] = []
     meeting: list[MeetingConfig] = []
     calendar: CalendarConfig = CalendarConfig()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import alerts
 from . import collect as collect_stage
 from .config import Config
 from .deliver import (
@@ -30,7 +31,7 @@ from .deliver import (
     wire_address,
 )
 from .edition import plan_edition
-from .errors import RecipientRefused, UsageError
+from .errors import RecipientRefused, TransportUnavailable, UsageError
 from .models import DeliveryState, EditionPlan, FeedOutcome, Rendered, SendReport, SubscriberState
 from .render import Renderer, personalise
 from .store import Store
@@ -126,20 +127,49 @@ def send(
     now: datetime | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    build: bool = True,
+    retry_wait: timedelta = timedelta(0),
 ) -> SendReport:
     """Build the next edition (or resume the unfinished one) and deliver it to every reader owed it.
 
     Readers deferred by a 4xx reply within the last `[delivery] retry_hours` are tried again
-    first; older ones count as failed. A transport that cannot be reached, or that refuses us
-    as a whole, raises TransportUnavailable: every reader not yet settled stays owed, and the
-    next run carries on. Setting `stop` (SIGTERM, Ctrl-C) stops after the messages in flight;
-    the report's `remaining` says how many readers are still owed.
+    first, once `retry_wait` has passed since their last try; older ones count as failed. A
+    transport that cannot be reached, or that refuses us as a whole, raises
+    TransportUnavailable: every reader not yet settled stays owed, and the next run carries
+    on. Setting `stop` (SIGTERM, Ctrl-C) stops after the messages in flight; the report's
+    `remaining` says how many readers are still owed. With `build` false, only what is owed
+    already is delivered (the scheduler's collect runs carry on an interrupted send so).
+
+    The admins are alerted (`[alerts]`) once when an edition's send fails or ends with
+    readers refused for good.
     """
     now = now or datetime.now(UTC)
+    try:
+        report = _send(config, store, now, progress, stop, build, retry_wait)
+    except TransportUnavailable as e:
+        # Not flushed now: the alert would go to the server that just failed; it goes with
+        # the next job instead.
+        owed = store.owed_counts()
+        alerts.send_unavailable(config, store, max(owed) if owed else None, str(e), now)
+        raise
+    alerts.after_send(config, store, report, now)
+    alerts.flush(config, store)
+    return report
+
+
+def _send(
+    config: Config,
+    store: Store,
+    now: datetime,
+    progress: Progress | None,
+    stop: threading.Event | None,
+    build: bool,
+    retry_wait: timedelta,
+) -> SendReport:
     report = SendReport()
     signer = make_signer(config)  # a bad DKIM key is a config error before anything is built
     since = now - timedelta(hours=config.delivery.retry_hours)
-    store.requeue_deferred(since=since, now=now)
+    store.requeue_deferred(since=since, now=now, tried_before=now - retry_wait)
     edition_id = store.unfinished_edition()
     if edition_id is not None:
         report.resumed = True
@@ -152,7 +182,7 @@ def send(
                 doubtful,
                 edition_id,
             )
-    else:
+    elif build:
         edition_id = _build(config, store, now, report)
     # Every edition that still owes someone: the deferred readers queued again just now, and
     # readers of a finished edition that a stopped or failed run left queued.
@@ -399,13 +429,28 @@ def collect(
     *,
     on_outcome: Callable[[FeedOutcome], None] | None = None,
     retry_gone: bool = False,
+    stop: threading.Event | None = None,
 ) -> list[FeedOutcome]:
-    """Fetch every feed once and store the new items (gone feeds too, with `retry_gone`)."""
-    return collect_stage.collect(config, store, on_outcome=on_outcome, retry_gone=retry_gone)
+    """Fetch every feed once and store the new items (gone feeds too, with `retry_gone`).
+
+    The admins are alerted (`[alerts]`) once when a feed has failed `feed_failures` runs in a
+    row, and once when it works again. Setting `stop` ends the run early (see
+    collect_stage.collect)."""
+    now = datetime.now(UTC)
+    outcomes = collect_stage.collect(
+        config, store, now=now, on_outcome=on_outcome, retry_gone=retry_gone, stop=stop
+    )
+    alerts.after_collect(config, store, now)
+    alerts.flush(config, store)
+    return outcomes
 
 
 def status(config: Config | None, store: Store) -> dict[str, Any]:
     """What `trnews status --json` prints: feed health, editions, subscribers, scheduler.
+
+    `next_collect`, `next_send` and `scheduler_pid` come from the running `trnews run` (null
+    when none runs); `last_runs` has each job's last run and its outcome, whether or not a
+    scheduler runs now.
 
     With a config, every configured feed is listed in config order (one never fetched has
     `ok: null`); without one (the file is broken), every feed the database knows. `gone` is

@@ -293,3 +293,33 @@ class SendReport:
     errors: list[str] = field(default_factory=list)
     reason: str = ""
     """Why nothing was built, when nothing was."""
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One slot of a scheduled job, as the scheduler's ledger holds it."""
+
+    job: str
+    """'collect' or 'send'."""
+    slot: str
+    """The slot's wall-clock time in the newsletter's zone, `YYYY-MM-DDTHH:MM`: a time the
+    autumn night shows twice is one slot, so it is run once."""
+    due: datetime
+    started: datetime
+    finished: datetime | None
+    outcome: str | None
+    """'ok', 'failed', 'stopped' or 'skipped'; None while it runs (or if it was killed)."""
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """A message to the admins, kept until it could be sent."""
+
+    id: int
+    key: str
+    """What it is about; an alert with the same key is never made twice."""
+    created: datetime
+    subject: str
+    body: str
+    tries: int

@@ -18,11 +18,13 @@ from typing import Any
 
 from .errors import StoreError
 from .models import (
+    AlertRow,
     DeliveryState,
     EditionRow,
     EditionStatus,
     Entry,
     Item,
+    JobRun,
     Kind,
     Rendered,
     Subscriber,
@@ -152,6 +154,37 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE subscribers ADD COLUMN hard_bounces INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        # The scheduler's ledger: one row per job and slot (the slot's wall-clock time in the
+        # newsletter's zone), claimed before the job runs, so a slot is never run twice; and
+        # the alerts to admins, kept until sent. `alerted_failing` is when the admins were told
+        # a feed is failing, so they are told once, and once more when it recovers.
+        "0004_scheduler",
+        """
+        CREATE TABLE job_runs (
+            job TEXT NOT NULL CHECK (job IN ('collect', 'send')),
+            slot TEXT NOT NULL,
+            due TEXT NOT NULL,
+            started TEXT NOT NULL,
+            finished TEXT,
+            outcome TEXT CHECK (outcome IN ('ok', 'failed', 'skipped', 'stopped')),
+            detail TEXT,
+            PRIMARY KEY (job, slot)
+        ) WITHOUT ROWID;
+        CREATE INDEX job_runs_started ON job_runs (job, started);
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            created TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            sent TEXT,
+            tries INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+        ALTER TABLE feeds ADD COLUMN alerted_failing TEXT;
+        """,
+    ),
 ]
 
 
@@ -185,6 +218,8 @@ class FeedHealth:
     """Its server asked not to be fetched before this time (429 or 503 with Retry-After)."""
     etag: str | None = None
     last_modified: str | None = None
+    alerted_failing: datetime | None = None
+    """When the admins were told this feed is failing; None once it recovers."""
 
 
 @dataclass(frozen=True)
@@ -599,9 +634,13 @@ class Store:
             ).fetchone()[0]
         )
 
-    def requeue_deferred(self, *, since: datetime, now: datetime) -> list[int]:
-        """Queue again the readers deferred (4xx) in editions built after `since`; give up on
-        older ones (they become failed). Returns the editions that have readers queued again."""
+    def requeue_deferred(
+        self, *, since: datetime, now: datetime, tried_before: datetime | None = None
+    ) -> list[int]:
+        """Queue again the readers deferred (4xx) in editions built after `since` and last
+        tried before `tried_before` (default: now); give up on those of older editions (they
+        become failed). Returns the editions that have readers queued again."""
+        tried_before = tried_before or now
         with self.transaction():
             self._q(
                 """UPDATE deliveries SET state = 'failed', updated = ?,
@@ -611,10 +650,14 @@ class Store:
                 (iso(now), iso(since)),
             )
             rows = self._q(
-                """SELECT DISTINCT edition_id FROM deliveries WHERE state = 'deferred'
-                   ORDER BY edition_id"""
+                """SELECT DISTINCT edition_id FROM deliveries
+                   WHERE state = 'deferred' AND updated <= ? ORDER BY edition_id""",
+                (iso(tried_before),),
             ).fetchall()
-            self._q("UPDATE deliveries SET state = 'queued' WHERE state = 'deferred'")
+            self._q(
+                "UPDATE deliveries SET state = 'queued' WHERE state = 'deferred' AND updated <= ?",
+                (iso(tried_before),),
+            )
         return [int(r["edition_id"]) for r in rows]
 
     def finish_edition_if_done(self, edition_id: int, now: datetime) -> bool:
@@ -730,6 +773,83 @@ class Store:
             counts[r["state"]] = r["n"]
         return counts
 
+    # -- the scheduler -----------------------------------------------------------------------
+
+    def claim_run(self, job: str, slot: str, *, due: datetime, now: datetime) -> JobRun | None:
+        """Claim `job`'s `slot` for a run starting now; None (and nothing written) if that
+        slot was claimed before, by this process or any earlier one."""
+        row = self._q(
+            "INSERT INTO job_runs (job, slot, due, started) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (job, slot) DO NOTHING RETURNING *",
+            (job, slot, iso(due), iso(now)),
+        ).fetchone()
+        return _job_run(row) if row else None
+
+    def finish_run(
+        self, job: str, slot: str, *, now: datetime, outcome: str, detail: str = ""
+    ) -> None:
+        self._q(
+            "UPDATE job_runs SET finished = ?, outcome = ?, detail = ? WHERE job = ? AND slot = ?",
+            (iso(now), outcome, detail, job, slot),
+        )
+
+    def run_of(self, job: str, slot: str) -> JobRun | None:
+        row = self._q("SELECT * FROM job_runs WHERE job = ? AND slot = ?", (job, slot)).fetchone()
+        return _job_run(row) if row else None
+
+    def last_slot(self, job: str) -> str | None:
+        """The latest slot of `job` ever claimed (run or skipped)."""
+        row = self._q("SELECT max(slot) AS slot FROM job_runs WHERE job = ?", (job,)).fetchone()
+        return row["slot"] if row else None
+
+    def last_runs(self) -> dict[str, JobRun]:
+        """Each job's latest run that was not skipped, by job name."""
+        rows = self._q(
+            "SELECT * FROM job_runs AS r WHERE outcome IS NOT 'skipped' AND slot = "
+            "(SELECT max(slot) FROM job_runs WHERE job = r.job AND outcome IS NOT 'skipped')"
+        )
+        return {r["job"]: _job_run(r) for r in rows}
+
+    # -- alerts --------------------------------------------------------------------------------
+
+    def mark_feeds_alerted(self, urls: Iterable[str], now: datetime | None) -> None:
+        """Note that admins were told these feeds are failing (now), or that they recovered."""
+        self.conn.executemany(
+            "UPDATE feeds SET alerted_failing = ? WHERE url = ?",
+            [(iso(now) if now else None, url) for url in urls],
+        )
+
+    def add_alert(self, key: str, *, subject: str, body: str, now: datetime) -> bool:
+        """Queue an alert; False if one with this key was queued before (it is never repeated)."""
+        row = self._q(
+            "INSERT INTO alerts (key, created, subject, body) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING RETURNING id",
+            (key, iso(now), subject, body),
+        ).fetchone()
+        return row is not None
+
+    def pending_alerts(self) -> list[AlertRow]:
+        rows = self._q("SELECT * FROM alerts WHERE sent IS NULL ORDER BY id")
+        return [
+            AlertRow(
+                id=r["id"],
+                key=r["key"],
+                created=parse_iso(r["created"]),
+                subject=r["subject"],
+                body=r["body"],
+                tries=r["tries"],
+            )
+            for r in rows
+        ]
+
+    def alert_sent(self, alert_id: int, now: datetime) -> None:
+        self._q("UPDATE alerts SET sent = ?, tries = tries + 1 WHERE id = ?", (iso(now), alert_id))
+
+    def alert_failed(self, alert_id: int, error: str) -> None:
+        self._q(
+            "UPDATE alerts SET tries = tries + 1, last_error = ? WHERE id = ?", (error, alert_id)
+        )
+
 
 class _Transaction:
     """BEGIN IMMEDIATE … COMMIT, rolled back on an exception; a lock is a StoreError."""
@@ -775,6 +895,19 @@ def _feed_health(r: sqlite3.Row) -> FeedHealth:
         retry_after=_opt(r["retry_after"]),
         etag=r["etag"],
         last_modified=r["last_modified"],
+        alerted_failing=_opt(r["alerted_failing"]),
+    )
+
+
+def _job_run(r: sqlite3.Row) -> JobRun:
+    return JobRun(
+        job=r["job"],
+        slot=r["slot"],
+        due=parse_iso(r["due"]),
+        started=parse_iso(r["started"]),
+        finished=_opt(r["finished"]),
+        outcome=r["outcome"],
+        detail=r["detail"],
     )
 
 

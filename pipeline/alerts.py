@@ -1,0 +1,206 @@
+"""Alerts to the admins: a feed that starts failing or recovers, a send that fails.
+
+Each alert is about a change, never about a run: a feed is reported once when it has failed
+`[alerts] feed_failures` runs in a row and once more when it works again; a failed send is
+reported once per edition and kind of failure. Alerts are queued in the database first and
+sent through the configured transport after; one that cannot be sent (the mail server is
+the very thing that is down) stays queued and goes with the next job.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import logging
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from zoneinfo import ZoneInfo
+
+from . import collect as collect_stage
+from .config import Config
+from .deliver import make_transport
+from .errors import DeliveryError, RecipientRefused
+from .models import SendReport
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def after_collect(config: Config, store: Store, now: datetime) -> None:
+    """Queue one alert for the feeds that just crossed the failure threshold or recovered."""
+    threshold = config.alerts.feed_failures
+    owners = collect_stage.subscriptions(config)
+    failing, recovered = [], []
+    for url, h in store.feed_health().items():
+        if url not in owners:
+            continue  # no longer in the config: nobody needs to hear about it
+        if h.consecutive_failures >= threshold and h.alerted_failing is None:
+            failing.append(h)
+        elif h.consecutive_failures == 0 and h.alerted_failing is not None:
+            recovered.append(h)
+    if not failing and not recovered:
+        return
+    tz = config.newsletter.tz
+    lines: list[str] = []
+    if failing:
+        lines.append(f"Failing for {threshold} or more runs in a row:")
+        for h in failing:
+            who = ", ".join(dict.fromkeys(s.ambassador for s in owners[h.url]))
+            since = (
+                f"last worked {_local(h.last_success, tz)}" if h.last_success else "never worked"
+            )
+            lines += [
+                f"- {h.url} ({who})",
+                f"  {h.consecutive_failures} failures in a row, {since}",
+                f"  last error: {h.last_error}",
+            ]
+            if h.moved_to:
+                lines.append(f"  it has moved to {h.moved_to}: put that URL in the config")
+        lines += [
+            "",
+            "Check the address in a browser; if the feed has moved, 'trnews check --discover'",
+            "finds its new address. Items published meanwhile are picked up when it works again",
+            "(as far back as newsletter.lookback_days).",
+            "",
+        ]
+    if recovered:
+        lines.append("Working again:")
+        for h in recovered:
+            who = ", ".join(dict.fromkeys(s.ambassador for s in owners[h.url]))
+            lines.append(f"- {h.url} ({who})")
+        lines.append("")
+    parts = []
+    if failing:
+        parts.append(f"{len(failing)} feed(s) failing")
+    if recovered:
+        parts.append(f"{len(recovered)} feed(s) working again")
+    subject = f"[{config.newsletter.title}] " + " and ".join(parts)
+    with store.transaction():
+        store.add_alert(f"feeds:{now.isoformat()}", subject=subject, body=_body(lines), now=now)
+        store.mark_feeds_alerted([h.url for h in failing], now)
+        store.mark_feeds_alerted([h.url for h in recovered], None)
+    for h in failing:
+        logger.warning("Alert: feed %s is failing (%s)", h.url, h.last_error)
+    for h in recovered:
+        logger.info("Alert: feed %s works again", h.url)
+
+
+def send_unavailable(
+    config: Config, store: Store, edition_id: int | None, error: str, now: datetime
+) -> None:
+    """Queue the alert for a send the mail server stopped (once per edition)."""
+    what = f"edition {edition_id}" if edition_id is not None else "the edition"
+    subject = f"[{config.newsletter.title}] Sending {what} failed"
+    body = _body(
+        [
+            f"Sending {what} could not finish: {error}",
+            "",
+            "Nothing is lost: the readers not yet sent to stay queued, and the scheduler carries",
+            "on with every collect run until the mail server answers again ('trnews send' does",
+            "the same at once). 'trnews status' shows how many readers are still owed.",
+        ]
+    )
+    key = f"send-unavailable:{edition_id if edition_id is not None else now.date()}"
+    if store.add_alert(key, subject=subject, body=body, now=now):
+        logger.warning("Alert: sending %s failed: %s", what, error)
+
+
+def send_error(config: Config, store: Store, slot: str, error: str, now: datetime) -> None:
+    """Queue the alert for a send that could not even start (a broken template, DKIM key)."""
+    subject = f"[{config.newsletter.title}] The scheduled send failed"
+    body = _body(
+        [
+            f"The send scheduled for {slot} failed before any message went out:",
+            f"  {error}",
+            "",
+            "Fix the cause (run 'trnews preview' to see the same error), then run 'trnews send',",
+            "or wait for the next scheduled send.",
+        ]
+    )
+    if store.add_alert(f"send-error:{slot}", subject=subject, body=body, now=now):
+        logger.warning("Alert: the send of %s failed: %s", slot, error)
+
+
+def after_send(config: Config, store: Store, report: SendReport, now: datetime) -> None:
+    """Queue the alert for readers refused for good (once per edition)."""
+    if not report.failed or report.edition_id is None:
+        return
+    subject = (
+        f"[{config.newsletter.title}] Edition {report.edition_id}: "
+        f"{report.failed} reader(s) could not be reached"
+    )
+    lines = [
+        f"Edition {report.edition_id} went to {report.delivered} reader(s); {report.failed} "
+        "were refused for good by their mail servers. The first reasons:",
+        *(f"- {e}" for e in report.errors),
+        "",
+        f"A reader refused in {config.delivery.bounce_limit} editions in a row becomes 'bounced'"
+        " and gets no more editions. 'trnews subscribers list' shows each reader's state.",
+    ]
+    if store.add_alert(
+        f"send-failed:{report.edition_id}", subject=subject, body=_body(lines), now=now
+    ):
+        logger.warning(
+            "Alert: %d reader(s) of edition %d refused for good", report.failed, report.edition_id
+        )
+
+
+def flush(config: Config, store: Store) -> int:
+    """Send every queued alert to `[alerts] to`; returns how many went. One that cannot be
+    sent now stays queued for the next call. Without recipients, alerts are only logged."""
+    if not config.alerts.to:
+        return 0
+    pending = store.pending_alerts()
+    if not pending:
+        return 0
+    sent = 0
+    try:
+        transport = make_transport(config)
+    except DeliveryError as e:
+        logger.warning("Could not send %d alert(s) to the admins now: %s", len(pending), e)
+        return 0
+    try:
+        for alert in pending:
+            msg = _message(config, alert.subject, alert.body)
+            try:
+                for to in config.alerts.to:
+                    transport.send(msg, config.newsletter.sender_address, to)
+            except RecipientRefused as e:
+                # An admin's address refused: tell the log, do not retry it for ever.
+                store.alert_sent(alert.id, datetime.now(UTC))
+                logger.warning("The alert %r was refused: %s", alert.subject, e)
+                continue
+            except DeliveryError as e:
+                store.alert_failed(alert.id, str(e))
+                logger.warning(
+                    "Could not send the alert %r to the admins now (%s); it goes with the next job",
+                    alert.subject,
+                    e,
+                )
+                break
+            store.alert_sent(alert.id, datetime.now(UTC))
+            sent += 1
+            logger.info("Sent the alert %r to %s", alert.subject, ", ".join(config.alerts.to))
+    finally:
+        transport.close()
+    return sent
+
+
+def _message(config: Config, subject: str, body: str) -> EmailMessage:
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = config.newsletter.sender
+    msg["To"] = ", ".join(config.alerts.to)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain=config.newsletter.sender_address.rpartition("@")[2])
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a robot
+    msg.set_content(body, charset="utf-8")
+    return msg
+
+
+def _body(lines: list[str]) -> str:
+    return "\n".join([*lines, "", "-- ", "trnews ('trnews status' shows the whole picture)", ""])
+
+
+def _local(value: datetime, tz: ZoneInfo) -> str:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
