@@ -39,6 +39,7 @@ class State:
 
     config_option: Path | None = None
     debug: bool = False
+    verbose: int = 0
 
     @property
     def path(self) -> Path:
@@ -151,6 +152,7 @@ def cli(ctx: click.Context, config_opt: Path | None, verbose: int, debug: bool) 
     state = ctx.ensure_object(State)
     state.config_option = state.config_option or config_opt
     state.debug = debug
+    state.verbose = verbose
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -424,6 +426,61 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
         )
 
 
+@cli.command()
+@config_option
+@click.pass_obj
+def run(state: State) -> None:
+    """Run the scheduler: collect and send on the config's cron lines until stopped.
+
+    The cron lines (schedule.collect, schedule.send) are read in newsletter.timezone, daylight
+    saving included; a send always collects first. Edits to the config file take effect within
+    seconds; a broken edit is logged and the last good config keeps running. Only one
+    scheduler runs per database (a second exits 1 naming the first's pid). A run missed while
+    trnews was down is made up once if at most an hour late. Logs one line per event on
+    standard output; SIGTERM or Ctrl-C stops it after the message in flight.
+
+    \b
+    Examples:
+      trnews run
+      trnews -c /etc/trnews/trnews.toml run
+      trnews status        # in another terminal: next runs, last runs, the scheduler's pid
+    """
+    from . import schedule
+
+    config = state.config()  # a broken config stops here, with exit 2
+    _log_to_stdout(state.verbose, config.newsletter.tz)
+    stop = threading.Event()
+    with _stop_on_signals(stop) as caught:
+        schedule.run(state.path, stop=stop)
+    if caught:
+        logger.info("Stopped by %s", caught[0])
+
+
+class _LocalTime(logging.Formatter):
+    """Log times as ISO 8601 in the newsletter's zone, with the offset, as admins read them."""
+
+    def __init__(self, fmt: str, tz: ZoneInfo) -> None:
+        super().__init__(fmt)
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, self.tz).isoformat(timespec="seconds")
+
+
+def _log_to_stdout(verbose: int, tz: ZoneInfo) -> None:
+    """One line per event on standard output, for a terminal, journald or `docker logs`."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_LocalTime("%(asctime)s %(levelname)s %(message)s", tz))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    # Per-request lines of the HTTP libraries, the scheduler library's own chatter and one line
+    # per fetched feed only with -v: a feed that fails is still logged, as a warning.
+    quiet = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    for name in ("httpx", "httpcore", "apscheduler", "pipeline.collect"):
+        logging.getLogger(name).setLevel(quiet)
+
+
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
     """SIGTERM and Ctrl-C set `stop` (the send finishes the messages in flight, then returns)
@@ -540,6 +597,41 @@ def _feed_status_line(f: dict[str, Any], group: str) -> str:
     return f"  ok      {head}: {last_success}"
 
 
+def _scheduler_lines(data: dict[str, Any]) -> list[str]:
+    if data["scheduler_pid"] is None:
+        lines = ["Scheduler: not running (start it with 'trnews run')"]
+    else:
+        lines = [
+            f"Scheduler: running, pid {data['scheduler_pid']}",
+            f"  next collect {_at(data['next_collect'])}",
+            f"  next send    {_at(data['next_send'])}",
+        ]
+        problem = data.get("scheduler", {}).get("config_problem")
+        if problem:
+            lines.append(
+                f"  the config file has problems and was not taken up: {problem}; "
+                "the scheduler runs the last good config"
+            )
+    for job, last in data.get("last_runs", {}).items():
+        if last is None:
+            lines.append(f"  last {job:<7} never")
+            continue
+        detail = f": {last['detail']}" if last.get("detail") else ""
+        lines.append(
+            f"  last {job:<7} {last['slot'].replace('T', ' ')} {last['outcome']}"
+            f" (started {_when(last['started'])}){detail}"
+        )
+    return lines
+
+
+def _at(value: str | None) -> str:
+    """A time the scheduler gave, already in the newsletter's zone."""
+    if not value:
+        return "never"
+    at = datetime.fromisoformat(value)
+    return f"{at:%Y-%m-%d %H:%M} {at.isoformat()[19:]} ({at:%a})"
+
+
 def _status_text(data: dict[str, Any]) -> str:
     groups: dict[str, list[dict[str, Any]]] = {g: [] for g in _FEED_GROUPS}
     for f in data["feeds"]:
@@ -547,10 +639,7 @@ def _status_text(data: dict[str, Any]) -> str:
     feed_counts = ", ".join(f"{len(fs)} {g}" for g, fs in groups.items() if fs)
     lines = [
         f"Database: {data['database']} ({data['items']} items)",
-        "Scheduler: not running (start it with 'trnews run')"
-        if data["scheduler_pid"] is None
-        else f"Scheduler: pid {data['scheduler_pid']}, next collect {data['next_collect']}, "
-        f"next send {data['next_send']}",
+        *_scheduler_lines(data),
         "",
         f"Feeds: {feed_counts}" if feed_counts else "Feeds: none",
     ]

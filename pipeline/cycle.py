@@ -488,10 +488,10 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
                 "retry_after": _iso(h.retry_after) if h else None,
             }
         )
+    from .schedule import scheduler_status
+
     return {
-        "next_collect": None,
-        "next_send": None,
-        "scheduler_pid": None,
+        **scheduler_status(store),
         "database": str(store.path),
         "items": store.item_count(),
         "feeds": feeds,

@@ -4,6 +4,7 @@
     ├── ConfigError             exit 2: the config file is missing, unreadable or invalid
     ├── UsageError              exit 2: a bad argument (a malformed address, a bad CSV file)
     ├── StoreError              exit 1: the database could not be opened, is locked, or is newer
+    ├── SchedulerRunning        exit 1: another `trnews run` already schedules this database
     ├── FetchError              one feed could not be fetched or parsed; never stops the others
     ├── RenderError             exit 1: a template is broken (most often an admin's override)
     └── DeliveryError           exit 1: the transport could not deliver; nothing is lost
@@ -55,6 +56,18 @@ class UsageError(TrnewsError):
 
 class StoreError(TrnewsError):
     """The database could not be opened or written (locked, unreadable, from a newer trnews)."""
+
+
+class SchedulerRunning(TrnewsError):
+    """Another `trnews run` holds the database's scheduler lock; `pid` names it."""
+
+    def __init__(self, lock: object, pid: int | None) -> None:
+        self.pid = pid
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(
+            f"another 'trnews run' ({who}) already schedules this database (lock {lock}); "
+            "stop it first, or give this one a config with another storage.database"
+        )
 
 
 class FetchError(TrnewsError):

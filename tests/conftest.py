@@ -337,6 +337,8 @@ meetings_ahead_days = 30
 max_items = {max_items}
 
 [schedule]
+collect = "{collect}"
+send = "{send}"
 send_when_empty = {send_when_empty}
 
 [storage]
@@ -364,6 +366,10 @@ class Site:
     lookback_days: int = 30
     max_items: int = 40
     send_when_empty: bool = False
+    collect: str = "*/30 * * * *"
+    """schedule.collect"""
+    send: str = "0 8 * * mon"
+    """schedule.send"""
     ambassadors: list[str] = field(default_factory=list)
     meetings: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -401,6 +407,8 @@ class Site:
             lookback_days=self.lookback_days,
             max_items=self.max_items,
             send_when_empty=str(self.send_when_empty).lower(),
+            collect=self.collect,
+            send=self.send,
             transport=self.transport,
             smtp_port=self.smtp_port,
         )
