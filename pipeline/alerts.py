@@ -30,6 +30,7 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
     """Queue one alert for the feeds that just crossed the failure threshold or recovered."""
     threshold = config.alerts.feed_failures
     owners = collect_stage.subscriptions(config)
+    names = {a.id: a.name for a in config.ambassador}
     failing, recovered = [], []
     for url, h in store.feed_health().items():
         if url not in owners:
@@ -45,7 +46,7 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
     if failing:
         lines.append(f"Failing for {threshold} or more runs in a row:")
         for h in failing:
-            who = ", ".join(dict.fromkeys(s.ambassador for s in owners[h.url]))
+            who = ", ".join(dict.fromkeys(names[s.ambassador] for s in owners[h.url]))
             since = (
                 f"last worked {_local(h.last_success, tz)}" if h.last_success else "never worked"
             )
@@ -66,7 +67,7 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
     if recovered:
         lines.append("Working again:")
         for h in recovered:
-            who = ", ".join(dict.fromkeys(s.ambassador for s in owners[h.url]))
+            who = ", ".join(dict.fromkeys(names[s.ambassador] for s in owners[h.url]))
             lines.append(f"- {h.url} ({who})")
         lines.append("")
     parts = []
@@ -76,7 +77,7 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
         parts.append(f"{len(recovered)} feed(s) working again")
     subject = f"[{config.newsletter.title}] " + " and ".join(parts)
     with store.transaction():
-        store.add_alert(f"feeds:{now.isoformat()}", subject=subject, body=_body(lines), now=now)
+        _queue(config, store, f"feeds:{now.isoformat()}", subject, _body(lines), now)
         store.mark_feeds_alerted([h.url for h in failing], now)
         store.mark_feeds_alerted([h.url for h in recovered], None)
     for h in failing:
@@ -101,7 +102,7 @@ def send_unavailable(
         ]
     )
     key = f"send-unavailable:{edition_id if edition_id is not None else now.date()}"
-    if store.add_alert(key, subject=subject, body=body, now=now):
+    if _queue(config, store, key, subject, body, now):
         logger.warning("Alert: sending %s failed: %s", what, error)
 
 
@@ -117,13 +118,13 @@ def send_error(config: Config, store: Store, slot: str, error: str, now: datetim
             "or wait for the next scheduled send.",
         ]
     )
-    if store.add_alert(f"send-error:{slot}", subject=subject, body=body, now=now):
+    if _queue(config, store, f"send-error:{slot}", subject, body, now):
         logger.warning("Alert: the send of %s failed: %s", slot, error)
 
 
 def after_send(config: Config, store: Store, report: SendReport, now: datetime) -> None:
     """Queue the alert for readers refused for good (once per edition)."""
-    if not report.failed or report.edition_id is None:
+    if not report.refused or report.edition_id is None:
         return
     subject = (
         f"[{config.newsletter.title}] Edition {report.edition_id}: "
@@ -132,25 +133,31 @@ def after_send(config: Config, store: Store, report: SendReport, now: datetime) 
     lines = [
         f"Edition {report.edition_id} went to {report.delivered} reader(s); {report.failed} "
         "were refused for good by their mail servers. The first reasons:",
-        *(f"- {e}" for e in report.errors),
+        *(f"- {e}" for e in report.refused),
         "",
         f"A reader refused in {config.delivery.bounce_limit} editions in a row becomes 'bounced'"
         " and gets no more editions. 'trnews subscribers list' shows each reader's state.",
     ]
-    if store.add_alert(
-        f"send-failed:{report.edition_id}", subject=subject, body=_body(lines), now=now
-    ):
+    if _queue(config, store, f"send-failed:{report.edition_id}", subject, _body(lines), now):
         logger.warning(
             "Alert: %d reader(s) of edition %d refused for good", report.failed, report.edition_id
         )
 
 
+def _queue(config: Config, store: Store, key: str, subject: str, body: str, now: datetime) -> bool:
+    """Queue an alert for each admin; False if it was made before. Without admins it is only
+    logged (by the caller) and kept as settled, so that it is neither repeated nor sent in a
+    flood once admins are added."""
+    return store.add_alert(key, config.alerts.to, subject=subject, body=body, now=now)
+
+
 def flush(config: Config, store: Store) -> int:
-    """Send every queued alert to `[alerts] to`; returns how many went. One that cannot be
-    sent now stays queued for the next call. Without recipients, alerts are only logged."""
-    if not config.alerts.to:
-        return 0
-    pending = store.pending_alerts()
+    """Send every queued alert, each admin's copy on its own; returns how many went.
+
+    A copy the server asks to retry later (4xx), or that cannot be sent now at all, stays
+    queued for the next call, up to MAX_TRIES; one an admin's server refuses for good is
+    logged and settled, and never holds up the others."""
+    pending = [a for a in store.pending_alerts() if a.recipient in config.alerts.to]
     if not pending:
         return 0
     sent = 0
@@ -161,14 +168,20 @@ def flush(config: Config, store: Store) -> int:
         return 0
     try:
         for alert in pending:
-            msg = _message(config, alert.subject, alert.body)
+            msg = _message(config, alert.subject, alert.body, alert.recipient)
             try:
-                for to in config.alerts.to:
-                    transport.send(msg, config.newsletter.sender_address, to)
+                transport.send(msg, config.newsletter.sender_address, alert.recipient)
             except RecipientRefused as e:
-                # An admin's address refused: tell the log, do not retry it for ever.
-                store.alert_sent(alert.id, datetime.now(UTC))
-                logger.warning("The alert %r was refused: %s", alert.subject, e)
+                if e.permanent or alert.tries + 1 >= MAX_TRIES:
+                    store.alert_sent(alert.id, datetime.now(UTC), str(e))
+                    logger.warning("The alert %r was refused, not sent: %s", alert.subject, e)
+                else:
+                    store.alert_failed(alert.id, str(e))
+                    logger.warning(
+                        "The alert %r was deferred (%s); it is tried again with the next job",
+                        alert.subject,
+                        e,
+                    )
                 continue
             except DeliveryError as e:
                 store.alert_failed(alert.id, str(e))
@@ -180,16 +193,20 @@ def flush(config: Config, store: Store) -> int:
                 break
             store.alert_sent(alert.id, datetime.now(UTC))
             sent += 1
-            logger.info("Sent the alert %r to %s", alert.subject, ", ".join(config.alerts.to))
+            logger.info("Sent the alert %r to %s", alert.subject, alert.recipient)
     finally:
         transport.close()
     return sent
 
 
-def _message(config: Config, subject: str, body: str) -> EmailMessage:
+MAX_TRIES = 48
+"""Tries of one admin's copy before it is given up (a day of half-hourly collects)."""
+
+
+def _message(config: Config, subject: str, body: str, to: str) -> EmailMessage:
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = config.newsletter.sender
-    msg["To"] = ", ".join(config.alerts.to)
+    msg["To"] = to
     msg["Subject"] = subject
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=config.newsletter.sender_address.rpartition("@")[2])

@@ -288,11 +288,13 @@ class _Ledger:
                         job.recipient,
                         self.bounce_limit,
                     )
+                why = f"{refused} (tried {job.tries + 1} times)" if job.tries else str(refused)
+                if bounced:
+                    why += f"; refused in {self.bounce_limit} editions in a row: now bounced"
                 if len(self.report.errors) < MAX_REASONS:
-                    why = f"{refused} (tried {job.tries + 1} times)" if job.tries else str(refused)
-                    if bounced:
-                        why += f"; refused in {self.bounce_limit} editions in a row: now bounced"
                     self.report.errors.append(why)
+                if refused.permanent and len(self.report.refused) < MAX_REASONS:
+                    self.report.refused.append(why)
             self._tick()
 
     def skipped(self, edition_id: int, subscriber_id: int, why: str) -> None:
@@ -312,6 +314,8 @@ class _Ledger:
             self.report.failed += 1
             if len(self.report.errors) < MAX_REASONS:
                 self.report.errors.append(f"{address}: {why}")
+            if len(self.report.refused) < MAX_REASONS:
+                self.report.refused.append(f"{address}: {why}")
             self._tick()
 
     def returned(self, job: Job) -> None:

@@ -291,6 +291,9 @@ class SendReport:
     remaining: int = 0
     """Recipients still queued when the run stopped (a transport failure, Ctrl-C)."""
     errors: list[str] = field(default_factory=list)
+    """The first few reasons readers were deferred or refused."""
+    refused: list[str] = field(default_factory=list)
+    """The first few readers refused for good (5xx, or unreachable), with the reason."""
     reason: str = ""
     """Why nothing was built, when nothing was."""
 
@@ -319,6 +322,8 @@ class AlertRow:
     id: int
     key: str
     """What it is about; an alert with the same key is never made twice."""
+    recipient: str
+    """One admin: each gets their own copy, settled on its own."""
     created: datetime
     subject: str
     body: str

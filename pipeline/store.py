@@ -174,14 +174,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX job_runs_started ON job_runs (job, started);
         CREATE TABLE alerts (
             id INTEGER PRIMARY KEY,
-            key TEXT NOT NULL UNIQUE,
+            key TEXT NOT NULL,
+            recipient TEXT NOT NULL,
             created TEXT NOT NULL,
             subject TEXT NOT NULL,
             body TEXT NOT NULL,
             sent TEXT,
             tries INTEGER NOT NULL DEFAULT 0,
-            last_error TEXT
+            last_error TEXT,
+            UNIQUE (key, recipient)
         );
+        CREATE INDEX alerts_pending ON alerts (sent);
         ALTER TABLE feeds ADD COLUMN alerted_failing TEXT;
         """,
     ),
@@ -819,14 +822,21 @@ class Store:
             [(iso(now) if now else None, url) for url in urls],
         )
 
-    def add_alert(self, key: str, *, subject: str, body: str, now: datetime) -> bool:
-        """Queue an alert; False if one with this key was queued before (it is never repeated)."""
-        row = self._q(
-            "INSERT INTO alerts (key, created, subject, body) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (key) DO NOTHING RETURNING id",
-            (key, iso(now), subject, body),
-        ).fetchone()
-        return row is not None
+    def add_alert(
+        self, key: str, recipients: list[str], *, subject: str, body: str, now: datetime
+    ) -> bool:
+        """Queue an alert for each recipient; False if it was made before (an alert with the
+        same key is never made twice). With no recipients it is kept as settled: only logged."""
+        rows: list[tuple[str, str, str, str, str, str | None]] = [
+            (key, r, iso(now), subject, body, None) for r in recipients
+        ] or [(key, "", iso(now), subject, body, iso(now))]
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT INTO alerts (key, recipient, created, subject, body, sent) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key, recipient) DO NOTHING",
+            rows,
+        )
+        return self.conn.total_changes > before
 
     def pending_alerts(self) -> list[AlertRow]:
         rows = self._q("SELECT * FROM alerts WHERE sent IS NULL ORDER BY id")
@@ -834,6 +844,7 @@ class Store:
             AlertRow(
                 id=r["id"],
                 key=r["key"],
+                recipient=r["recipient"],
                 created=parse_iso(r["created"]),
                 subject=r["subject"],
                 body=r["body"],
@@ -842,10 +853,15 @@ class Store:
             for r in rows
         ]
 
-    def alert_sent(self, alert_id: int, now: datetime) -> None:
-        self._q("UPDATE alerts SET sent = ?, tries = tries + 1 WHERE id = ?", (iso(now), alert_id))
+    def alert_sent(self, alert_id: int, now: datetime, error: str | None = None) -> None:
+        """Settle an alert: sent, or (with `error`) given up on."""
+        self._q(
+            "UPDATE alerts SET sent = ?, tries = tries + 1, last_error = ? WHERE id = ?",
+            (iso(now), error, alert_id),
+        )
 
     def alert_failed(self, alert_id: int, error: str) -> None:
+        """Note a try that failed; the alert stays queued."""
         self._q(
             "UPDATE alerts SET tries = tries + 1, last_error = ? WHERE id = ?", (error, alert_id)
         )
