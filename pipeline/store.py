@@ -6,12 +6,14 @@ recorded in the `migrations` table.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -188,6 +190,36 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE feeds ADD COLUMN alerted_failing TEXT;
         """,
     ),
+    (
+        # The web side. A consent record is one sign-up through the form: when, which text
+        # (version, full text and its hash), from which form; `nonce` makes its confirmation
+        # link its own, so a link of a purged or erased sign-up never confirms someone else.
+        # `suppressed` keeps keyed hashes of forgotten addresses, so that an old list imported
+        # again does not sign up someone who asked to be forgotten.
+        "0005_web",
+        """
+        CREATE TABLE consents (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL,
+            nonce TEXT NOT NULL,
+            form TEXT NOT NULL,
+            text_version TEXT NOT NULL,
+            text TEXT NOT NULL,
+            text_sha256 TEXT NOT NULL,
+            language TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            given TEXT NOT NULL,
+            confirmation_sent TEXT,
+            confirmed TEXT,
+            withdrawn TEXT
+        );
+        CREATE INDEX consents_subscriber ON consents (subscriber_id);
+        CREATE TABLE suppressed (
+            address_hash TEXT PRIMARY KEY,
+            since TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 
@@ -234,6 +266,60 @@ class Recipient:
     name: str
     state: SubscriberState
     """The subscriber's state now: one who left since the freeze is skipped."""
+
+
+@dataclass(frozen=True)
+class ConsentText:
+    """The consent text a form showed, as a consent record keeps it."""
+
+    version: str
+    text: str
+    language: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmation message to send: to whom, and the nonce its link is signed with."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    nonce: str
+    consent_id: int
+
+
+@dataclass(frozen=True)
+class Consent:
+    """One sign-up through a form, as recorded."""
+
+    id: int
+    subscriber_id: int
+    nonce: str
+    form: str
+    text_version: str
+    given: datetime
+    confirmed: datetime | None
+    withdrawn: datetime | None
+
+
+@dataclass(frozen=True)
+class ArchivedEdition:
+    """An edition in the public archive."""
+
+    id: int
+    created: datetime
+    subject: str
+
+
+_NEXT_SUBSCRIBER_ID = """(SELECT max(
+    coalesce((SELECT max(id) FROM subscribers), 0),
+    coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retired_subscriber_id'), 0)
+) + 1)"""
+"""The id of a new subscriber: above every id in use and every id ever erased or purged."""
 
 
 class Store:
@@ -730,9 +816,10 @@ class Store:
         with self.transaction():
             old = self.subscriber(email)
             if old is None:
+                # Never the id of an erased or purged subscriber: old links name that id.
                 self._q(
-                    """INSERT INTO subscribers (email, name, state, source, created, updated)
-                       VALUES (?, ?, ?, ?, ?, ?)""",
+                    f"""INSERT INTO subscribers (id, email, name, state, source, created, updated)
+                       VALUES ({_NEXT_SUBSCRIBER_ID}, ?, ?, ?, ?, ?, ?)""",  # noqa: S608
                     (email, name, state.value, source, iso(now), iso(now)),
                 )
             else:
@@ -751,15 +838,251 @@ class Store:
         )
         return cur.rowcount > 0
 
-    def erase_subscriber(self, email: str) -> bool:
-        """Forget an address entirely: the subscriber and the address in the delivery ledger."""
+    def erase_subscriber(self, email: str, *, now: datetime | None = None) -> bool:
+        """Forget an address entirely: the subscriber, its consent records, the address in the
+        delivery ledger; only a keyed hash of it is kept (`suppressed`), so that an import of
+        an old list leaves it out. The id is retired, never given to anyone else."""
         with self.transaction():
-            row = self._q("SELECT id FROM subscribers WHERE email = ?", (email,)).fetchone()
+            row = self._q("SELECT id, email FROM subscribers WHERE email = ?", (email,)).fetchone()
             if row is None:
                 return False
             self._q("UPDATE deliveries SET email = '' WHERE subscriber_id = ?", (row["id"],))
+            self._q("DELETE FROM consents WHERE subscriber_id = ?", (row["id"],))
             self._q("DELETE FROM subscribers WHERE id = ?", (row["id"],))
+            self._retire_id(row["id"])
+            self._q(
+                "INSERT OR IGNORE INTO suppressed (address_hash, since) VALUES (?, ?)",
+                (self.address_hash(row["email"]), iso(now or datetime.now(UTC))),
+            )
         return True
+
+    def _retire_id(self, subscriber_id: int) -> None:
+        self._q(
+            """INSERT INTO meta (key, value) VALUES ('retired_subscriber_id', ?)
+               ON CONFLICT (key) DO UPDATE SET
+                   value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))""",
+            (str(subscriber_id),),
+        )
+
+    def address_hash(self, email: str) -> str:
+        """A keyed hash of an address (the key is made once and kept in the database): it tells
+        whether an address was forgotten, without keeping the address or letting a list of
+        known addresses be hashed and compared by someone who only has a copy of this table."""
+        with self.transaction():
+            key = self.get_meta("suppression_key")
+            if key is None:
+                key = secrets.token_urlsafe(32)
+                self.set_meta("suppression_key", key)
+        return hmac.new(key.encode(), email.strip().casefold().encode(), "sha256").hexdigest()
+
+    def is_suppressed(self, email: str) -> bool:
+        """True if this address was forgotten (`subscribers forget`) and not signed up since."""
+        row = self._q(
+            "SELECT 1 FROM suppressed WHERE address_hash = ?", (self.address_hash(email),)
+        ).fetchone()
+        return row is not None
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        row = self._q("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+        return _subscriber(row) if row else None
+
+    # -- the web side: sign-ups, consent, the archive ----------------------------------------
+
+    def sign_up(
+        self,
+        email: str,
+        name: str,
+        consent: ConsentText,
+        *,
+        form: str,
+        now: datetime,
+        resend_after: timedelta,
+    ) -> Confirmation | None:
+        """Record a sign-up through a form; returns the confirmation to send, or None.
+
+        A new address becomes `pending`; a pending, unsubscribed or bounced one keeps its state
+        until it confirms. Its open (unconfirmed) consent record is the one the form updates, so
+        a second sign-up keeps the first message's link working. An active address changes
+        nothing. No confirmation if one went to this address within `resend_after`.
+        """
+        with self.transaction():
+            sub = self.subscriber(email)
+            if sub is not None and sub.state is SubscriberState.ACTIVE:
+                return None
+            if sub is None:
+                sub, _ = self.add_subscriber(
+                    email, name, state=SubscriberState.PENDING, source="web", now=now
+                )
+            elif sub.state is SubscriberState.PENDING:
+                self._q(
+                    "UPDATE subscribers SET name = ?, updated = ? WHERE id = ?",
+                    (name or sub.name, iso(now), sub.id),
+                )
+            values = {
+                "sub": sub.id,
+                "form": form,
+                "version": consent.version,
+                "text": consent.text,
+                "sha": consent.sha256,
+                "language": consent.language,
+                "name": name,
+                "now": iso(now),
+            }
+            row = self._q(
+                """SELECT id, nonce FROM consents
+                   WHERE subscriber_id = ? AND confirmed IS NULL AND withdrawn IS NULL
+                   ORDER BY id DESC LIMIT 1""",
+                (sub.id,),
+            ).fetchone()
+            if row is None:
+                nonce = secrets.token_urlsafe(12)
+                consent_id = self._q(
+                    """INSERT INTO consents (subscriber_id, nonce, form, text_version, text,
+                                             text_sha256, language, name, given)
+                       VALUES (:sub, :nonce, :form, :version, :text, :sha, :language, :name, :now)
+                       RETURNING id""",
+                    {**values, "nonce": nonce},
+                ).fetchone()["id"]
+            else:
+                consent_id, nonce = row["id"], row["nonce"]
+                self._q(
+                    """UPDATE consents SET form = :form, text_version = :version, text = :text,
+                           text_sha256 = :sha, language = :language, name = :name, given = :now
+                       WHERE id = :id""",
+                    {**values, "id": consent_id},
+                )
+            recent = self._q(
+                """SELECT max(confirmation_sent) AS t FROM consents
+                   WHERE subscriber_id = ? AND confirmation_sent IS NOT NULL""",
+                (sub.id,),
+            ).fetchone()["t"]
+            if recent is not None and parse_iso(recent) > now - resend_after:
+                return None
+            self._q(
+                "UPDATE consents SET confirmation_sent = ? WHERE id = ?", (iso(now), consent_id)
+            )
+        return Confirmation(sub.id, sub.email, name or sub.name, nonce, consent_id)
+
+    def confirmation_not_sent(self, consent_id: int) -> None:
+        """The confirmation message of this sign-up could not go: it may be asked for again."""
+        self._q("UPDATE consents SET confirmation_sent = NULL WHERE id = ?", (consent_id,))
+
+    def consents(self, subscriber_id: int) -> list[Consent]:
+        """Every consent record of a subscriber, oldest first."""
+        rows = self._q(
+            "SELECT * FROM consents WHERE subscriber_id = ? ORDER BY id", (subscriber_id,)
+        )
+        return [_consent(r) for r in rows]
+
+    def confirm(self, consent_id: int, *, now: datetime) -> None:
+        """The reader followed the confirmation link of this sign-up: they are active now."""
+        with self.transaction():
+            row = self._q(
+                "SELECT subscriber_id, name FROM consents WHERE id = ?", (consent_id,)
+            ).fetchone()
+            if row is None:
+                return
+            self._q("UPDATE consents SET confirmed = ? WHERE id = ?", (iso(now), consent_id))
+            self._q(
+                """UPDATE subscribers SET state = 'active', hard_bounces = 0, updated = ?,
+                       name = CASE WHEN ? != '' THEN ? ELSE name END
+                   WHERE id = ?""",
+                (iso(now), row["name"], row["name"], row["subscriber_id"]),
+            )
+            sub = self.subscriber_by_id(row["subscriber_id"])
+            if sub is not None:  # signed up again: no longer held back from imports
+                self._q(
+                    "DELETE FROM suppressed WHERE address_hash = ?",
+                    (self.address_hash(sub.email),),
+                )
+
+    def unsubscribe(self, subscriber_id: int, *, now: datetime) -> bool:
+        """Unsubscribe a reader and note the withdrawal on their consent records; True if this
+        changed their state (False when they had unsubscribed already)."""
+        with self.transaction():
+            self._q(
+                "UPDATE consents SET withdrawn = ? WHERE subscriber_id = ? AND withdrawn IS NULL",
+                (iso(now), subscriber_id),
+            )
+            cur = self._q(
+                """UPDATE subscribers SET state = 'unsubscribed', updated = ?
+                   WHERE id = ? AND state != 'unsubscribed'""",
+                (iso(now), subscriber_id),
+            )
+        return cur.rowcount > 0
+
+    def purge_pending(self, before: datetime) -> int:
+        """Delete sign-ups never confirmed since `before`: pending subscribers not touched
+        since, and the open consent records of others (a former reader who asked again and
+        never confirmed). Returns the number of pending subscribers deleted."""
+        cutoff = iso(before)
+        with self.transaction():
+            ids = [
+                int(r["id"])
+                for r in self._q(
+                    "SELECT id FROM subscribers WHERE state = 'pending' AND updated < ?",
+                    (cutoff,),
+                )
+            ]
+            for subscriber_id in ids:
+                self._q("DELETE FROM consents WHERE subscriber_id = ?", (subscriber_id,))
+                self._q("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+                self._retire_id(subscriber_id)
+            self._q(
+                """DELETE FROM consents
+                   WHERE confirmed IS NULL AND withdrawn IS NULL AND given < ?""",
+                (cutoff,),
+            )
+        if ids:
+            logger.info("Purged %d sign-up(s) not confirmed since %s", len(ids), cutoff)
+        return len(ids)
+
+    def person(self, email: str) -> dict[str, Any] | None:
+        """Everything the database holds about one address (GDPR access): the subscriber row,
+        its consent records and its deliveries; None if the address is unknown."""
+        row = self._q("SELECT * FROM subscribers WHERE email = ?", (email,)).fetchone()
+        if row is None:
+            return None
+        deliveries = self._q(
+            """SELECT d.edition_id, e.subject, e.created AS edition_created, d.email, d.state,
+                      d.message_id, d.attempts, d.last_error, d.updated
+               FROM deliveries d JOIN editions e ON e.id = d.edition_id
+               WHERE d.subscriber_id = ? ORDER BY d.edition_id""",
+            (row["id"],),
+        )
+        consents = self._q(
+            """SELECT id, form, text_version, text, text_sha256, language, name, given,
+                      confirmation_sent, confirmed, withdrawn
+               FROM consents WHERE subscriber_id = ? ORDER BY id""",
+            (row["id"],),
+        )
+        return {
+            "subscriber": dict(row),
+            "consents": [dict(r) for r in consents],
+            "deliveries": [dict(r) for r in deliveries],
+        }
+
+    def published_editions(self) -> list[ArchivedEdition]:
+        """The editions readers have: sent, or being delivered with a message out; newest
+        first."""
+        rows = self._q(
+            """SELECT id, created, subject FROM editions e
+               WHERE status = 'sent' OR EXISTS (
+                   SELECT 1 FROM deliveries d WHERE d.edition_id = e.id AND d.state = 'sent')
+               ORDER BY created DESC, id DESC"""
+        )
+        return [ArchivedEdition(r["id"], parse_iso(r["created"]), r["subject"]) for r in rows]
+
+    def published_edition(self, edition_id: int) -> tuple[ArchivedEdition, Rendered] | None:
+        """One edition of `published_editions` with its frozen content, or None."""
+        for edition in self.published_editions():
+            if edition.id == edition_id:
+                return edition, self.edition_content(edition_id)
+        return None
+
+    def ping(self) -> None:
+        """Ask the database something: a StoreError if it does not answer."""
+        self._q("SELECT count(*) FROM migrations").fetchone()
 
     def subscribers(self, state: SubscriberState | None = None) -> Iterator[Subscriber]:
         sql = "SELECT * FROM subscribers"
@@ -937,6 +1260,19 @@ def _item(r: sqlite3.Row) -> Item:
         kind=Kind(r["kind"]),
         date=parse_iso(r["date"]),
         first_seen=parse_iso(r["first_seen"]),
+    )
+
+
+def _consent(r: sqlite3.Row) -> Consent:
+    return Consent(
+        id=r["id"],
+        subscriber_id=r["subscriber_id"],
+        nonce=r["nonce"],
+        form=r["form"],
+        text_version=r["text_version"],
+        given=parse_iso(r["given"]),
+        confirmed=_opt(r["confirmed"]),
+        withdrawn=_opt(r["withdrawn"]),
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .config import check_address
 from .errors import UsageError
@@ -68,16 +68,38 @@ def remove(store: Store, email: str, *, erase: bool = False, now: datetime | Non
     """Unsubscribe an address (kept, so the ledger stays whole), or erase every trace of it."""
     address = email.strip()
     if erase:
-        if not store.erase_subscriber(address):
-            raise UsageError(f"{address} is not a subscriber")
-        return f"Erased {address}: the address is gone from the database."
+        return forget(store, address, now=now)
     sub = store.subscriber(address)
     if sub is None:
         raise UsageError(f"{address} is not a subscriber")
     if sub.state is SubscriberState.UNSUBSCRIBED:
         return f"{sub.email} was already unsubscribed."
-    store.set_subscriber_state(sub.email, SubscriberState.UNSUBSCRIBED, now or datetime.now(UTC))
+    # As the unsubscribe link does it: the consent records note the withdrawal too.
+    store.unsubscribe(sub.id, now=now or datetime.now(UTC))
     return f"Unsubscribed {sub.email}; 'trnews subscribers remove --erase' forgets it entirely."
+
+
+def forget(store: Store, email: str, *, now: datetime | None = None) -> str:
+    """Erase everything held about an address (GDPR erasure): the subscriber, its consent
+    records, the address in the delivery ledger. Only a keyed hash of the address is kept, so
+    that importing an old list does not sign up again someone who asked to be forgotten."""
+    address = email.strip()
+    if not store.erase_subscriber(address, now=now or datetime.now(UTC)):
+        raise UsageError(f"{address} is not a subscriber")
+    return (
+        f"Erased {address}: the address is gone from the database (a keyed hash is kept so "
+        "that an import never signs it up again; signing up through the web form does)."
+    )
+
+
+def person(store: Store, email: str) -> dict[str, Any]:
+    """Everything held about one address (GDPR access), as `subscribers export --json EMAIL`
+    prints it."""
+    address = email.strip()
+    found = store.person(address)
+    if found is None:
+        raise UsageError(f"{address} is not a subscriber")
+    return found
 
 
 @dataclass
@@ -85,7 +107,8 @@ class ImportReport:
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     kept_out: list[str] = field(default_factory=list)
-    """Addresses that had unsubscribed or bounced: an import never signs them up again."""
+    """Addresses that had unsubscribed, bounced or been forgotten: an import never signs them
+    up again."""
 
 
 def _rows(text: str, source: str) -> list[tuple[int, str, str, str]]:
@@ -144,7 +167,9 @@ def import_csv(store: Store, path: Path, *, now: datetime | None = None) -> Impo
     with store.transaction():
         for email, name, state in good:
             old = store.subscriber(email)
-            if old is None:
+            if old is None and store.is_suppressed(email):
+                report.kept_out.append(email)  # forgotten at their request
+            elif old is None:
                 store.add_subscriber(email, name, state=state, source="import", now=now)
                 report.added.append(email)
             elif old.state in (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED):

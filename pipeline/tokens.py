@@ -27,15 +27,16 @@ def _mac(secret: str, purpose: str, subscriber_id: int) -> bytes:
 
 
 def sign(secret: str, purpose: str, subscriber_id: int) -> str:
-    """A token for `purpose` ("unsubscribe", "confirm") naming this subscriber; it never expires,
-    so links in editions already sent keep working."""
+    """A token for `purpose` naming this subscriber; it never expires, so links in editions
+    already sent keep working. Purposes: "unsubscribe", and "confirm:{nonce}" with the nonce of
+    one sign-up, so a confirmation link confirms that sign-up and no later one."""
     return f"{subscriber_id}.{_b64(_mac(secret, purpose, subscriber_id))}"
 
 
 def verify(secret: str, purpose: str, token: str) -> int | None:
     """The subscriber id a token names, or None if it is malformed or forged."""
     head, sep, mac = token.partition(".")
-    if not sep or not head.isdigit() or len(head) > 18:
+    if not sep or not (head.isascii() and head.isdigit()) or len(head) > 18:
         return None
     try:
         given = _unb64(mac)
@@ -45,6 +46,13 @@ def verify(secret: str, purpose: str, token: str) -> int | None:
     return (
         subscriber_id if hmac.compare_digest(given, _mac(secret, purpose, subscriber_id)) else None
     )
+
+
+def claimed_id(token: str) -> int | None:
+    """The subscriber id a token claims to name, before it is verified: the consent records of
+    that subscriber hold the nonce a confirmation token is signed with."""
+    head = token.partition(".")[0]
+    return int(head) if head.isascii() and head.isdigit() and len(head) <= 18 else None
 
 
 def link_secret(config: Config, store: Store) -> str:
