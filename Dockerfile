@@ -3,6 +3,10 @@
 #   docker run -d --name trnews -v trnews-var:/app/var \
 #     -v "$PWD/config/trnews.toml:/app/config/trnews.toml:ro" \
 #     -e TRNEWS_SECRET=... -e TRNEWS_SMTP_PASSWORD=... trnews
+# The web side (subscribe, unsubscribe, archive) from the same image, behind a reverse proxy:
+#   docker run -d --name trnews-web -v trnews-var:/app/var -p 127.0.0.1:8000:8000 \
+#     -v "$PWD/config/trnews.toml:/app/config/trnews.toml:ro" \
+#     -e TRNEWS_SECRET=... -e TRNEWS_SMTP_PASSWORD=... trnews trnews serve --host 0.0.0.0
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -771,18 +771,87 @@ def subscribers_import(state: State, csv_file: Path) -> None:
 
 @subscribers_group.command("export")
 @config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of CSV.")
+@click.argument("email", required=False)
 @click.pass_obj
-def subscribers_export(state: State) -> None:
-    """Print every subscriber as CSV (email, name, state, created) on stdout.
+def subscribers_export(state: State, as_json: bool, email: str | None) -> None:
+    """Print every subscriber as CSV (email, name, state, created), or everything held about
+    one person as JSON (GDPR access): the subscriber, the consent records (when, which text,
+    which form, confirmed, withdrawn) and the editions delivered.
 
     \b
-    Example:
+    Examples:
       trnews subscribers export > subscribers.csv
+      trnews subscribers export --json kari@example.org
     """
     config = state.config()
     with open_store(config) as store:
-        n = subscribers.export_csv(store.subscribers(), sys.stdout)
+        if email is not None:
+            found = subscribers.person(store, email)
+            click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+            return
+        if as_json:
+            rows = [
+                {
+                    "email": s.email,
+                    "name": s.name,
+                    "state": s.state.value,
+                    "created": s.created.isoformat(),
+                }
+                for s in store.subscribers()
+            ]
+            click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+            n = len(rows)
+        else:
+            n = subscribers.export_csv(store.subscribers(), sys.stdout)
     click.echo(f"Exported {n} subscriber(s).", err=True)
+
+
+@subscribers_group.command("forget")
+@config_option
+@click.argument("email")
+@click.pass_obj
+def subscribers_forget(state: State, email: str) -> None:
+    """Erase everything held about an address (GDPR erasure); the same as `remove --erase`.
+
+    The subscriber, their consent records and the address in the delivery ledger are deleted.
+    A keyed hash of the address is kept so that an import of an old list never signs them up
+    again; they can still sign up through the web form, with a new confirmation.
+
+    \b
+    Example:
+      trnews subscribers forget kari@example.org
+    """
+    config = state.config()
+    with open_store(config) as store:
+        click.echo(subscribers.forget(store, email))
+
+
+@cli.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port."
+)
+@click.pass_obj
+def serve(state: State, host: str, port: int) -> None:
+    """Serve the web side: subscribe, confirm, unsubscribe, the archive, the open report.
+
+    Put it behind a reverse proxy that answers at newsletter.public_url (see README.md).
+    SIGTERM or Ctrl-C stops it after the requests in flight.
+
+    \b
+    Examples:
+      trnews serve
+      trnews serve --host 0.0.0.0 --port 8080
+    """
+    from . import web
+
+    config = state.config()  # a config error is exit 2, before anything listens
+    click.echo(
+        f"Serving {config.newsletter.public_url} at http://{host}:{port} (Ctrl-C stops)", err=True
+    )
+    web.serve(state.path, host, port)
 
 
 @cli.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import ipaddress
 import os
 import re
 import tomllib
@@ -386,6 +387,38 @@ class ReportConfig(_Section):
     """Close each edition with a compact table of the ambassador plan."""
 
 
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as e:
+        raise ValueError(
+            f"{value!r} is not an IP address or network like '127.0.0.1' or '10.0.0.0/8'"
+        ) from e
+    return value
+
+
+Network = Annotated[str, AfterValidator(_network)]
+
+
+class WebConfig(_Section):
+    """`trnews serve`: the subscribe form, unsubscribe links, the archive (SPEC.md "The web
+    side")."""
+
+    consent_text: OneLine = ""
+    """What the subscribe form's checkbox says a reader agrees to; empty: the built-in text in
+    the newsletter's language. Each sign-up records this text, its hash and `consent_version`."""
+    consent_version: NonEmpty = "1"
+    """Names the consent text; change it whenever the text changes."""
+    trusted_proxies: list[Network] = []
+    """Reverse proxies whose X-Forwarded-For names the client (for the per-client limit);
+    from any other peer the header is ignored, since a client could write it itself."""
+    client_limit: int = Field(5, ge=1, le=10_000)
+    """Sign-ups accepted from one client (IP address) per `client_window_minutes`."""
+    client_window_minutes: float = Field(10, gt=0, le=24 * 60)
+    purge_pending_days: float = Field(7, gt=0, le=365)
+    """Unconfirmed sign-ups older than this are deleted (at start and on each sign-up)."""
+
+
 def _plan_cross_check(raw: dict[str, Any]) -> list[Problem]:
     """Unique message ids, and ambassador e-mails that tell calendar attendees apart."""
     problems: list[Problem] = []
@@ -473,6 +506,7 @@ class Config(_Section):
     calendar: CalendarConfig = CalendarConfig()
     message: list[MessageConfig] = []
     report: ReportConfig = ReportConfig()
+    web: WebConfig = WebConfig()
 
     path: Path = Path("trnews.toml")
     """The file this was read from (not a key in the file)."""

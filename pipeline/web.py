@@ -1,0 +1,773 @@
+"""The subscriber's side on the web (`trnews serve`): SPEC.md "The web side".
+
+Routes, relative to newsletter.public_url:
+
+    GET  /                     the subscribe form (e-mail, optional name, consent checkbox)
+    POST /subscribe            a sign-up: the same answer whatever the address
+    GET  /confirm/{token}      follows the confirmation message's link: the reader is active
+    GET  /unsubscribe/{token}  a page with a button; a GET never unsubscribes
+    POST /unsubscribe/{token}  unsubscribes at once (RFC 8058 one-click too): 200, no redirect
+    GET  /unsubscribe          where the archive's copies point: "use the link in your message"
+    GET  /archive              the editions readers have, newest first
+    GET  /archive/{id}         one edition as sent, with nothing personal in it
+    GET  /archive.atom         the same as an Atom feed
+    GET  /report               the open report (pipeline/report.py's HTML page)
+    GET  /healthz              200 and a small JSON body while the database answers, else 503
+
+How it keeps people safe:
+- Double opt-in: a sign-up is `pending` until its link is followed; the link is signed with
+  the secret and a nonce of that sign-up, so it confirms that sign-up and nothing else. At most
+  one confirmation message per address per hour, and at most `[web] client_limit` sign-ups per
+  client per `client_window_minutes`, so the form cannot be used to flood someone's inbox. The
+  message is sent after the answer, which never waits for the mail server, and the answer's
+  words are the same for every address: it does not tell whether an address is subscribed.
+- A token that is malformed, forged or names no one gets 404 and changes nothing.
+- Every answer carries a strict Content-Security-Policy (`default-src 'none'`, styles only by
+  the hash of each style the page holds, `form-action 'self'`, `frame-ancestors 'none'`,
+  `base-uri 'none'`), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` and
+  `X-Frame-Options: DENY`. No page has a script; no answer sets a cookie.
+- POST /subscribe refuses a browser's cross-site post (its Origin names another site, or its
+  Sec-Fetch-Site says cross-site); a post that says neither is accepted, and the one-click
+  unsubscribe never asks for either (mail providers send none).
+
+Each request opens the database for itself (SQLite connections are not shared between the
+server's threads); the config is read once, at start.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import ipaddress
+import logging
+import re
+import signal
+import textwrap
+import threading
+import time
+from base64 import b64encode
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape, quoteattr
+
+import jinja2
+from babel.dates import format_date
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import tokens
+from .config import Config, check_address, load_config
+from .deliver import make_signer, make_transport, wire_address
+from .errors import TrnewsError, UsageError
+from .models import SubscriberState, inert
+from .render import TEXT_WIDTH, builtin_templates, palette, personalise, translations
+from .store import Confirmation, ConsentText, Store
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FORM = "web:/"
+"""The form a consent record names: the subscribe page at the root of public_url."""
+RESEND_AFTER = timedelta(hours=1)
+"""At most one confirmation message per address in this time."""
+MAX_FORM_BYTES = 8 * 1024
+MAX_NAME = 100
+REPORT_CACHE_SECONDS = 300.0
+"""The open report is built at most this often (it may fetch calendars)."""
+
+BASE_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": BASE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+"""On every answer, unless the answer sets its own (a page's CSP with its style hashes, the
+archive's Cache-Control)."""
+ARCHIVE_CACHE = "public, max-age=300"
+
+
+# -- the Content-Security-Policy of a page --------------------------------------------------
+
+
+class _Styles(HTMLParser):
+    """Collects the text of every <style> element and every style attribute of a page, as a
+    browser reads them (attribute values with their character references resolved)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[str] = []
+        self.attributes: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "style" and value is not None:
+                self.attributes.append(value)
+        if tag == "style":
+            self._in_style = True
+            self.elements.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.elements[-1] += data
+
+
+def _sha256(text: str) -> str:
+    # Browsers hash the text after normalising line ends to LF, as their parser reads it.
+    digest = hashlib.sha256(text.replace("\r\n", "\n").replace("\r", "\n").encode()).digest()
+    return f"'sha256-{b64encode(digest).decode()}'"
+
+
+def content_security_policy(page: str, img_src: str = "") -> str:
+    """A strict policy for `page`: nothing loads or runs but the styles it holds, each allowed
+    by its hash (style attributes too, through 'unsafe-hashes': only those exact values)."""
+    styles = _Styles()
+    styles.feed(page)
+    styles.close()
+    hashes = sorted({_sha256(s) for s in styles.elements})
+    attribute_hashes = sorted({_sha256(s) for s in styles.attributes})
+    parts = ["default-src 'none'"]
+    if hashes or attribute_hashes:
+        extra = ["'unsafe-hashes'", *attribute_hashes] if attribute_hashes else []
+        parts.append("style-src " + " ".join([*hashes, *extra]))
+    if img_src:
+        parts.append(f"img-src {img_src}")
+    parts += ["form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'"]
+    return "; ".join(parts)
+
+
+class SecurityHeaders:
+    """ASGI middleware: SECURITY_HEADERS on every answer that does not set its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if "set-cookie" in headers:  # nothing here ever sets one
+                    del headers["set-cookie"]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+# -- who is asking ---------------------------------------------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: list[Network]) -> str:
+    """The client a request comes from: the peer, or, when the peer is a trusted proxy, the
+    nearest address in X-Forwarded-For that is not one (a client can write the header itself,
+    so entries left of the first untrusted one are never believed)."""
+    current = peer or "unknown"
+    if not forwarded_for or not _in(current, trusted):
+        return current
+    for entry in reversed([e.strip() for e in forwarded_for.split(",")]):
+        if not _in(entry, trusted):
+            try:
+                return str(ipaddress.ip_address(entry))
+            except ValueError:
+                return current  # garbage in the header: count the proxy's own address
+        current = entry
+    return current
+
+
+def _in(address: str, networks: list[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+class ClientLimit:
+    """At most `limit` events per client in a sliding window of `window` seconds, in memory:
+    kept in this process only, so no client address is ever written to disk."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.hits: dict[str, deque[float]] = {}
+        self.lock = threading.Lock()
+
+    def allow(self, client: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            if len(self.hits) > 10_000:  # forget clients whose window has passed
+                self.hits = {c: q for c, q in self.hits.items() if q and q[-1] > now - self.window}
+            seen = self.hits.setdefault(client, deque())
+            while seen and seen[0] <= now - self.window:
+                seen.popleft()
+            if len(seen) >= self.limit:
+                return False
+            seen.append(now)
+            return True
+
+
+# -- the application -------------------------------------------------------------------------
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=TEXT_WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def environment(config: Config) -> jinja2.Environment:
+    """The web pages' templates: newsletter.templates first, then the built-in ones, with the
+    newsletter's gettext catalogue."""
+    loaders: list[jinja2.BaseLoader] = []
+    custom = config.templates_path
+    if custom is not None and custom.is_dir():
+        loaders.append(jinja2.FileSystemLoader(custom))
+    loaders.append(jinja2.FileSystemLoader(builtin_templates()))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(  # type: ignore[attr-defined]
+        translations(config.newsletter.language), newstyle=True
+    )
+    env.filters["wrap"] = _wrap
+    return env
+
+
+class Web:
+    """What every request needs: the config, the link secret, the templates, the limits."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        nl = config.newsletter
+        self.public_url = nl.public_url
+        self.base = urlsplit(nl.public_url).path.rstrip("/")
+        """Links on pages are written from public_url's path, so they hold behind a proxy
+        that serves trnews under a prefix."""
+        self.origin = _origin(nl.public_url)
+        self.t = translations(nl.language)
+        self.env = environment(config)
+        self.limit = ClientLimit(config.web.client_limit, config.web.client_window_minutes * 60)
+        self.trusted = [ipaddress.ip_network(n, strict=False) for n in config.web.trusted_proxies]
+        self.img_src = _origin(nl.logo) if nl.logo else ""
+        self.report_cache: tuple[float, str] | None = None
+        with Store.open(config.database_path) as store:
+            self.secret = tokens.link_secret(config, store)
+            self.purge(store)
+        self.common = {
+            "lang": nl.language,
+            "title": inert(nl.title),
+            "base": self.base,
+            "colours": palette(nl.accent),
+            "sender_name": inert(nl.sender_name),
+            "sender_address": inert(nl.sender_address),
+            "postal_address": inert(nl.postal_address),
+            "feed_url": f"{self.base}/archive.atom",
+            "purge_days": _days(config.web.purge_pending_days),
+        }
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def consent(self) -> ConsentText:
+        nl = self.config.newsletter
+        text = self.config.web.consent_text or self.t.gettext(
+            "I want to receive %(title)s by e-mail, and agree that %(sender)s keeps my address "
+            "and name to send it to me until I unsubscribe."
+        ) % {"title": nl.title, "sender": nl.sender_name}
+        return ConsentText(self.config.web.consent_version, text, nl.language)
+
+    def page(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        page = self.env.get_template(f"web/{template}").render({**self.common, **values})
+        return HTMLResponse(
+            page, status, headers={"Content-Security-Policy": content_security_policy(page)}
+        )
+
+    def message(
+        self,
+        title: str,
+        *paragraphs: str,
+        status: int = 200,
+        link: tuple[str, str] | None = None,
+    ) -> HTMLResponse:
+        return self.page("message.html", status, page_title=title, paragraphs=paragraphs, link=link)
+
+    def not_found(self) -> HTMLResponse:
+        t = self.t
+        return self.message(
+            t.gettext("This link does not work"),
+            t.gettext(
+                "The address is not complete, or the link is no longer valid. Copy the whole "
+                "link from the message, or use the link in a newer message."
+            ),
+            status=404,
+            link=(f"{self.base}/", t.gettext("Go to the front page")),
+        )
+
+    async def db(self, work: Callable[[Store], T]) -> T:
+        """Run `work` with a database of its own, in a worker thread."""
+
+        def run() -> T:
+            with Store.open(self.config.database_path) as store:
+                return work(store)
+
+        return await run_in_threadpool(run)
+
+    def purge(self, store: Store) -> None:
+        days = self.config.web.purge_pending_days
+        store.purge_pending(datetime.now(UTC) - timedelta(days=days))
+
+    # -- the subscribe form ----------------------------------------------------------------
+
+    def form(
+        self, status: int = 200, *, error: str = "", email: str = "", name: str = ""
+    ) -> HTMLResponse:
+        consent = self.consent()
+        return self.page(
+            "subscribe.html",
+            status,
+            page_title=self.t.gettext("Subscribe"),
+            consent_text=consent.text,
+            consent_version=consent.version,
+            error=error,
+            email=email,
+            name=name,
+        )
+
+    async def home(self, request: Request) -> Response:
+        return self.form()
+
+    def cross_site(self, request: Request) -> bool:
+        """True for a browser's post from another site, which the form never is.
+
+        With Referrer-Policy: no-referrer a browser sends `Origin: null` from our own page, so
+        Sec-Fetch-Site (sent by every current browser, whatever the referrer policy) decides
+        then; a client that sends neither (curl, an old browser) is let through: the form
+        sets no cookie and holds nothing a forged post could steal.
+        """
+        origin = request.headers.get("origin")
+        if origin not in (None, "null") and origin not in (
+            self.origin,
+            _origin(str(request.base_url)),
+        ):
+            return True
+        return request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
+
+    async def subscribe(self, request: Request) -> Response:
+        t = self.t
+        if self.cross_site(request):
+            return self.message(
+                t.gettext("Sign up on our own page"),
+                t.gettext("This form can only be sent from the newsletter's own page."),
+                status=403,
+                link=(f"{self.base}/", t.gettext("Go to the front page")),
+            )
+        client = client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            self.trusted,
+        )
+        if not self.limit.allow(client):
+            minutes = _days(self.config.web.client_window_minutes)
+            return self.message(
+                t.gettext("Too many sign-ups"),
+                t.gettext(
+                    "Too many sign-ups have come from your network. Try again in %(minutes)s "
+                    "minutes."
+                )
+                % {"minutes": minutes},
+                status=429,
+                link=(f"{self.base}/", t.gettext("Go to the front page")),
+            )
+        fields = await _read_form(request)
+        if fields is None:
+            return self.form(400, error=t.gettext("The form could not be read. Try again."))
+        raw_email = fields.get("email", "")[:320]
+        name = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", fields.get("name", "")).split())
+        name = inert(name)[:MAX_NAME]
+        try:
+            address = check_address(raw_email)
+        except UsageError:
+            error = t.gettext("Write a whole e-mail address, like kari@example.org.")
+            return self.form(400, error=error, email=raw_email, name=name)
+        if not fields.get("consent"):
+            error = t.gettext("Tick the box to agree, or we cannot send you the newsletter.")
+            return self.form(400, error=error, email=address, name=name)
+        consent = self.consent()
+
+        def sign_up(store: Store) -> Confirmation | None:
+            self.purge(store)
+            return store.sign_up(
+                address,
+                name,
+                consent,
+                form=FORM,
+                now=datetime.now(UTC),
+                resend_after=RESEND_AFTER,
+            )
+
+        confirmation = await self.db(sign_up)
+        task = BackgroundTask(self.send_confirmation, confirmation) if confirmation else None
+        # The same answer for every address: whether one was sent is nobody's business here.
+        response = self.message(
+            t.gettext("Check your e-mail"),
+            t.gettext(
+                "If the address can be signed up, a message with a link is on its way to it. "
+                "Follow the link to confirm: nothing is sent to you before that."
+            ),
+            t.gettext("No message? Look in the spam folder, or try again in an hour."),
+            link=(f"{self.base}/archive", t.gettext("Read past editions meanwhile")),
+        )
+        response.background = task
+        return response
+
+    def confirmation_message(self, c: Confirmation, to: str, now: datetime) -> EmailMessage:
+        nl = self.config.newsletter
+        token = tokens.sign(self.secret, f"confirm:{c.nonce}", c.subscriber_id)
+        subject = self.t.gettext("Confirm your subscription to %(title)s") % {"title": nl.title}
+        values = {
+            **self.common,
+            "subject": subject,
+            "address": c.email,
+            "confirm_url": f"{nl.public_url}/confirm/{token}",
+        }
+        text = self.env.get_template("web/confirm.txt").render(values)
+        html = self.env.get_template("web/confirm_email.html").render(values)
+        msg = EmailMessage(policy=email.policy.SMTP)
+        msg["From"] = nl.sender
+        msg["To"] = Address(addr_spec=to)
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(now)
+        msg["Message-ID"] = make_msgid(domain=nl.sender_address.rpartition("@")[2])
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to it
+        if nl.reply_to:
+            msg["Reply-To"] = nl.reply_to
+        msg.set_content(text, charset="utf-8")
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+        return msg
+
+    def send_confirmation(self, c: Confirmation) -> None:
+        """Send the confirmation message of a sign-up (after the answer, in a worker thread).
+        If it cannot go, the sign-up may ask again at once rather than in an hour."""
+        to = wire_address(c.email)
+        try:
+            if to is None:
+                raise UsageError(f"{c.email}: a non-ASCII local part needs SMTPUTF8")
+            data = self.confirmation_message(c, to, datetime.now(UTC)).as_bytes()
+            signer = make_signer(self.config)
+            if signer is not None:
+                data = signer.sign(data)
+            transport = make_transport(self.config)
+            try:
+                transport.send(data, self.config.newsletter.sender_address, to)
+            finally:
+                transport.close()
+        except TrnewsError as e:
+            logger.warning("The confirmation message to %s could not be sent: %s", c.email, e)
+            with Store.open(self.config.database_path) as store:
+                store.confirmation_not_sent(c.consent_id)
+            return
+        logger.info("Sent a confirmation message to %s", c.email)
+
+    async def confirm(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        t = self.t
+
+        def confirm(store: Store) -> str:
+            subscriber_id = tokens.claimed_id(token)
+            if subscriber_id is None:
+                return "unknown"
+            for c in store.consents(subscriber_id):
+                if tokens.verify(self.secret, f"confirm:{c.nonce}", token) != subscriber_id:
+                    continue
+                if c.withdrawn is not None:
+                    return "unknown"  # unsubscribed since: an old link never signs up again
+                if c.confirmed is not None:
+                    sub = store.subscriber_by_id(subscriber_id)
+                    active = sub is not None and sub.state is SubscriberState.ACTIVE
+                    return "already" if active else "unknown"
+                store.confirm(c.id, now=datetime.now(UTC))
+                return "confirmed"
+            return "unknown"
+
+        outcome = await self.db(confirm)
+        if outcome == "unknown":
+            return self.not_found()
+        return self.message(
+            t.gettext("You are subscribed"),
+            t.gettext("Thank you! %(title)s comes to your inbox from the next edition on.")
+            % {"title": self.config.newsletter.title},
+            t.gettext("Every newsletter has a link at the bottom to unsubscribe with one click."),
+            link=(f"{self.base}/archive", t.gettext("Read past editions")),
+        )
+
+    # -- unsubscribing ---------------------------------------------------------------------
+
+    async def unsubscribe(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        t = self.t
+        subscriber_id = tokens.verify(self.secret, "unsubscribe", token)
+        post = request.method == "POST"
+
+        def act(store: Store) -> bool:
+            if subscriber_id is None or store.subscriber_by_id(subscriber_id) is None:
+                return False
+            if post:
+                store.unsubscribe(subscriber_id, now=datetime.now(UTC))
+                logger.info("Subscriber %d unsubscribed through the web", subscriber_id)
+            return True
+
+        if not await self.db(act):
+            return self.not_found()
+        if post:  # RFC 8058: 200, never a redirect, whatever the body
+            return self.message(
+                t.gettext("You are unsubscribed"),
+                t.gettext("You will get no more messages from %(title)s.")
+                % {"title": self.config.newsletter.title},
+                link=(f"{self.base}/", t.gettext("Changed your mind? Subscribe again")),
+            )
+        return self.page(
+            "unsubscribe.html",
+            page_title=t.gettext("Unsubscribe"),
+            action=f"{self.base}/unsubscribe/{token}",
+        )
+
+    async def unsubscribe_help(self, request: Request) -> Response:
+        t = self.t
+        return self.message(
+            t.gettext("Unsubscribe"),
+            t.gettext(
+                "Use the unsubscribe link at the bottom of a newsletter you received: each "
+                "reader's message has a link of its own. Copies in the archive have none."
+            ),
+            link=(f"{self.base}/archive", t.gettext("Past editions")),
+        )
+
+    # -- the archive -----------------------------------------------------------------------
+
+    def _date(self, value: datetime) -> str:
+        nl = self.config.newsletter
+        return format_date(value.astimezone(nl.tz), "long", locale=nl.language)
+
+    async def archive(self, request: Request) -> Response:
+        editions = await self.db(lambda store: store.published_editions())
+        response = self.page(
+            "archive.html",
+            page_title=self.t.gettext("Past editions"),
+            editions=[
+                {
+                    "id": e.id,
+                    "subject": inert(e.subject),
+                    "date": self._date(e.created),
+                    "iso": e.created.isoformat(),
+                }
+                for e in editions
+            ],
+        )
+        response.headers["Cache-Control"] = ARCHIVE_CACHE
+        return response
+
+    async def edition(self, request: Request) -> Response:
+        edition_id = request.path_params["id"]
+        found = await self.db(lambda store: store.published_edition(edition_id))
+        if found is None:
+            return self.not_found()
+        # The per-reader parts filled with neutral values: no name, and an unsubscribe link
+        # to a page that says to use one's own message.
+        neutral = personalise(found[1], unsubscribe_url=f"{self.public_url}/unsubscribe")
+        policy = content_security_policy(neutral.html, self.img_src)
+        return HTMLResponse(
+            neutral.html,
+            headers={"Content-Security-Policy": policy, "Cache-Control": ARCHIVE_CACHE},
+        )
+
+    async def atom(self, request: Request) -> Response:
+        editions = await self.db(lambda store: store.published_editions())
+        nl = self.config.newsletter
+        host = urlsplit(nl.public_url).hostname or "localhost"
+        updated = editions[0].created if editions else datetime.now(UTC)
+        lines = [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            f'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang={quoteattr(nl.language)}>',
+            f"  <id>{escape(nl.public_url)}/archive</id>",
+            f"  <title>{escape(nl.title)}</title>",
+            f"  <updated>{_rfc3339(updated)}</updated>",
+            f"  <author><name>{escape(nl.sender_name)}</name></author>",
+            f'  <link rel="self" type="application/atom+xml" '
+            f"href={quoteattr(nl.public_url + '/archive.atom')}/>",
+            '  <link rel="alternate" type="text/html" '
+            f"href={quoteattr(nl.public_url + '/archive')}/>",
+        ]
+        for e in editions:
+            url = f"{nl.public_url}/archive/{e.id}"
+            # A tag URI: the same for this edition forever, even if public_url moves.
+            entry_id = f"tag:{host},{e.created.astimezone(UTC).date().isoformat()}:edition-{e.id}"
+            lines += [
+                "  <entry>",
+                f"    <id>{escape(entry_id)}</id>",
+                f"    <title>{escape(inert(e.subject))}</title>",
+                f"    <updated>{_rfc3339(e.created)}</updated>",
+                f"    <published>{_rfc3339(e.created)}</published>",
+                f'    <link rel="alternate" type="text/html" href={quoteattr(url)}/>',
+                f"    <summary>{escape(inert(e.subject))}</summary>",
+                "  </entry>",
+            ]
+        lines.append("</feed>\n")
+        return Response(
+            "\n".join(lines),
+            media_type="application/atom+xml; charset=utf-8",
+            headers={"Cache-Control": ARCHIVE_CACHE},
+        )
+
+    # -- the open report and health --------------------------------------------------------
+
+    async def report(self, request: Request) -> Response:
+        from . import report as report_stage
+
+        cached = self.report_cache
+        if cached is None or cached[0] < time.monotonic() - REPORT_CACHE_SECONDS:
+
+            def build(store: Store) -> str:
+                built = report_stage.build(self.config, store=store)
+                return report_stage.to_html(built, self.config)
+
+            cached = (time.monotonic(), await self.db(build))
+            self.report_cache = cached
+        page = cached[1]
+        return HTMLResponse(
+            page,
+            headers={
+                "Content-Security-Policy": content_security_policy(page),
+                "Cache-Control": ARCHIVE_CACHE,
+            },
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await self.db(lambda store: store.ping())
+        except TrnewsError as e:
+            logger.warning("Health check: %s", e)
+            return JSONResponse({"status": "unavailable", "database": "not answering"}, 503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return self.not_found()
+        return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        # Outside the middleware: the headers go on here.
+        return PlainTextResponse("Internal Server Error", 500, headers=SECURITY_HEADERS)
+
+
+async def _read_form(request: Request) -> dict[str, str] | None:
+    """The fields of a urlencoded form of at most MAX_FORM_BYTES, or None."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {k: v[0] for k, v in fields.items()}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _days(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    logger.info("Stopped by %s", signal.Signals(signum).name)
+
+
+def make_app(config_path: Path | str) -> Starlette:
+    """The web application for the config file at `config_path` (read now, once)."""
+    web = Web(load_config(config_path))
+    routes = [
+        Route("/", web.home, methods=["GET"]),
+        Route("/subscribe", web.subscribe, methods=["POST"]),
+        Route("/confirm/{token}", web.confirm, methods=["GET"]),
+        Route("/unsubscribe", web.unsubscribe_help, methods=["GET"]),
+        Route("/unsubscribe/{token}", web.unsubscribe, methods=["GET", "POST"]),
+        Route("/archive", web.archive, methods=["GET"]),
+        Route("/archive.atom", web.atom, methods=["GET"]),
+        Route("/archive/{id:int}", web.edition, methods=["GET"]),
+        Route("/report", web.report, methods=["GET"]),
+        Route("/healthz", web.healthz, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: web.http_error, Exception: web.server_error},
+    )
+
+
+def serve(config_path: Path | str, host: str, port: int) -> None:
+    """Run the web side until SIGTERM or Ctrl-C (uvicorn finishes the requests in flight)."""
+    import uvicorn
+
+    app = make_app(config_path)
+    # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again for the
+    # handler that was there before it; this one lets the process end with exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        # X-Forwarded-For is read by trnews itself, only from [web] trusted_proxies.
+        proxy_headers=False,
+        server_header=False,
+        # Request lines hold unsubscribe and confirmation tokens: not written to any log.
+        access_log=False,
+        log_level="info",
+    )
+
+
+__all__ = ["content_security_policy", "make_app", "serve"]
