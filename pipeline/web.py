@@ -37,6 +37,7 @@ server's threads); the config is read once, at start.
 from __future__ import annotations
 
 import email.policy
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -103,6 +104,8 @@ SECURITY_HEADERS = {
 """On every answer, unless the answer sets its own (a page's CSP with its style hashes, the
 archive's Cache-Control)."""
 ARCHIVE_CACHE = "public, max-age=300"
+ARCHIVE_KEPT = 64
+"""Archived editions kept ready to serve, in memory."""
 
 
 # -- the Content-Security-Policy of a page --------------------------------------------------
@@ -141,9 +144,13 @@ def _sha256(text: str) -> str:
     return f"'sha256-{b64encode(digest).decode()}'"
 
 
+@functools.lru_cache(maxsize=256)
 def content_security_policy(page: str, img_src: str = "") -> str:
     """A strict policy for `page`: nothing loads or runs but the styles it holds, each allowed
-    by its hash (style attributes too, through 'unsafe-hashes': only those exact values)."""
+    by its hash (style attributes too, through 'unsafe-hashes': only those exact values).
+
+    Cached by the page's text: most pages are the same for every request, and parsing an
+    archived edition for its styles costs more than serving it."""
     styles = _Styles()
     styles.feed(page)
     styles.close()
@@ -284,6 +291,14 @@ class Web:
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in config.web.trusted_proxies]
         self.img_src = _origin(nl.logo) if nl.logo else ""
         self.report_cache: tuple[float, str] | None = None
+        self.front: HTMLResponse | None = None
+        self.archived: dict[int, tuple[str, str]] = {}
+        """Archived editions as served (their HTML and CSP), by id: frozen, so kept."""
+        self._local = threading.local()
+        self.writing = threading.Lock()
+        """Writes from the server's threads take turns here rather than in SQLite's busy
+        handler, which sleeps in steps of milliseconds (a quarter more one-click POSTs a
+        second in bench/web.py)."""
         with Store.open(config.database_path) as store:
             self.secret = tokens.link_secret(config, store)
             self.purge(store)
@@ -337,11 +352,16 @@ class Web:
         )
 
     async def db(self, work: Callable[[Store], T]) -> T:
-        """Run `work` with a database of its own, in a worker thread."""
+        """Run `work` in a worker thread, with that thread's own database connection.
+
+        SQLite connections are not shared between threads; each worker thread keeps one open
+        rather than opening the database (and checking its migrations) for every request."""
 
         def run() -> T:
-            with Store.open(self.config.database_path) as store:
-                return work(store)
+            store: Store | None = getattr(self._local, "store", None)
+            if store is None:
+                store = self._local.store = Store.open(self.config.database_path)
+            return work(store)
 
         return await run_in_threadpool(run)
 
@@ -367,7 +387,9 @@ class Web:
         )
 
     async def home(self, request: Request) -> Response:
-        return self.form()
+        if self.front is None:  # the same page for everyone: rendered once
+            self.front = self.form()
+        return HTMLResponse(self.front.body, headers=dict(self.front.headers))
 
     def cross_site(self, request: Request) -> bool:
         """True for a browser's post from another site, which the form never is.
@@ -545,7 +567,8 @@ class Web:
             if subscriber_id is None or store.subscriber_by_id(subscriber_id) is None:
                 return False
             if post:
-                store.unsubscribe(subscriber_id, now=datetime.now(UTC))
+                with self.writing:
+                    store.unsubscribe(subscriber_id, now=datetime.now(UTC))
                 logger.info("Subscriber %d unsubscribed through the web", subscriber_id)
             return True
 
@@ -601,16 +624,21 @@ class Web:
 
     async def edition(self, request: Request) -> Response:
         edition_id = request.path_params["id"]
-        found = await self.db(lambda store: store.published_edition(edition_id))
-        if found is None:
-            return self.not_found()
-        # The per-reader parts filled with neutral values: no name, and an unsubscribe link
-        # to a page that says to use one's own message.
-        neutral = personalise(found[1], unsubscribe_url=f"{self.public_url}/unsubscribe")
-        policy = content_security_policy(neutral.html, self.img_src)
+        served = self.archived.get(edition_id)
+        if served is None:
+            found = await self.db(lambda store: store.published_edition(edition_id))
+            if found is None:
+                return self.not_found()
+            # The per-reader parts filled with neutral values: no name, and an unsubscribe
+            # link to a page that says to use one's own message.
+            neutral = personalise(found[1], unsubscribe_url=f"{self.public_url}/unsubscribe")
+            served = (neutral.html, content_security_policy(neutral.html, self.img_src))
+            if len(self.archived) >= ARCHIVE_KEPT:
+                self.archived.clear()
+            self.archived[edition_id] = served
+        html, policy = served
         return HTMLResponse(
-            neutral.html,
-            headers={"Content-Security-Policy": policy, "Cache-Control": ARCHIVE_CACHE},
+            html, headers={"Content-Security-Policy": policy, "Cache-Control": ARCHIVE_CACHE}
         )
 
     async def atom(self, request: Request) -> Response:
@@ -675,8 +703,13 @@ class Web:
         )
 
     async def healthz(self, request: Request) -> Response:
+        def ping() -> None:
+            # A connection of its own: a kept one would still answer for a deleted file.
+            with Store.open(self.config.database_path) as store:
+                store.ping()
+
         try:
-            await self.db(lambda store: store.ping())
+            await run_in_threadpool(ping)
         except TrnewsError as e:
             logger.warning("Health check: %s", e)
             return JSONResponse({"status": "unavailable", "database": "not answering"}, 503)
