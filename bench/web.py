@@ -1,0 +1,263 @@
+"""How fast `trnews serve` answers, against a bare uvicorn app serving the same bytes.
+
+- **ours**: `trnews serve` in a child process, on a database with one sent edition (the items
+  of tests/data/) and N active readers.
+- **baseline**: the floor under any web side written with the same stack: a Starlette app
+  under uvicorn (one worker, the same settings) that answers each route with bytes held in
+  memory: the same archived edition, the same front page, a one-line answer to the POST. It
+  opens no database, checks no token and computes no policy.
+
+Each is asked the same requests by 16 concurrent httpx clients in this process:
+`GET /archive/1` (the archived edition, about 20 KB), `GET /` (the subscribe page) and the
+RFC 8058 one-click `POST /unsubscribe/{token}`, each of N readers once (ours unsubscribes
+them all, each in a transaction of its own). The ratio is ours / baseline in requests per
+second: how much of the stack's own speed our work leaves.
+
+    .venv/bin/python bench/web.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from common import Result  # noqa: E402
+
+FEED_FILES = ("blog_wordpress.xml", "blogger_atom.xml", "medium.xml", "substack.xml")
+PUBLIC = "https://nyhetsbrev.example.org"
+CONCURRENCY = 16
+CONFIG = f"""\
+[newsletter]
+title = "Ambassadørnytt"
+sender = "Trondheimsregionen <nyhetsbrev@example.org>"
+public_url = "{PUBLIC}"
+lookback_days = 36500
+
+[storage]
+database = "var/trnews.db"
+
+[delivery]
+transport = "maildir"
+maildir = "var/outbox"
+
+[[ambassador]]
+id = "kari"
+name = "Kari Nordmann"
+feeds = [{{feeds}}]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "TRNEWS_SECRET": "bench-secret", "PYTHONPATH": str(ROOT)}
+
+
+def make_site(folder: Path, readers: int) -> tuple[Path, list[str]]:
+    """A site with one edition sent to N readers; the config and each reader's token."""
+    from conftest import feed_bytes
+
+    from pipeline import cycle
+    from pipeline.config import load_config
+    from pipeline.models import SubscriberState
+    from pipeline.store import Store
+    from pipeline.tokens import link_secret, sign
+
+    for name in FEED_FILES:
+        (folder / name).write_bytes(feed_bytes(name))
+    feeds = ", ".join(f'{{ url = "{n}", kind = "blog" }}' for n in FEED_FILES)
+    path = folder / "trnews.toml"
+    path.write_text(CONFIG.format(feeds=feeds), encoding="utf-8")
+    os.environ["TRNEWS_SECRET"] = "bench-secret"
+    config = load_config(path)
+    now = datetime.now(UTC)
+    with Store.open(config.database_path) as store:
+        with store.transaction():
+            for i in range(readers):
+                store.add_subscriber(
+                    f"leser{i}@example.org",
+                    f"Leser {i}",
+                    state=SubscriberState.ACTIVE,
+                    source="bench",
+                    now=now,
+                )
+        cycle.collect(config, store)
+        report = cycle.send(config, store)
+        assert report.delivered == readers, report
+        secret = link_secret(config, store)
+        ids = [s.id for s in store.subscribers()]
+    return path, [sign(secret, "unsubscribe", i) for i in ids]
+
+
+BASELINE_APP = """
+import sys
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.routing import Route
+
+edition = open(sys.argv[2], encoding="utf-8").read()
+front = open(sys.argv[3], encoding="utf-8").read()
+
+async def archived(request):
+    return HTMLResponse(edition)
+
+async def home(request):
+    return HTMLResponse(front)
+
+async def unsubscribe(request):
+    await request.body()
+    return PlainTextResponse("unsubscribed")
+
+app = Starlette(routes=[
+    Route("/archive/{id:int}", archived),
+    Route("/", home),
+    Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False,
+            server_header=False, proxy_headers=False, log_level="warning")
+"""
+
+
+@contextmanager
+def server(command: list[str], cwd: Path) -> Iterator[str]:
+    """A server process; yields its base URL once it answers."""
+    port = command[command.index("--port") + 1] if "--port" in command else command[2]
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+async def hammer(base: str, requests: list[tuple[str, str]]) -> float:
+    """Requests per second for `requests` (method, path), over CONCURRENCY kept-alive
+    connections. A few lines of asyncio rather than httpx: the client must cost far less than
+    the servers measured, or it is the client that is measured."""
+    host, port = base.removeprefix("http://").split(":")
+    queue = list(reversed(requests))
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while queue:
+                method, path = queue.pop()
+                if method == "POST":
+                    body = b"List-Unsubscribe=One-Click"
+                    head = (
+                        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+                        "Content-Type: application/x-www-form-urlencoded\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n"
+                    )
+                    writer.write(head.encode() + body)
+                else:
+                    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                headers = await reader.readuntil(b"\r\n\r\n")
+                status = int(headers.split(b" ", 2)[1])
+                assert status == 200, (path, status)
+                length = 0
+                for line in headers.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+    return len(requests) / (time.perf_counter() - start)
+
+
+def run(quick: bool = False) -> list[Result]:
+    readers = 300 if quick else 2000
+    gets = 300 if quick else 2000
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config, tokens = make_site(folder, readers)
+        ours: dict[str, float] = {}
+        port = str(free_port())
+        with server(
+            [sys.executable, "-m", "pipeline", "-c", str(config), "serve", "--port", port],
+            folder,
+        ) as base:
+            edition = httpx.get(base + "/archive/1").text
+            front = httpx.get(base + "/").text
+            (folder / "edition.html").write_text(edition, encoding="utf-8")
+            (folder / "front.html").write_text(front, encoding="utf-8")
+            ours["archive"] = asyncio.run(hammer(base, [("GET", "/archive/1")] * gets))
+            ours["front"] = asyncio.run(hammer(base, [("GET", "/")] * gets))
+            ours["unsubscribe"] = asyncio.run(
+                hammer(base, [("POST", f"/unsubscribe/{t}") for t in tokens])
+            )
+        script = folder / "baseline.py"
+        script.write_text(BASELINE_APP, encoding="utf-8")
+        port = str(free_port())
+        baseline: dict[str, float] = {}
+        with server(
+            [
+                sys.executable,
+                str(script),
+                port,
+                str(folder / "edition.html"),
+                str(folder / "front.html"),
+            ],
+            folder,
+        ) as base:
+            baseline["archive"] = asyncio.run(hammer(base, [("GET", "/archive/1")] * gets))
+            baseline["front"] = asyncio.run(hammer(base, [("GET", "/")] * gets))
+            baseline["unsubscribe"] = asyncio.run(
+                hammer(base, [("POST", f"/unsubscribe/{t}") for t in tokens])
+            )
+    size = len(edition.encode()) // 1024
+    notes = {
+        "archive": f"GET /archive/1 ({size} KB), {gets} requests",
+        "front": f"GET / (the subscribe page), {gets} requests",
+        "unsubscribe": f"one-click POST, {readers} readers each unsubscribed once",
+    }
+    rows = [
+        Result(f"web {name}", ours[name], baseline[name], unit="req/s", note=notes[name])
+        for name in ("archive", "front", "unsubscribe")
+    ]
+    for r in rows:
+        print(f"  {r.name}: ours {r.ours:.0f} req/s, baseline {r.baseline:.0f}, ×{r.ratio:.2f}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    run(parser.parse_args().quick)
+
+
+if __name__ == "__main__":
+    main()
