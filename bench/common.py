@@ -7,6 +7,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,55 @@ def child(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
 def port_of(proc: subprocess.Popen[str]) -> int:
     assert proc.stdout is not None
     return int(proc.stdout.readline())
+
+
+SITE_FEEDS = ("blog_wordpress.xml", "blogger_atom.xml", "medium.xml", "substack.xml")
+SITE_CONFIG = """\
+[newsletter]
+title = "Ambassadørnytt"
+sender = "Trondheimsregionen <nyhetsbrev@example.org>"
+public_url = "https://nyhetsbrev.example.org"
+lookback_days = 36500
+{extra}
+[storage]
+database = "var/trnews.db"
+
+[delivery]
+transport = "maildir"
+maildir = "var/outbox"
+
+[[ambassador]]
+id = "kari"
+name = "Kari Nordmann"
+feeds = [{feeds}]
+"""
+
+
+def maildir_site(folder: Path, readers: int, extra: str = "") -> Path:
+    """A site in `folder` over local copies of tests/data feeds (nothing collected yet), with
+    N active readers and the Maildir transport; `extra` is more TOML for the file. Returns the
+    config file. Needs tests/ on sys.path."""
+    from conftest import feed_bytes
+
+    from pipeline.config import load_config
+    from pipeline.models import SubscriberState
+    from pipeline.store import Store
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SITE_FEEDS:
+        (folder / name).write_bytes(feed_bytes(name))
+    feeds = ", ".join(f'{{ url = "{n}", kind = "blog" }}' for n in SITE_FEEDS)
+    path = folder / "trnews.toml"
+    path.write_text(SITE_CONFIG.format(feeds=feeds, extra=extra), encoding="utf-8")
+    config = load_config(path)
+    now = datetime.now(UTC)
+    with Store.open(config.database_path) as store, store.transaction():
+        for i in range(readers):
+            store.add_subscriber(
+                f"leser{i}@example.org",
+                f"Leser {i}",
+                state=SubscriberState.ACTIVE,
+                source="bench",
+                now=now,
+            )
+    return path

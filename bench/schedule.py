@@ -38,61 +38,15 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import Result  # noqa: E402
+from common import Result, maildir_site  # noqa: E402
 
-FEED_FILES = ("blog_wordpress.xml", "blogger_atom.xml", "medium.xml", "substack.xml")
 OSLO = ZoneInfo("Europe/Oslo")
-CONFIG = """\
-[newsletter]
-title = "Ambassadørnytt"
-sender = "Trondheimsregionen <nyhetsbrev@example.org>"
-public_url = "https://nyhetsbrev.example.org"
-lookback_days = 36500
-
-[schedule]
-collect = "{collect}"
-send = "{send}"
-
-[storage]
-database = "var/trnews.db"
-
-[delivery]
-transport = "maildir"
-maildir = "var/outbox"
-
-[[ambassador]]
-id = "kari"
-name = "Kari Nordmann"
-feeds = [{feeds}]
-"""
 
 
 def make_site(folder: Path, readers: int, *, send: str, collect: str = "0 3 1 1 *") -> Path:
-    """A config over local copies of tests/data feeds with N active readers, nothing collected."""
-    from conftest import feed_bytes
-
-    from pipeline.config import load_config
-    from pipeline.models import SubscriberState
-    from pipeline.store import Store
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in FEED_FILES:
-        (folder / name).write_bytes(feed_bytes(name))
-    feeds = ", ".join(f'{{ url = "{n}", kind = "blog" }}' for n in FEED_FILES)
-    path = folder / "trnews.toml"
-    path.write_text(CONFIG.format(feeds=feeds, send=send, collect=collect), encoding="utf-8")
-    config = load_config(path)
-    now = datetime.now(UTC)
-    with Store.open(config.database_path) as store, store.transaction():
-        for i in range(readers):
-            store.add_subscriber(
-                f"leser{i}@example.org",
-                f"Leser {i}",
-                state=SubscriberState.ACTIVE,
-                source="bench",
-                now=now,
-            )
-    return path
+    """A Maildir site with N readers and these cron lines (the collect line fires never, by
+    default: only the send's own collect runs)."""
+    return maildir_site(folder, readers, f'\n[schedule]\ncollect = "{collect}"\nsend = "{send}"\n')
 
 
 def trnews(config: Path, *args: str) -> list[str]:

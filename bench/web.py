@@ -28,7 +28,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -36,30 +35,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import Result  # noqa: E402
+from common import Result, maildir_site  # noqa: E402
 
-FEED_FILES = ("blog_wordpress.xml", "blogger_atom.xml", "medium.xml", "substack.xml")
-PUBLIC = "https://nyhetsbrev.example.org"
 CONCURRENCY = 16
-CONFIG = f"""\
-[newsletter]
-title = "Ambassadørnytt"
-sender = "Trondheimsregionen <nyhetsbrev@example.org>"
-public_url = "{PUBLIC}"
-lookback_days = 36500
-
-[storage]
-database = "var/trnews.db"
-
-[delivery]
-transport = "maildir"
-maildir = "var/outbox"
-
-[[ambassador]]
-id = "kari"
-name = "Kari Nordmann"
-feeds = [{{feeds}}]
-"""
 
 
 def free_port() -> int:
@@ -74,32 +52,15 @@ def env() -> dict[str, str]:
 
 def make_site(folder: Path, readers: int) -> tuple[Path, list[str]]:
     """A site with one edition sent to N readers; the config and each reader's token."""
-    from conftest import feed_bytes
-
     from pipeline import cycle
     from pipeline.config import load_config
-    from pipeline.models import SubscriberState
     from pipeline.store import Store
     from pipeline.tokens import link_secret, sign
 
-    for name in FEED_FILES:
-        (folder / name).write_bytes(feed_bytes(name))
-    feeds = ", ".join(f'{{ url = "{n}", kind = "blog" }}' for n in FEED_FILES)
-    path = folder / "trnews.toml"
-    path.write_text(CONFIG.format(feeds=feeds), encoding="utf-8")
+    path = maildir_site(folder, readers)
     os.environ["TRNEWS_SECRET"] = "bench-secret"
     config = load_config(path)
-    now = datetime.now(UTC)
     with Store.open(config.database_path) as store:
-        with store.transaction():
-            for i in range(readers):
-                store.add_subscriber(
-                    f"leser{i}@example.org",
-                    f"Leser {i}",
-                    state=SubscriberState.ACTIVE,
-                    source="bench",
-                    now=now,
-                )
         cycle.collect(config, store)
         report = cycle.send(config, store)
         assert report.delivered == readers, report
