@@ -54,6 +54,9 @@ GRACE = timedelta(hours=1)
 """A slot missed by at most this much (the machine was down, a long job ran) is still run."""
 WATCH_SECONDS = 2.0
 """How often the config file is looked at."""
+SETTLE_SECONDS = 0.2
+"""A changed config file is read once it has stayed the same this long, so that a file still
+being written is not reported as broken."""
 RETRY_WAIT = timedelta(minutes=30)
 """Readers deferred by a 4xx reply are tried again by collect runs at most this often
 (RFC 5321 asks for at least 30 minutes between tries)."""
@@ -584,6 +587,9 @@ class Scheduler:
         fingerprint = _fingerprint(self.config_path)
         if fingerprint == self._fingerprint:
             return
+        time.sleep(SETTLE_SECONDS)
+        if _fingerprint(self.config_path) != fingerprint:
+            return  # an editor is still writing it: look again next time
         self._fingerprint = fingerprint
         try:
             new = load_config(self.config_path)
