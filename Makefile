@@ -39,8 +39,9 @@ demo: install
 	@echo "  var/preview/preview.txt  the plain-text part"
 	@echo "  $(DEMO)  the demo config (config/trnews.toml with its dates moved to today)"
 
+# One worker per core: the tests mostly wait on loopback servers and processes.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: install
 	$(BIN)/ruff check pipeline tests bench
