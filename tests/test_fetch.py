@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -114,23 +114,18 @@ class ScriptedServer(LoopbackHTTP):
 
         class Handler(QuietHandler):
             def do_GET(self) -> None:
-                left = False
-
-                def leave() -> None:
-                    nonlocal left
-                    if not left:
-                        left = True
-                        for gauge in gauges:
-                            gauge.leave()
-
                 for gauge in gauges:
                     gauge.enter()
                 try:
-                    self._answer(leave)
+                    step = self._next_step()
                 finally:
-                    leave()
+                    # No longer in flight once the answer starts to go: the client may have it
+                    # and send its next request before this thread runs again (under load it did).
+                    for gauge in gauges:
+                        gauge.leave()
+                self._write(step)
 
-            def _answer(self, leave: Callable[[], None]) -> None:
+            def _next_step(self) -> Step:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 server.seen.append(Seen(self.path, headers, self.client_address, time.monotonic()))
                 script = server.scripts.get(self.path, [Step(404, b"not found")])
@@ -138,9 +133,9 @@ class ScriptedServer(LoopbackHTTP):
                 server.served[self.path] = n + 1
                 step = script[min(n, len(script) - 1)]
                 time.sleep(step.delay)
-                # No longer in flight once the answer starts to go: the client may have it and
-                # send its next request before this thread runs again (under load it did).
-                leave()
+                return step
+
+            def _write(self, step: Step) -> None:
                 if step.drop:
                     self.close_connection = True
                     return
