@@ -1,0 +1,50 @@
+"""Text from outside made safe once, where it enters: feeds, calendars, forms, CSV files, config.
+
+What goes, wherever the text came from:
+- C0 and C1 control characters other than tab and newline (ESC, BEL, NUL, …): a terminal
+  runs them, and mjml-python refuses a whole document that holds one;
+- Unicode noncharacters (U+FDD0–U+FDEF, and U+xFFFE, U+xFFFF of every plane), which
+  mjml-python refuses too, and lone surrogates, which no encoder can write;
+- bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) and the
+  directional marks (U+200E, U+200F, U+061C): they make text read in another order than it is
+  written ("Trojan Source"), so a name or a title could show words that are not there.
+
+A carriage return becomes a newline (CRLF and lone CR alike); everything else is kept, in NFC.
+`one_line` also folds every run of white space, newlines included, to one space: for names,
+titles and whatever else is shown on one line or may reach a header.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17)
+)
+UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f"  # C0 but tab and newline (CR is handled before), DEL, C1
+    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidi marks, embeddings, overrides, isolates
+    "\ud800-\udfff" + _NONCHARACTERS + "]"
+)
+"""Every character `clean` removes."""
+_CR = re.compile("\r\n?")
+_SPACE = re.compile(r"\s+")
+
+
+def clean(text: str) -> str:
+    """`text` without the characters of UNSAFE, its line ends newlines, in NFC."""
+    if text.isascii() and text.isprintable():  # most values: nothing to do
+        return text
+    text = _CR.sub("\n", text)
+    return unicodedata.normalize("NFC", UNSAFE.sub("", text))
+
+
+def one_line(text: str) -> str:
+    """`clean(text)` on one line: every run of white space (newlines too) one space, trimmed."""
+    return _SPACE.sub(" ", clean(text)).strip()
+
+
+def is_clean(text: str) -> bool:
+    """True when `clean` would leave `text` as it is (but for its line ends and NFC)."""
+    return UNSAFE.search(text) is None
