@@ -369,7 +369,9 @@ def build(
     totals: dict[str, dict[str, float]] = {
         "plan": {k: sum(r.plan[k] for r in rows) for k in KINDS},
         "actual": {k: sum(r.actual[k] for r in rows) for k in KINDS},
-        "expected_by_now": {k: round(sum(r.plan[k] for r in rows) * share, 1) for k in KINDS},
+        # The rows as printed (rounded), added up: a total that rounds the sum of the plans
+        # instead can differ from its own column by a tenth.
+        "expected_by_now": {k: round(sum(r.expected_by_now[k] for r in rows), 1) for k in KINDS},
     }
     return Report(
         year=year,

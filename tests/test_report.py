@@ -258,6 +258,25 @@ def test_ambassadors_are_ordered_by_name_with_ae_oe_aa_last_in_bokmal(site: Site
     assert not site.db.exists()
 
 
+def test_the_totals_add_up_the_rows_as_printed(site: Site) -> None:
+    # Three plans of one post each, on 8 April: each row expects 0.267, printed 0,3; the sum
+    # of the plans, 0.80, would print a total of 0,8 under rows that add up to 0,9.
+    for n, name in enumerate(["Anne A", "Berit B", "Cecilie C"]):
+        ambassador(site, f"a{n}", name, extra="plan = { blog_posts = 1 }")
+    as_of = datetime(2025, 4, 8, 12, 0, tzinfo=OSLO)
+    assert round(3 * share(as_of, 2025), 1) != 3 * round(share(as_of, 2025), 1)  # the case
+    moment = ("--year", "2025", "--as-of", as_of.isoformat())
+    data = report(site, *moment)
+    for kind in KINDS:
+        rows_sum = sum(a["expected_by_now"][kind] for a in data["ambassadors"])
+        assert data["totals"]["expected_by_now"][kind] == round(rows_sum, 1)
+    assert data["totals"]["expected_by_now"]["blog_posts"] == 0.9
+    # The text report prints a total its own column adds up to, and a gap to match.
+    text = site.run("report", *moment).stdout
+    blog = text.split("Blogginnlegg", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"^Sum\s+0\s+0,9\s+3\s+−0,9$", blog, re.MULTILINE), blog
+
+
 def test_bokmal_sorts_aa_as_the_last_letter_and_english_folds_the_letters_in() -> None:
     names = ["Aasen", "Berg", "Åsen", "Ødegård", "Zahl", "Ähnlich", "Élise"]
     assert sorted(names, key=lambda n: sort_key(n, "nb")) == [
