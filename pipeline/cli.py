@@ -690,6 +690,25 @@ def subscribers_add(state: State, email: str, name: str) -> None:
         click.echo(subscribers.add(store, email, name))
 
 
+@subscribers_group.command("rename")
+@config_option
+@click.argument("email")
+@click.argument("name")
+@click.pass_obj
+def subscribers_rename(state: State, email: str, name: str) -> None:
+    """Change the name a subscriber is addressed by (the To header and the greeting).
+
+    `subscribers add` never replaces a name that is set; this does.
+
+    \b
+    Example:
+      trnews subscribers rename kari@example.org "Kari Nordmann"
+    """
+    config = state.config()
+    with open_store(config) as store:
+        click.echo(subscribers.rename(store, email, name))
+
+
 @subscribers_group.command("remove")
 @config_option
 @click.argument("email")

@@ -831,6 +831,13 @@ class Store:
         assert new is not None
         return new, (old.state if old else None)
 
+    def rename_subscriber(self, email: str, name: str, *, now: datetime) -> bool:
+        cur = self._q(
+            "UPDATE subscribers SET name = ?, updated = ? WHERE email = ?",
+            (name, iso(now), email),
+        )
+        return cur.rowcount > 0
+
     def set_subscriber_state(self, email: str, state: SubscriberState, now: datetime) -> bool:
         cur = self._q(
             "UPDATE subscribers SET state = ?, updated = ? WHERE email = ?",

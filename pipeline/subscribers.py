@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import re
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,20 +49,50 @@ def _import_state(value: str) -> SubscriberState:
 
 
 def add(store: Store, email: str, name: str = "", *, now: datetime | None = None) -> str:
-    """Add an address as active (an admin's word is consent enough); say what changed."""
+    """Add an address as active (an admin's word is consent enough); say what changed.
+
+    An address already known keeps its name: a second `add` is most often the same list typed
+    in again, not a rename (`rename` is for that), and a name is never replaced without a word.
+    One that has no name yet takes the one given."""
     address = check_address(email)
+    name = check_name(name, address)
+    now = now or datetime.now(UTC)
+    old = store.subscriber(address)
+    keep = old is not None and old.name != ""
     sub, before = store.add_subscriber(
         address,
-        check_name(name, address),
+        old.name if keep and old is not None else name,
         state=SubscriberState.ACTIVE,
         source="admin",
-        now=now or datetime.now(UTC),
+        now=now,
     )
     if before is None:
         return f"Added {sub.email} (active)."
-    if before is SubscriberState.ACTIVE:
-        return f"{sub.email} is already active."
-    return f"{sub.email} was {before}; now active again."
+    said = (
+        f"{sub.email} is already active."
+        if before is SubscriberState.ACTIVE
+        else (f"{sub.email} was {before}; now active again.")
+    )
+    if keep and name and name != sub.name:
+        said += (
+            f" Its name stays {sub.name!r}; to change it: "
+            f"trnews subscribers rename {sub.email} {shlex.quote(name)}"
+        )
+    return said
+
+
+def rename(store: Store, email: str, name: str, *, now: datetime | None = None) -> str:
+    """Change the name a subscriber is greeted and addressed by."""
+    address = email.strip()
+    sub = store.subscriber(address)
+    if sub is None:
+        raise UsageError(f"{address} is not a subscriber")
+    name = check_name(name, sub.email)
+    if name == sub.name:
+        return f"{sub.email} is already named {name!r}."
+    store.rename_subscriber(sub.email, name, now=now or datetime.now(UTC))
+    was = f" (was {sub.name!r})" if sub.name else ""
+    return f"{sub.email} is now named {name!r}{was}."
 
 
 def remove(store: Store, email: str, *, erase: bool = False, now: datetime | None = None) -> str:

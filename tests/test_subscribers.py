@@ -68,6 +68,27 @@ def test_an_added_address_is_active_at_once_and_adding_it_again_says_so(site: Si
     assert line.split() == ["kari@example.org", "active", "Kari", "Nordmann"]
 
 
+def test_adding_a_known_address_keeps_its_name_and_says_how_to_rename(site: Site) -> None:
+    site.run("subscribers", "add", "kari@example.org", "--name", "Kari Nordmann")
+    again = site.run("subscribers", "add", "kari@example.org", "--name", "K. N.")
+
+    assert "is already active" in again.stdout
+    assert "Its name stays 'Kari Nordmann'" in again.stdout
+    assert "trnews subscribers rename kari@example.org 'K. N.'" in again.stdout
+    assert [(e["name"], e["state"]) for e in listed(site)] == [("Kari Nordmann", "active")]
+
+    renamed = site.run("subscribers", "rename", "kari@example.org", "K. N.")
+    assert "kari@example.org is now named 'K. N.' (was 'Kari Nordmann')" in renamed.stdout
+    assert [e["name"] for e in listed(site)] == ["K. N."]
+    # An address without a name takes the one an `add` gives it: nothing is lost.
+    site.run("subscribers", "add", "ola@example.org")
+    site.run("subscribers", "add", "ola@example.org", "--name", "Ola")
+    assert {e["email"]: e["name"] for e in listed(site)}["ola@example.org"] == "Ola"
+    unknown = site.run("subscribers", "rename", "nobody@example.org", "X", check=False)
+    assert unknown.returncode == 2
+    assert "nobody@example.org is not a subscriber" in unknown.stderr
+
+
 def test_an_address_in_another_case_is_the_same_subscriber(site: Site) -> None:
     site.run("subscribers", "add", "Kari@Example.org", "--name", "Kari Nordmann")
     again = site.run("subscribers", "add", "kari@example.org")
