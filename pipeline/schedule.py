@@ -210,7 +210,11 @@ def lock_path(database: Path) -> Path:
 
 class SchedulerLock:
     """An exclusive flock on `{database}.lock` holding the scheduler's pid; the kernel releases
-    it when the process ends, however it ends."""
+    it when the process ends, however it ends.
+
+    The pid is written by `announce`, once the scheduler has written its next runs: until then
+    `holder` sees a scheduler that is still starting, and `status` never shows a pid without
+    the schedule that goes with it."""
 
     ATTEMPTS = 10
     """`holder()` takes the lock shared for an instant; a start that meets it tries again."""
@@ -236,9 +240,16 @@ class SchedulerLock:
                 time.sleep(0.1)
         f.seek(0)
         f.truncate()
-        f.write(f"{os.getpid()}\n")
         f.flush()
         self._file = f
+
+    def announce(self) -> None:
+        """Write this process's pid into the held lock: the scheduler is running."""
+        assert self._file is not None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
 
     def release(self) -> None:
         if self._file is not None:
@@ -249,7 +260,8 @@ class SchedulerLock:
 
 
 def holder(database: Path) -> int | None:
-    """The pid of the scheduler running on `database`, or None when none runs."""
+    """The pid of the scheduler running on `database`, or None when none runs (or one is still
+    starting: it holds the lock but has not announced its pid)."""
     path = lock_path(database)
     try:
         f = path.open(encoding="utf-8")
@@ -259,7 +271,7 @@ def holder(database: Path) -> int | None:
         try:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
-            return _read_pid(path) or 0
+            return _read_pid(path)
         fcntl.flock(f, fcntl.LOCK_UN)
         return None
 
@@ -382,9 +394,10 @@ class Scheduler:
             # GRACE late) of each job.
             aps.add_job(self.startup, "date", id="startup", name="startup")
             aps.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch", executor="watch")
+            self._write_state()  # the next runs first, then the pid that makes them visible
             aps.start()
             self._aps = aps
-            self._write_state()
+            self._lock.announce()
         except BaseException:
             self._lock.release()
             raise

@@ -9,7 +9,9 @@ loopback and the Maildir, so "sent once" is counted in the outbox.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +26,14 @@ from apscheduler.triggers.cron import CronTrigger
 from pipeline import cycle
 from pipeline.config import load_config
 from pipeline.models import FeedOutcome
-from pipeline.schedule import Scheduler, WallClock, decide
+from pipeline.schedule import (
+    STATE_KEY,
+    Scheduler,
+    SchedulerLock,
+    WallClock,
+    decide,
+    scheduler_status,
+)
 from pipeline.store import Store
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -360,3 +369,27 @@ def test_a_bad_cron_line_is_a_config_error_that_says_why(site, line: str, proble
     assert proc.returncode == 2
     assert f"trnews.toml: schedule.send: '{line}' is not a" in proc.stderr
     assert problem in proc.stderr
+
+
+def test_status_never_shows_a_scheduler_pid_without_its_next_runs(tmp_path: Path) -> None:
+    database = tmp_path / "trnews.db"
+    Store.open(database).close()
+    starting = SchedulerLock(database)
+    # A scheduler that holds the lock but has not written its schedule yet is starting: not
+    # shown as running, so no pid is shown with "next send: null".
+    starting.acquire()
+    try:
+        with Store.open(database) as store:
+            seen = scheduler_status(store)
+        assert seen["scheduler_pid"] is None and seen["next_send"] is None
+        with Store.open(database) as store:
+            store.set_meta(STATE_KEY, json.dumps({"next_send": "2026-12-07T08:00:00+01:00"}))
+        starting.announce()
+        with Store.open(database) as store:
+            seen = scheduler_status(store)
+        assert seen["scheduler_pid"] == os.getpid()
+        assert seen["next_send"] == "2026-12-07T08:00:00+01:00"
+    finally:
+        starting.release()
+    with Store.open(database) as store:
+        assert scheduler_status(store)["scheduler_pid"] is None
