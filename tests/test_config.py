@@ -523,3 +523,21 @@ def test_the_smtp_password_comes_from_the_environment_variable_the_config_names(
     cfg = load_config(path)
     assert cfg.delivery.smtp.password == "s3cret"
     assert "s3cret" not in path.read_text(encoding="utf-8")
+
+
+def test_intranet_and_test_domains_are_addresses_like_any_other(tmp_path: Path) -> None:
+    # A staging setup and an intranet: syntax is checked, not whether the names are public.
+    text = GOOD.replace("nyhetsbrev@example.org", "nyhetsbrev@trnews.test").replace(
+        'reply_to = "post@example.org"', 'reply_to = "post@corp.local"'
+    )
+    text += '\n[alerts]\nto = ["it@corp.local", "drift@staging.test"]\n'
+    (tmp_path / "trnews.toml").write_text(text, encoding="utf-8")
+    checked = trnews("-c", "trnews.toml", "check", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    added = trnews("-c", "trnews.toml", "subscribers", "add", "kari@corp.local", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    # A malformed address is still refused, with its key.
+    (tmp_path / "trnews.toml").write_text(text.replace("it@corp.local", "it@@corp"), "utf-8")
+    bad = trnews("-c", "trnews.toml", "check", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "alerts.to[0]" in bad.stderr
