@@ -113,7 +113,9 @@ def _fail(e: TrnewsError) -> None:
         err.print(f"trnews: {len(e.problems)} problem(s) in the config; nothing was done.")
     else:
         err.print(f"trnews: error: {e}", markup=False)
-        if isinstance(e, TransportUnavailable):
+        if e.hint:
+            err.print(f"trnews: {e.hint}", markup=False)
+        elif isinstance(e, TransportUnavailable):
             err.print(
                 "trnews: nothing is lost: readers not yet sent to stay queued; "
                 "run 'trnews send' again to carry on"
@@ -391,7 +393,16 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
     if test_addresses:
         addresses = [check_address(a) for a in (*test_addresses, *more_addresses)]
         with open_store(config) as store:
-            d = cycle.send_test(config, store, addresses)
+            try:
+                d = cycle.send_test(config, store, addresses)
+            except DeliveryError as e:
+                # Not the full send's advice: a test marks nothing, so there is nothing to
+                # carry on, and 'trnews send' would mail every subscriber.
+                e.hint = (
+                    "the test was not sent (no reader was mailed, nothing was marked); run "
+                    f"'trnews send --test {' '.join(addresses)}' again once the server answers"
+                )
+                raise
         click.echo(
             f"Sent a test of '{d.rendered.subject}' to {', '.join(addresses)}; nothing marked."
         )

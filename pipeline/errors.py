@@ -23,6 +23,8 @@ class TrnewsError(Exception):
     """Base of every error trnews raises on purpose."""
 
     exit_code = 1
+    hint: str | None = None
+    """What to do about it, when the command that met it knows better than the error."""
 
 
 @dataclass(frozen=True)

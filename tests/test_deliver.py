@@ -548,6 +548,20 @@ def test_send_test_refuses_a_malformed_address_naming_it(site: Site, smtp: SmtpS
     assert not smtp.handler.messages
 
 
+def test_a_failed_test_send_never_advises_the_full_send(site: Site) -> None:
+    with_meeting(site)
+    site.transport = "smtp"
+    site.smtp_port = free_port()  # nothing listens there
+    site.run("subscribers", "add", "anne@example.org")
+    proc = site.run("send", "--test", "redaksjon@example.org", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "cannot reach SMTP server" in proc.stderr
+    # Following the advice must not mail every subscriber.
+    assert "run 'trnews send' again" not in proc.stderr
+    assert "'trnews send --test redaksjon@example.org' again" in proc.stderr
+    assert "no reader was mailed" in proc.stderr
+
+
 # -- the fast message: each reader's bytes from the edition's, encoded once ----------------------
 
 TRICKY = (
