@@ -190,8 +190,13 @@ def check(state: State, discover: bool, fix: bool) -> None:
     """
     if fix and not discover:
         raise UsageError("--fix only goes with --discover: trnews check --discover --fix")
+    from . import deliver
+
     config = state.config()
+    warnings = deliver.check_setup(config)  # what the send will meet: the DKIM key, the CA
     feeds = sum(len(a.feeds) for a in config.ambassador)
+    for warning in warnings:
+        err.print(f"trnews: warning: {warning}", markup=False)
     click.echo(
         f"{state.path}: OK: {len(config.ambassador)} ambassadors, {feeds} feeds "
         f"({config.feed_count} to fetch), {len(config.meeting)} meetings; "
@@ -392,6 +397,9 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
         raise UsageError(f"unexpected argument {more_addresses[0]!r}; did you mean --test?")
     if test_addresses:
         addresses = [check_address(a) for a in (*test_addresses, *more_addresses)]
+        from . import deliver
+
+        deliver.check_setup(config)  # a DKIM key the real send would refuse fails the test too
         with open_store(config) as store:
             try:
                 d = cycle.send_test(config, store, addresses)

@@ -721,6 +721,51 @@ def test_each_message_carries_a_dkim_signature_that_verifies(
     assert asked  # the verifier did look the key up
 
 
+@pytest.mark.parametrize("key", ["missing", "the public TXT record"])
+def test_check_and_a_test_send_refuse_the_dkim_key_the_send_would_refuse(
+    site: Site, smtp: SmtpServer, dkim_key: DkimKey, key: str
+) -> None:
+    if key != "missing":  # an easy mistake: the DNS record pasted where the private key goes
+        (site.root / "dkim.pem").write_bytes(dkim_key.txt)
+    site.extra_toml = DKIM_TOML.format(key_file="dkim.pem")
+    site.transport = "smtp"
+    with_meeting(site)
+    checked = site.run("check", check=False)
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "delivery.dkim.key_file" in checked.stderr
+    tested = site.run("send", "--test", "redaksjon@example.org", check=False)
+    assert tested.returncode == 2, tested.stdout + tested.stderr
+    assert "delivery.dkim.key_file" in tested.stderr
+    assert not smtp.handler.messages
+    # With the private key in place, both pass.
+    (site.root / "dkim.pem").write_bytes(dkim_key.pem)
+    site.run("check")
+    site.run("send", "--test", "redaksjon@example.org")
+    assert len(smtp.handler.messages) == 1
+
+
+def test_check_warns_of_a_login_without_its_password_and_refuses_a_bad_ca_file(
+    site: Site,
+) -> None:
+    site.transport = "smtp"
+    site.write()
+    text = site.config.read_text("utf-8").replace(
+        'security = "none"',
+        'security = "starttls"\nusername = "nyhetsbrev"\npassword_env = "RELAY_PASSWORD"',
+    )
+    site.config.write_text(text, "utf-8")
+    warned = site.run("check")  # a warning, not an error: the service may set it later
+    assert "warning: delivery.smtp.username is 'nyhetsbrev' but $RELAY_PASSWORD is not set" in (
+        warned.stderr
+    )
+    site.env["RELAY_PASSWORD"] = "hemmelig"
+    assert "warning" not in site.run("check").stderr
+    site.config.write_text(text.replace('username = "nyhetsbrev"', 'ca_file = "ca.pem"'), "utf-8")
+    bad = site.run("check", check=False)
+    assert bad.returncode == 2
+    assert "delivery.smtp.ca_file" in bad.stderr and "ca.pem" in bad.stderr
+
+
 @pytest.mark.parametrize(("key_file", "problem"), [("missing.pem", "cannot read"), ("bad.pem", "")])
 def test_a_dkim_key_file_that_cannot_be_used_is_a_config_error(
     site: Site, key_file: str, problem: str
