@@ -867,6 +867,35 @@ def subscribers_forget(state: State, email: str) -> None:
 
 @cli.command()
 @config_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def backup(state: State, file: Path) -> None:
+    """Write a consistent copy of the database to FILE (owner-only), safe while `trnews run`
+    and `trnews serve` work.
+
+    The copy is one SQLite file, checked before it replaces FILE. Copying trnews.db itself
+    is not a backup: the database is in WAL mode, and its newest writes are in trnews.db-wal.
+    To restore, stop trnews and put the copy in place of storage.database (see README.md).
+
+    \b
+    Examples:
+      trnews backup /var/backups/trnews/trnews-$(date +%F).db
+      trnews -c /etc/trnews/trnews.toml backup /var/backups/trnews.db
+    """
+    config = state.config()
+    with open_store(config) as store:
+        store.backup(file)
+        counts = store.subscriber_counts()
+        items = store.item_count()
+        editions = store.edition_count()
+    click.echo(
+        f"Wrote a copy of {config.database_path} to {file} (owner-only): {items} items, "
+        f"{editions} editions, {sum(counts.values())} subscribers."
+    )
+
+
+@cli.command()
+@config_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port."

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -376,6 +377,36 @@ class Store:
                     (name, iso(datetime.now(UTC))),
                 )
 
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the database to `target`, readable by the owner only.
+
+        SQLite's online backup reads one snapshot through this connection, committed WAL
+        frames included (copying the file would miss them), while `trnews run` and `serve` go
+        on writing. The copy is checked, then moved into place in one rename, so `target` is
+        never a half-written file.
+        """
+        if target.exists() and target.resolve() == self.path.resolve():
+            raise StoreError(f"{target} is the database itself: name another file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            os.close(os.open(partial, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600))
+            partial.chmod(0o600)  # whatever the umask, and an old file of that name
+            copy = sqlite3.connect(partial)
+            try:
+                self.conn.backup(copy)
+                (verdict,) = copy.execute("PRAGMA quick_check").fetchone()
+                copy.execute("PRAGMA journal_mode = DELETE")  # one file, ready to restore
+            finally:
+                copy.close()
+            if verdict != "ok":
+                raise StoreError(f"the copy of {self.path} does not check out: {verdict}")
+            partial.replace(target)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot back up {self.path} to {target}: {e}") from e
+        finally:
+            partial.unlink(missing_ok=True)
+
     def transaction(self) -> _Transaction:
         return _Transaction(self.conn, self.path)
 
@@ -558,6 +589,9 @@ class Store:
             {"since": iso(since), "previous": iso(previous) if previous else None},
         )
         return [(_item(r), sorted(r["ambassadors"].split("\x1f"))) for r in rows]
+
+    def edition_count(self) -> int:
+        return int(self._q("SELECT count(*) FROM editions").fetchone()[0])
 
     def item_count(self) -> int:
         return int(self._q("SELECT count(*) FROM items").fetchone()[0])

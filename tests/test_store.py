@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import sqlite3
+import stat
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import Site
 
 from pipeline.errors import StoreError
 from pipeline.models import Rendered, SubscriberState
@@ -60,3 +67,64 @@ def test_an_edition_queues_each_active_reader_once_and_only_them(tmp_path: Path)
                 "VALUES (?, ?, 'x', 'queued', 'now')",
                 (edition, store.subscriber("r1@example.org").id),  # type: ignore[union-attr]
             )
+
+
+def test_backup_is_a_consistent_owner_only_copy_while_others_write(site: Site) -> None:
+    """`trnews backup` as a process while another connection keeps writing (as `trnews run`
+    and `serve` would): the copy holds a whole state, every committed write before it, and
+    no half of one; it is one file, readable by the owner only, and restores."""
+    site.run("subscribers", "add", "anne@example.org")
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        with Store.open(site.db) as store:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                with store.transaction():  # two rows that only ever appear together
+                    store.add_subscriber(
+                        f"w{n}a@example.org", state=SubscriberState.ACTIVE, source="admin", now=NOW
+                    )
+                    store.add_subscriber(
+                        f"w{n}b@example.org", state=SubscriberState.ACTIVE, source="admin", now=NOW
+                    )
+                written.append(n)
+
+    thread = threading.Thread(target=writer)
+    old_umask = os.umask(0o022)
+    thread.start()
+    try:
+        while len(written) < 20:  # the writer is well under way, with its WAL growing
+            time.sleep(0.01)
+        committed = len(written)
+        out = site.root / "backups" / "trnews-copy.db"
+        done = site.run("backup", str(out))
+    finally:
+        stop.set()
+        thread.join()
+        os.umask(old_umask)
+    assert "Wrote a copy of" in done.stdout and str(out) in done.stdout
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert [p.name for p in out.parent.iterdir()] == ["trnews-copy.db"]  # no -wal, no leftovers
+    with sqlite3.connect(out) as copy:
+        emails = {r[0] for r in copy.execute("SELECT email FROM subscribers")}
+        assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    pairs = {e[: -len("a@example.org")] for e in emails if e.endswith("a@example.org")}
+    assert pairs == {e[: -len("b@example.org")] for e in emails if e.endswith("b@example.org")}
+    assert len(pairs) >= committed  # every write committed before the backup started
+    # Restoring: the copy in place of the database, and trnews reads it.
+    site.db.unlink()
+    for extra in ("-wal", "-shm"):
+        Path(f"{site.db}{extra}").unlink(missing_ok=True)
+    shutil.copy(out, site.db)
+    listed = json.loads(site.run("subscribers", "list", "--json").stdout)
+    assert {s["email"] for s in listed} == emails
+
+
+def test_backup_refuses_the_database_itself(site: Site) -> None:
+    site.run("subscribers", "add", "anne@example.org")
+    proc = site.run("backup", str(site.db), check=False)
+    assert proc.returncode == 1
+    assert "is the database itself" in proc.stderr
+    assert json.loads(site.run("subscribers", "list", "--json").stdout)  # untouched
