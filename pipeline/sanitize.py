@@ -9,9 +9,14 @@ What goes, wherever the text came from:
   directional marks (U+200E, U+200F, U+061C): they make text read in another order than it is
   written ("Trojan Source"), so a name or a title could show words that are not there.
 
-A carriage return becomes a newline (CRLF and lone CR alike); everything else is kept, in NFC.
+Every line break becomes a newline: CRLF and a lone CR, and the vertical tab, form feed, NEL,
+LINE SEPARATOR and PARAGRAPH SEPARATOR (a vertical tab is how Word writes a manual line break,
+so text pasted from it keeps its lines). Everything else is kept, in NFC.
+
 `one_line` also folds every run of white space, newlines included, to one space: for names,
-titles and whatever else is shown on one line or may reach a header.
+titles and whatever else is shown on one line. A value that reaches a mail header
+is refused rather than repaired when it holds a line break or a control character (`CONTROL`):
+that is how headers are smuggled in, and the one who wrote it should hear so.
 """
 
 from __future__ import annotations
@@ -28,15 +33,20 @@ UNSAFE = re.compile(
     "\ud800-\udfff" + _NONCHARACTERS + "]"
 )
 """Every character `clean` removes."""
-_CR = re.compile("\r\n?")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters (tab and newline too) and line breaks: what a header value must not hold."""
+LINE_BREAK = re.compile("[\n\r\x0b\x0c\x85\u2028\u2029]")
+"""Every character that breaks a line."""
+_BREAK = re.compile("\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+"""The line breaks `clean` turns into newlines."""
 _SPACE = re.compile(r"\s+")
 
 
 def clean(text: str) -> str:
-    """`text` without the characters of UNSAFE, its line ends newlines, in NFC."""
+    """`text` without the characters of UNSAFE, its line breaks newlines, in NFC."""
     if text.isascii() and text.isprintable():  # most values: nothing to do
         return text
-    text = _CR.sub("\n", text)
+    text = _BREAK.sub("\n", text)
     return unicodedata.normalize("NFC", UNSAFE.sub("", text))
 
 
