@@ -40,6 +40,7 @@ def test_nothing_else_is_taken_out() -> None:
     ]
     text = "".join(kept)
     assert UNSAFE.search(text) is None
+    assert is_clean(text)
     assert clean(text) == unicodedata.normalize("NFC", text)
 
 
