@@ -46,7 +46,7 @@ from .models import (
     RenderedEdition,
     inert,
 )
-from .sanitize import UNSAFE
+from .sanitize import UNSAFE, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -434,8 +434,9 @@ def _fill(finished: str, values: dict[str, str]) -> str:
 def personalise(rendered: Rendered, *, unsubscribe_url: str, name: str = "") -> Rendered:
     """The rendered edition with one reader's values filled in: the finished HTML and text
     with their placeholders replaced, thousands of times cheaper than rendering again."""
-    # One line, no control characters, no placeholders: a name is text, whoever typed it.
-    name = inert(" ".join(re.sub(r"[\x00-\x1f\x7f]", " ", name).split()))
+    # One line, made safe, no placeholders: a name is text, whoever typed it (and a name
+    # stored by an older trnews may still hold a bidi override).
+    name = inert(one_line(name))
     spaced = f" {name}" if name else ""
     return Rendered(
         subject=rendered.subject,

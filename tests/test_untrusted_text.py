@@ -412,6 +412,24 @@ def test_a_name_from_a_csv_file_or_the_command_line_is_stored_without_bidi_chara
     assert names == {"kari@example.org": "Kari Nordmann", "ola@example.org": "Ola Hansen"}
 
 
+def test_a_name_stored_by_an_older_trnews_reaches_the_greeting_without_bidi_characters(
+    feeds: FeedServer, site: Site
+) -> None:
+    blog = feeds.add("/blogg.xml", rss_with(("God nyhet", "Om den.", "https://kari.example.org/")))
+    site.ambassador("kari-nordmann", "Kari Nordmann", "", [{"url": blog, "kind": "blog"}])
+    site.run("collect")
+    site.run("subscribers", "add", "kari@example.org", "--name", "Kari")
+    with sqlite3.connect(site.db) as conn:
+        conn.execute("UPDATE subscribers SET name = ?", (BIDI_NAME,))
+    conn.close()
+    site.run("send")
+
+    [message] = site.messages()
+    for part in (text_part(message), html_part(message)):
+        assert "Hei Kari Nordmann!" in part
+        assert unsafe_characters(part) == []
+
+
 def test_a_line_break_in_a_name_is_still_refused(site: Site) -> None:
     for name in ("Kari\nBcc: x@evil.example", "Kari\u2028Bcc: x@evil.example"):
         proc = site.run("subscribers", "add", "kari@example.org", "--name", name, check=False)
