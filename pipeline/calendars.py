@@ -37,6 +37,7 @@ from dateutil.rrule import rrulestr  # type: ignore[import-untyped]
 from .collect import fetch_documents, user_agent
 from .config import Config, meeting_end, meeting_start
 from .models import CalendarProblem, Meetings, PlannedMeeting
+from .sanitize import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,8 @@ def _ambassadors(people: Iterable[Any], by_email: dict[str, str]) -> tuple[str, 
 
 
 def _text(value: Any) -> str:
-    return " ".join(str(value).split()) if value else ""
+    """A text property of an event on one line, made safe (see pipeline.sanitize)."""
+    return one_line(str(value)) if value else ""
 
 
 def _excerpt(value: Any) -> str:

@@ -360,6 +360,8 @@ def preview(state: State, out: Path) -> None:
     with open_store(config) as store:
         d = cycle.preview(config, store, out)
     click.echo(f"Subject: {d.rendered.subject}")
+    for left_out in d.left_out:
+        click.echo(f"Left out {left_out}")
     if d.plan is not None and not d.plan.has_news:
         click.echo("Nothing new since the last edition: 'trnews send' would send nothing now.")
     elif d.plan is None:
@@ -411,6 +413,8 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
                     f"'trnews send --test {' '.join(addresses)}' again once the server answers"
                 )
                 raise
+        for left_out in d.left_out:
+            click.echo(f"Left out {left_out}")
         click.echo(
             f"Sent a test of '{d.rendered.subject}' to {', '.join(addresses)}; nothing marked."
         )
@@ -424,6 +428,8 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             stop=stop,
         )
+    for left_out in report.left_out:
+        click.echo(f"Left out {left_out}")
     if report.edition_id is None:
         click.echo(f"No edition sent: {report.reason}.")
         return
@@ -673,6 +679,14 @@ def _status_text(data: dict[str, Any]) -> str:
         )
     if not data["editions"]:
         lines.append("  none yet")
+    if data.get("left_out"):
+        lines += ["", "Left out of editions (a template or MJML could not take them):"]
+        for lo in data["left_out"]:
+            edition = f"edition #{lo['edition']}" if lo["edition"] else "no edition built"
+            lines.append(
+                f"  item {lo['item']} {lo['title']!r} ({lo['link'] or 'no link'}, feed "
+                f"{lo['feed']}), {edition}: {lo['reason']}"
+            )
     counts = data["subscribers"]
     lines += ["", "Subscribers: " + ", ".join(f"{n} {state}" for state, n in counts.items())]
     return "\n".join(lines)

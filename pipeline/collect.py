@@ -44,6 +44,7 @@ from .config import CollectConfig, Config
 from .errors import FetchError
 from .models import FeedOutcome, FeedResult, Kind
 from .parse import author_matches, parse_async, parse_feed, start_workers
+from .sanitize import one_line
 from .store import FeedHealth, Store
 
 logger = logging.getLogger(__name__)
@@ -295,7 +296,8 @@ async def _request(client: httpx.AsyncClient, source: Source, cap: int) -> _Try:
             if r.status_code == 304:
                 return _Try(FeedResult(url, not_modified=True, status=304, final_url=moved))
             if r.status_code >= 400:
-                error = f"HTTP {r.status_code} {r.reason_phrase}".strip()
+                # the reason phrase is the server's own words: made safe for status and logs
+                error = one_line(f"HTTP {r.status_code} {r.reason_phrase}")
                 wait = None
                 if r.status_code in (429, 503):
                     wait = retry_after(r.headers.get("retry-after"), datetime.now(UTC))

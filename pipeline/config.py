@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError, Problem, UsageError
+from .sanitize import CONTROL, clean, one_line
 
 DEFAULT_CONFIG = Path("config/trnews.toml")
 CONFIG_ENV = "TRNEWS_CONFIG"
@@ -57,17 +58,45 @@ def _address(value: str) -> str:
 
 def _mailbox(value: str) -> str:
     """A From-style mailbox: `Name <addr>` or a bare address; exactly one, on one line."""
-    if re.search(r"[\x00-\x1f\x7f]", value):
-        # A line break here would smuggle headers (Bcc:) into every message sent.
-        raise ValueError(f"{value!r} must be one line, without control characters")
+    value = _header_line(value)
     found = getaddresses([value])
     if len(found) != 1 or "@" not in found[0][1]:
         raise ValueError(f"{value!r} is not one address like 'Name <name@example.org>'")
     _address(found[0][1])
-    return value.strip()
+    return value
+
+
+def _header_line(value: str) -> str:
+    """A value that reaches a mail header: one line, without control characters, made safe.
+
+    Refused rather than repaired: a line break here would smuggle headers (Bcc:) into every
+    message sent, and whoever wrote it should hear so."""
+    if CONTROL.search(value):
+        raise ValueError(f"{value!r} must be one line, without control characters")
+    value = clean(value).strip()
+    if not value:
+        raise ValueError("is empty")
+    return value
+
+
+def _name(value: str) -> str:
+    """A name or title from the file, made safe (see pipeline.sanitize) and on one line."""
+    value = one_line(value)
+    if not value:
+        raise ValueError("is empty")
+    return value
+
+
+def _required_text(value: str) -> str:
+    value = clean(value)
+    if not value.strip():
+        raise ValueError("is empty")
+    return value
 
 
 def _http_url(value: str) -> str:
+    if CONTROL.search(value):  # urlsplit would quietly drop tabs and line breaks
+        raise ValueError(f"{value!r} must be one line, without control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{value!r} is not an http(s) URL like 'https://nyhetsbrev.example.org'")
@@ -151,6 +180,8 @@ def _accent(value: str) -> str:
 
 
 def _logo_url(value: str) -> str:
+    if CONTROL.search(value):
+        raise ValueError(f"{value!r} must be one line, without control characters")
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.netloc:
         raise ValueError(
@@ -163,9 +194,9 @@ def _logo_url(value: str) -> str:
 
 
 def _one_line(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f]", value):
+    if CONTROL.search(value):
         raise ValueError(f"{value!r} must be one line, without control characters")
-    return value.strip()
+    return clean(value).strip()
 
 
 Address = Annotated[str, AfterValidator(_address)]
@@ -177,6 +208,16 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 Accent = Annotated[str, AfterValidator(_accent)]
 LogoUrl = Annotated[str, AfterValidator(_logo_url)]
 OneLine = Annotated[str, AfterValidator(_one_line)]
+"""One line of text for a page or the newsletter: a line break is refused, the rest made safe."""
+HeaderLine = Annotated[str, Field(min_length=1), AfterValidator(_header_line)]
+"""A value that reaches a mail header: refused with a line break or control character."""
+Name = Annotated[str, Field(min_length=1), AfterValidator(_name)]
+"""A name or title: made safe (see pipeline.sanitize), on one line, not empty."""
+Line = Annotated[str, AfterValidator(one_line)]
+"""Text shown on one line, made safe."""
+Text = Annotated[str, AfterValidator(clean)]
+"""Free text, lines and all, made safe."""
+RequiredText = Annotated[str, Field(min_length=1), AfterValidator(_required_text)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -185,14 +226,15 @@ class _Section(BaseModel):
 
 
 class NewsletterConfig(_Section):
-    title: NonEmpty
+    title: HeaderLine
+    """In the Subject and List-Id of every message."""
     sender: Mailbox
     public_url: HttpUrl
     reply_to: Address | None = None
     language: Literal["nb", "nn", "en"] = "nb"
     """The newsletter's words, dates and times: bokmål, nynorsk or English."""
     timezone: Timezone = "Europe/Oslo"
-    intro: str = ""
+    intro: Text = ""
     templates: Path | None = None
     """Folder whose files override the built-in templates of the same name."""
     max_items: int = Field(40, ge=1, le=10_000)
@@ -289,9 +331,9 @@ class DkimConfig(_Section):
     """DKIM signing of every message (optional): the private key signs, the public one is
     published in DNS as the TXT record `{selector}._domainkey.{domain}`."""
 
-    domain: NonEmpty
+    domain: HeaderLine
     """The signing domain (d=), normally the sender's domain, so DMARC finds it aligned."""
-    selector: NonEmpty
+    selector: HeaderLine
     key_file: Path
     """PEM file of the RSA private key; relative to the config file's folder."""
 
@@ -312,7 +354,7 @@ class FeedConfig(_Section):
     url: NonEmpty
     """An http(s) URL, or a local file path (relative to the config file)."""
     kind: Literal["blog", "chronicle"]
-    author: NonEmpty | None = None
+    author: Name | None = None
     """Keep only entries whose author field names this person (a newspaper's shared feed)."""
 
     @field_validator("url")
@@ -360,9 +402,10 @@ Location = Annotated[str, Field(min_length=1), AfterValidator(_location)]
 
 
 def _keyword(value: str) -> str:
-    if not value.strip() or value.strip() == "*":
+    value = one_line(value)
+    if not value or value == "*":
         raise ValueError("is empty: write a word or a phrase, like 'næringsliv'")
-    return value.strip()
+    return value
 
 
 Keyword = Annotated[str, AfterValidator(_keyword)]
@@ -385,7 +428,7 @@ class MessageConfig(_Section):
     """One message of the common message bank (HP 8.3)."""
 
     id: Annotated[str, AfterValidator(_slug)]
-    title: NonEmpty
+    title: Name
     keywords: list[Keyword] = Field(min_length=1)
     """An item carries the message when one of these appears in its title or excerpt as a
     whole word (any case); a keyword ending in `*` also matches longer words it begins."""
@@ -460,8 +503,8 @@ def _plan_cross_check(raw: dict[str, Any]) -> list[Problem]:
 class AmbassadorConfig(_Section):
     id: NonEmpty
     """Stable, unique slug; items and meetings are credited by it."""
-    name: NonEmpty
-    role: str = ""
+    name: Name
+    role: Line = ""
     feeds: list[FeedConfig] = []
     email: Address | None = None  # matches calendar attendees
     plan: PlanConfig = PlanConfig()  # targets per calendar year
@@ -478,13 +521,14 @@ class AmbassadorConfig(_Section):
 
 
 class MeetingConfig(_Section):
-    title: NonEmpty
+    title: RequiredText
+    """Made safe but not folded: the meeting's key is made from it, as written."""
     start: datetime
     end: datetime | None = None
-    location: str = ""
+    location: Text = ""
     ambassadors: list[str] = []
     url: HttpUrl | None = None
-    description: str = ""
+    description: Text = ""
 
     @field_validator("start", "end", mode="before")
     @classmethod

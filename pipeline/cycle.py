@@ -32,7 +32,15 @@ from .deliver import (
 )
 from .edition import plan_edition
 from .errors import RecipientRefused, TransportUnavailable, UsageError
-from .models import DeliveryState, EditionPlan, FeedOutcome, Rendered, SendReport, SubscriberState
+from .models import (
+    DeliveryState,
+    EditionPlan,
+    FeedOutcome,
+    LeftOut,
+    Rendered,
+    SendReport,
+    SubscriberState,
+)
 from .render import Renderer, personalise
 from .store import Store
 from .tokens import link_secret, sign
@@ -61,6 +69,8 @@ class Draft:
     plan: EditionPlan | None
     """None when the draft is an unfinished edition being resumed (its content is frozen)."""
     edition_id: int | None = None
+    left_out: tuple[LeftOut, ...] = ()
+    """What a template or MJML could not take: left out (see Renderer.render_edition)."""
 
 
 def draft(config: Config, store: Store, now: datetime) -> Draft:
@@ -68,8 +78,8 @@ def draft(config: Config, store: Store, now: datetime) -> Draft:
     unfinished = store.unfinished_edition()
     if unfinished is not None:
         return Draft(store.edition_content(unfinished), None, unfinished)
-    plan = plan_edition(config, store, now)
-    return Draft(Renderer(config).render(plan), plan)
+    built = Renderer(config).render_edition(plan_edition(config, store, now))
+    return Draft(built.rendered, built.plan, left_out=built.left_out)
 
 
 def preview(config: Config, store: Store, out_dir: Path, *, now: datetime | None = None) -> Draft:
@@ -210,13 +220,25 @@ def _build(config: Config, store: Store, now: datetime, report: SendReport) -> i
     if not store.subscriber_counts()[SubscriberState.ACTIVE]:
         report.reason = "no active subscribers (add one with 'trnews subscribers add EMAIL')"
         return None
-    rendered = Renderer(config).render(plan)
+    built = Renderer(config).render_edition(plan)
+    plan = built.plan
+    report.left_out = list(built.left_out)
+    # A left-out item is recorded, so that no later edition tries it again.
+    left_out = [(lo.item.id, lo.reason) for lo in built.left_out if lo.item is not None]
+    if not plan.has_news and not config.schedule.send_when_empty:
+        store.leave_out(left_out, edition_id=None, now=now)
+        report.reason = (
+            "nothing new since the last edition: what was new could not be shown and was "
+            "left out (see 'trnews status')"
+        )
+        return None
     edition_id, recipients = store.create_edition(
         created=now,
-        rendered=rendered,
+        rendered=built.rendered,
         shown=[i.id for i in plan.items],
         overflow=[i.id for i in plan.overflow],
         meetings=[m.key for m in plan.meetings],
+        left_out=left_out,
     )
     logger.info(
         "Built edition %d: %d items, %d meetings, %d recipients",
@@ -460,7 +482,9 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
     `ok: null`); without one (the file is broken), every feed the database knows. `gone` is
     true from a feed's first 410 answer until it answers anything else; `retry_after` is when
     its server asked to be fetched again (429 or 503 with Retry-After), if it did. An
-    edition's `owed` counts the readers a later `send` still delivers it to.
+    edition's `owed` counts the readers a later `send` still delivers it to. `left_out` names
+    the latest items left out of an edition because a template or MJML could not take them
+    (`edition` null when, without them, no edition was built).
     """
     health = store.feed_health()
     owed = store.owed_counts()
@@ -515,6 +539,18 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
             for e in store.editions()
         ],
         "subscribers": store.subscriber_counts(),
+        "left_out": [
+            {
+                "item": r.item_id,
+                "title": r.title,
+                "link": r.link,
+                "feed": r.feed_url,
+                "reason": r.reason,
+                "edition": r.edition_id,
+                "when": _iso(r.when),
+            }
+            for r in store.left_out_items()
+        ],
     }
 
 

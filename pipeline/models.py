@@ -256,6 +256,48 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """An item or meeting left out of an edition: a template or MJML could not take its values.
+
+    Exactly one of `item` and `meeting` is set."""
+
+    reason: str
+    item: Item | None = None
+    meeting: Meeting | None = None
+
+    def __str__(self) -> str:
+        if self.item is not None:
+            where = self.item.link or "no link"
+            return f"item {self.item.id} {self.item.title!r} ({where}): {self.reason}"
+        assert self.meeting is not None
+        return f"meeting {self.meeting.title!r} ({self.meeting.start:%Y-%m-%d}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class RenderedEdition:
+    """An edition rendered from a plan, less the items and meetings it could not show."""
+
+    rendered: Rendered
+    plan: EditionPlan
+    """What was rendered: the plan without what was left out."""
+    left_out: tuple[LeftOut, ...] = ()
+
+
+@dataclass(frozen=True)
+class LeftOutRow:
+    """An item left out of an edition, as `status` shows it."""
+
+    item_id: int
+    title: str
+    link: str
+    feed_url: str
+    reason: str
+    edition_id: int | None
+    """The edition it was left out of; None when, without it, no edition was built."""
+    when: datetime
+
+
+@dataclass(frozen=True)
 class Subscriber:
     id: int
     email: str
@@ -296,6 +338,8 @@ class SendReport:
     """The first few readers refused for good (5xx, or unreachable), with the reason."""
     reason: str = ""
     """Why nothing was built, when nothing was."""
+    left_out: list[LeftOut] = field(default_factory=list)
+    """What the edition built in this run left out (see `LeftOut`)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import multiprocessing
 import os
 import re
 import threading
-import unicodedata
 import xml.sax
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -37,6 +36,7 @@ import nh3
 
 from .errors import FetchError
 from .models import Entry, inert
+from .sanitize import clean, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +50,14 @@ _BLOCK_TAG = re.compile(  # where a block tag starts: a space goes there, so wor
     r"article|header|footer|pre|hr|dd|dt)\b)",
     re.IGNORECASE,
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
-_SPACE = re.compile(r"\s+")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_INVISIBLE = re.compile("[\u200b-\u200d\u2060-\u2064\ufeff]")
+"""Zero-width characters feeds put between words (and a stray BOM): a space, in feed text."""
 
 
 def clean_text(text: str) -> str:
-    """Plain text on one line: control and bidi characters gone, white space folded."""
-    text = _SPACE.sub(" ", _CONTROL.sub(" ", unicodedata.normalize("NFC", text))).strip()
-    return inert(text)
+    """Plain text on one line, made safe (see pipeline.sanitize): white space folded, and
+    zero-width characters taken as spaces."""
+    return inert(one_line(_INVISIBLE.sub(" ", text)))
 
 
 _HIDDEN = frozenset({"script", "style", "template"})
@@ -166,12 +165,18 @@ _CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
 
 def _charref(m: re.Match[bytes]) -> bytes:
     """A numeric character reference, or nothing if it names no character: feedparser's lenient
-    parser crashes on `&#xD800;` or `&#x110000;`, losing the whole feed."""
+    parser crashes on `&#xD800;` or `&#x110000;`, losing the whole feed. References to what no
+    text may hold go too (a noncharacter, a C0 control but tab and line ends): XML forbids most
+    of them, so one would send the whole feed to feedparser's slower lenient parser."""
     digits = m[1] or m[2]
     if len(digits.lstrip(b"0")) > 7:
         return b""
     value = int(digits, 16) if m[1] else int(digits)
-    return m[0] if value < 0x110000 and not 0xD800 <= value <= 0xDFFF else b""
+    if value >= 0x110000 or 0xD800 <= value <= 0xDFFF:
+        return b""
+    if value < 0x20 and value not in (0x09, 0x0A, 0x0D):
+        return b""
+    return b"" if 0xFDD0 <= value <= 0xFDEF or value & 0xFFFE == 0xFFFE else m[0]
 
 
 _FEED_LINK = re.compile(
@@ -186,7 +191,7 @@ def advertised_feed(body: bytes, base: str) -> str | None:
     for tag in _FEED_LINK.findall(head):
         href = _HREF.search(tag)
         if href:
-            return urljoin(base, html.unescape(href.group(1)))
+            return urljoin(base, clean(html.unescape(href.group(1))))
     return None
 
 
@@ -229,9 +234,10 @@ def _date(entry: Any, now: datetime) -> datetime | None:
 
 
 def _str(value: Any) -> str:
-    """Text from feedparser without the lone surrogates a `&#xD800;` gives: nothing downstream
-    (nh3, SQLite, e-mail) can encode them, and one such entry must not sink its feed."""
-    return _SURROGATE.sub("", value) if isinstance(value, str) else ""
+    """Text from feedparser made safe (pipeline.sanitize.clean): without the lone surrogates a
+    `&#xD800;` gives, which nothing downstream (nh3, SQLite, e-mail) can encode, and without
+    the controls and noncharacters that make MJML refuse a whole edition."""
+    return clean(value) if isinstance(value, str) else ""
 
 
 def _text_of(detail: Any, value: str) -> str:

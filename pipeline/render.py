@@ -20,7 +20,7 @@ import io
 import logging
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +36,17 @@ from mjml import mjml2html
 
 from .config import MIN_CONTRAST, Config, mix_until_contrast
 from .errors import RenderError
-from .models import PERSONAL_MARK, EditionPlan, Item, Meeting, Rendered, inert
+from .models import (
+    PERSONAL_MARK,
+    EditionPlan,
+    Item,
+    LeftOut,
+    Meeting,
+    Rendered,
+    RenderedEdition,
+    inert,
+)
+from .sanitize import UNSAFE, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -289,10 +299,10 @@ class Renderer:
             return template.render(ctx)
         except jinja2.TemplateSyntaxError as e:  # in a template it includes
             raise RenderError(f"template {e.filename}:{e.lineno}: {e.message}") from e
-        except jinja2.TemplateError as e:
-            # An admin's override naming a value that does not exist: say where. The deepest
-            # template file in the traceback is where it failed (an included partial, or the
-            # template itself).
+        except Exception as e:
+            # An admin's override naming a value that does not exist, or a filter failing on
+            # one value: say where. The deepest template file in the traceback is where it
+            # failed (an included partial, or the template itself).
             where = _failing_template(e.__traceback__) or (template.filename or name, None)
             filename, line = where
             raise RenderError(f"template {filename}{f':{line}' if line else ''}: {e}") from e
@@ -321,6 +331,74 @@ class Renderer:
                     len(style.encode()) // 1024,
                 )
         return Rendered(subject=subject, html=html_part, text=text)
+
+    def render_edition(self, plan: EditionPlan) -> RenderedEdition:
+        """The edition, less any item or meeting whose values a template or MJML cannot take.
+
+        One bad value costs its item, never the edition: when the whole fails, the edition is
+        rendered without items and meetings, then with each alone, and those that fail alone
+        are left out (and logged). If the edition fails even without them, the templates are
+        broken for every edition, and that RenderError stands.
+        """
+        try:
+            return RenderedEdition(self.render(plan), plan)
+        except RenderError as e:
+            if not (plan.items or plan.meetings):
+                raise
+            whole = e
+        bare = replace(plan, items=(), meetings=(), new_meetings=())
+        try:
+            self.render(bare)
+        except RenderError:
+            raise whole from None
+        left_out = []
+        for item in plan.items:
+            if why := self._fails(replace(bare, items=(item,)), item):
+                left_out.append(LeftOut(why, item=item))
+        for meeting in plan.meetings:
+            if why := self._fails(replace(bare, meetings=(meeting,)), meeting):
+                left_out.append(LeftOut(why, meeting=meeting))
+        if not left_out:  # each renders alone, not together: nothing to single out
+            raise whole
+        out_items = {lo.item.id for lo in left_out if lo.item is not None}
+        out_meetings = {lo.meeting.key for lo in left_out if lo.meeting is not None}
+        kept = replace(
+            plan,
+            items=tuple(i for i in plan.items if i.id not in out_items),
+            meetings=tuple(m for m in plan.meetings if m.key not in out_meetings),
+            new_meetings=tuple(k for k in plan.new_meetings if k not in out_meetings),
+        )
+        rendered = self.render(kept)
+        for lo in left_out:
+            logger.warning("Left %s out of the edition", lo)
+        return RenderedEdition(rendered, kept, tuple(left_out))
+
+    def _fails(self, alone: EditionPlan, part: Item | Meeting) -> str | None:
+        """Why the edition with only this item or meeting cannot be rendered, or None."""
+        try:
+            self.render(alone)
+        except RenderError as e:
+            return _why(part, str(e))
+        return None
+
+
+def _why(part: Item | Meeting, error: str) -> str:
+    """Why an item or meeting could not be rendered: the character at fault when one of its
+    values holds what e-mail cannot carry (stored before trnews took such characters out),
+    and what the template or MJML said."""
+    if isinstance(part, Item):
+        values = {"title": part.title, "link": part.link, "excerpt": part.excerpt}
+    else:
+        values = {
+            "title": part.title,
+            "location": part.location,
+            "link": part.url,
+            "description": part.description,
+        }
+    for field, value in values.items():
+        if found := UNSAFE.search(value):
+            return f"its {field} holds U+{ord(found[0]):04X}, which e-mail cannot carry ({error})"
+    return error
 
 
 def _failing_template(tb: TracebackType | None) -> tuple[str, int | None] | None:
@@ -356,8 +434,9 @@ def _fill(finished: str, values: dict[str, str]) -> str:
 def personalise(rendered: Rendered, *, unsubscribe_url: str, name: str = "") -> Rendered:
     """The rendered edition with one reader's values filled in: the finished HTML and text
     with their placeholders replaced, thousands of times cheaper than rendering again."""
-    # One line, no control characters, no placeholders: a name is text, whoever typed it.
-    name = inert(" ".join(re.sub(r"[\x00-\x1f\x7f]", " ", name).split()))
+    # One line, made safe, no placeholders: a name is text, whoever typed it (and a name
+    # stored by an older trnews may still hold a bidi override).
+    name = inert(one_line(name))
     spaced = f" {name}" if name else ""
     return Rendered(
         subject=rendered.subject,

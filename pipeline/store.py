@@ -29,6 +29,7 @@ from .models import (
     Item,
     JobRun,
     Kind,
+    LeftOutRow,
     Rendered,
     Subscriber,
     SubscriberState,
@@ -219,6 +220,20 @@ MIGRATIONS: list[tuple[str, str]] = [
             address_hash TEXT PRIMARY KEY,
             since TEXT NOT NULL
         ) WITHOUT ROWID;
+        """,
+    ),
+    (
+        # Items an edition left out because a template or MJML could not take their values
+        # (see Renderer.render_edition): never due again, and named by `status`. `edition_id`
+        # is null when, without them, there was nothing to send.
+        "0006_left_out_items",
+        """
+        CREATE TABLE left_out_items (
+            item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+            edition_id INTEGER REFERENCES editions (id),
+            reason TEXT NOT NULL,
+            created TEXT NOT NULL
+        );
         """,
     ),
 ]
@@ -582,6 +597,7 @@ class Store:
             """SELECT i.*, group_concat(ia.ambassador_id, char(31)) AS ambassadors
                FROM items i JOIN item_ambassadors ia ON ia.item_id = i.id
                WHERE NOT EXISTS (SELECT 1 FROM edition_items ei WHERE ei.item_id = i.id)
+                 AND NOT EXISTS (SELECT 1 FROM left_out_items lo WHERE lo.item_id = i.id)
                  AND i.date >= :since
                  AND (:previous IS NULL OR i.date >= :previous OR i.first_seen >= :previous)
                GROUP BY i.id
@@ -619,9 +635,11 @@ class Store:
         shown: Iterable[int],
         overflow: Iterable[int],
         meetings: Iterable[str],
+        left_out: Iterable[tuple[int, str]] = (),
     ) -> tuple[int, int]:
         """Freeze an edition and queue every active subscriber; returns (id, recipients).
 
+        `left_out` holds the (item id, reason) of the items it could not show (see `leave_out`).
         One transaction: either the edition exists with its items and its queue, or nothing does.
         """
         with self.transaction():
@@ -645,12 +663,48 @@ class Store:
                 "INSERT INTO edition_meetings (edition_id, meeting_key) VALUES (?, ?)",
                 [(edition_id, k) for k in meetings],
             )
+            self.leave_out(left_out, edition_id=edition_id, now=created)
             cur = self._q(
                 """INSERT INTO deliveries (edition_id, subscriber_id, email, state, updated)
                    SELECT ?, id, email, 'queued', ? FROM subscribers WHERE state = 'active'""",
                 (edition_id, iso(created)),
             )
             return edition_id, cur.rowcount
+
+    def leave_out(
+        self, items: Iterable[tuple[int, str]], *, edition_id: int | None, now: datetime
+    ) -> None:
+        """Record items (id, reason) an edition could not show: no later edition tries them."""
+        rows = [(item_id, edition_id, reason, iso(now)) for item_id, reason in items]
+        if rows:
+            self.conn.executemany(
+                """INSERT OR REPLACE INTO left_out_items (item_id, edition_id, reason, created)
+                   VALUES (?, ?, ?, ?)""",
+                rows,
+            )
+
+    def left_out_items(self, limit: int = 20) -> list[LeftOutRow]:
+        """The items left out of editions, the latest first."""
+        rows = self._q(
+            """SELECT lo.item_id, i.title, i.link, i.feed_url, lo.reason, lo.edition_id,
+                      lo.created
+               FROM left_out_items lo JOIN items i ON i.id = lo.item_id
+               ORDER BY lo.created DESC, lo.item_id DESC
+               LIMIT ?""",
+            (limit,),
+        )
+        return [
+            LeftOutRow(
+                item_id=r["item_id"],
+                title=r["title"],
+                link=r["link"],
+                feed_url=r["feed_url"],
+                reason=r["reason"],
+                edition_id=r["edition_id"],
+                when=parse_iso(r["created"]),
+            )
+            for r in rows
+        ]
 
     def edition_content(self, edition_id: int) -> Rendered:
         row = self._q(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any, TextIO
 from .config import check_address
 from .errors import UsageError
 from .models import Subscriber, SubscriberState
+from .sanitize import LINE_BREAK, one_line
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -24,16 +24,15 @@ EXPORT_FIELDS = ("email", "name", "state", "created")
 
 
 def check_name(name: str, address: str) -> str:
-    """The reader's name, trimmed; a control character in it is refused, not cleaned away.
+    """The reader's name on one line, made safe (see pipeline.sanitize); a line break in it is
+    refused, not cleaned away.
 
     A line break in a name is most often an attempt to smuggle a header (`Bcc:`) into the To
     line, so the whole entry is refused rather than quietly repaired.
     """
-    if re.search(r"[\x00-\x1f\x7f]", name):
-        raise UsageError(
-            f"the name given for {address} contains a line break or control character: {name!r}"
-        )
-    return name.strip()
+    if LINE_BREAK.search(name):
+        raise UsageError(f"the name given for {address} contains a line break: {name!r}")
+    return one_line(name)
 
 
 def _import_state(value: str) -> SubscriberState:

@@ -41,7 +41,6 @@ import functools
 import hashlib
 import ipaddress
 import logging
-import re
 import signal
 import textwrap
 import threading
@@ -78,6 +77,7 @@ from .deliver import make_signer, make_transport, wire_address
 from .errors import TrnewsError, UsageError
 from .models import SubscriberState, inert
 from .render import TEXT_WIDTH, builtin_templates, palette, personalise, translations
+from .sanitize import one_line
 from .store import Confirmation, ConsentText, Store
 
 logger = logging.getLogger(__name__)
@@ -437,8 +437,7 @@ class Web:
         if fields is None:
             return self.form(400, error=t.gettext("The form could not be read. Try again."))
         raw_email = fields.get("email", "")[:320]
-        name = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", fields.get("name", "")).split())
-        name = inert(name)[:MAX_NAME]
+        name = inert(one_line(fields.get("name", "")))[:MAX_NAME]
         try:
             address = check_address(raw_email)
         except UsageError:

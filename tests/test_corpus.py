@@ -1,5 +1,6 @@
 """feedparser's own test corpus through the whole pipeline: every run ends cleanly, every item
-reaches the edition, nothing active reaches a message.
+reaches the edition, nothing active reaches a message, and no control, noncharacter or bidi
+character either.
 
 The corpus (../shared/corpus/, licence beside it) holds every feed of feedparser's test suite,
 well-formed and ill-formed, in many encodings, and the hostile and odd HTML snippets of its
@@ -30,6 +31,7 @@ from xml.sax.saxutils import escape
 import feedparser
 import pytest
 from conftest import CORPUS, FeedServer, Site, html_part, text_part
+from test_untrusted_text import delivered, unsafe_characters
 
 from pipeline.errors import FetchError
 from pipeline.parse import parse_feed
@@ -373,6 +375,8 @@ def test_every_corpus_entry_reaches_the_edition(feeds: FeedServer, site: Site) -
     assert "1 delivered" in sent.stdout, sent.stdout
     msg = the_message(site)
     text, html = text_part(msg), html_part(msg)
+    unsafe = unsafe_characters(delivered(site)[0])
+    assert not unsafe, f"characters no reader should get are in the message: {set(unsafe)}"
 
     missing = missing_from_edition(oracle, text)
     assert not missing, f"{len(missing)} entries missing:\n" + "\n".join(missing[:40])
@@ -548,6 +552,8 @@ def test_no_hostile_snippet_puts_anything_active_into_the_message(
     site.run("send")
     msg = the_message(site)
     html, text = html_part(msg), text_part(msg)
+    unsafe = unsafe_characters(delivered(site)[0])
+    assert not unsafe, f"characters no reader should get are in the message: {set(unsafe)}"
 
     found = active_content(html)
     assert not found, f"{len(found)} active things in the HTML part:\n" + "\n".join(found[:40])
