@@ -214,10 +214,14 @@ def _discover(path: Path, config: Config, fix: bool) -> None:
 
         found = discover.discover(config, on_result=seen)
     for s in found:
-        click.echo(f"{', '.join(s.keys)}: {s.old} {s.why}: {s.new}")
-    better = {s.old for s in found}
+        if s.refused:
+            click.echo(f"{', '.join(s.keys)}: {s.old} {s.why} {s.new}, not suggested: {s.refused}")
+        else:
+            click.echo(f"{', '.join(s.keys)}: {s.old} {s.why}: {s.new}")
+    named = {s.old for s in found}
+    found = [s for s in found if not s.refused]
     for url, keys in web.items():
-        if url in failed and url not in better:
+        if url in failed and url not in named:
             click.echo(f"{', '.join(keys)}: {url} fails ({failed[url]}); no better URL found.")
     if not found:
         click.echo(f"No better URL found for the {len(web)} web feeds.")

@@ -6,6 +6,11 @@ moved for good (an unbroken run of 301/308 redirects). Each web feed is fetched 
 `collect` would fetch it but without validators and without storing anything, and each such
 finding becomes a `Suggestion`. With `--fix` the new URLs replace the old ones in the config
 file's own text, so its comments and layout stay as the admin wrote them.
+
+A URL put in the config is fetched wherever it points (pipeline.egress), so a page or a
+redirect must not be able to put one there that reaches what only this machine or its network
+can: a new URL on another host:port than the old one is suggested only when every address of
+its host is public. Otherwise it is named with the reason, and `--fix` leaves it out.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import egress
 from .collect import Source, fetch_all, user_agent
 from .config import Config, load_config
 from .errors import ConfigError, Problem
@@ -34,6 +40,8 @@ class Suggestion:
     why: str
     keys: tuple[str, ...]
     """The config keys that name the old URL (`ambassador[0].feeds[1].url`)."""
+    refused: str | None = None
+    """Why the new URL is not suggested after all (it leads to a non-public address)."""
 
 
 def feed_keys(config: Config) -> dict[str, list[str]]:
@@ -61,7 +69,8 @@ def discover(
     config: Config, *, on_result: Callable[[FeedResult], None] | None = None
 ) -> list[Suggestion]:
     """Fetch every web feed of the config once (storing nothing); a suggestion per URL that
-    names a page or has moved, in config order."""
+    names a page or has moved, in config order, with `refused` set on those that lead to a
+    non-public address on another host:port."""
     keys = feed_keys(config)
     found: dict[str, Suggestion] = {}
 
@@ -72,15 +81,20 @@ def discover(
         if on_result:
             on_result(result)
 
-    asyncio.run(
-        fetch_all(
+    async def run() -> None:
+        await fetch_all(
             [Source(url) for url in keys],
             config.collect,
             user_agent=user_agent(config),
             now=datetime.now(UTC),
             on_result=seen,
         )
-    )
+        for url, s in found.items():
+            refused = await egress.refusal(s.new, s.old)
+            if refused:
+                found[url] = replace(s, refused=refused)
+
+    asyncio.run(run())
     return [found[url] for url in keys if url in found]
 
 
@@ -90,7 +104,8 @@ _UNSAFE = re.compile(r"[\"'\\\x00-\x20\x7f]")
 
 def apply(path: Path, suggestions: list[Suggestion]) -> tuple[int, Path]:
     """Replace each old URL with its new one wherever the config file writes it as a TOML
-    string; returns how many were replaced and where the file as it was is kept (`.bak`).
+    string (a refused suggestion never); returns how many were replaced and where the file as
+    it was is kept (`.bak`).
 
     The new file is checked (loaded as a config) before it replaces the old one, and replaced
     in one rename: a failure leaves the config as it was. ConfigError if the result does not
@@ -99,6 +114,8 @@ def apply(path: Path, suggestions: list[Suggestion]) -> tuple[int, Path]:
     text = path.read_text(encoding="utf-8")
     replaced = 0
     for s in suggestions:
+        if s.refused:
+            continue
         if _UNSAFE.search(s.new):
             why = f"cannot write {s.new!r} as a plain TOML string: change it by hand"
             raise ConfigError(path, [Problem(s.keys[0], why)])
