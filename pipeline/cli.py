@@ -215,15 +215,10 @@ def _discover(path: Path, config: Config, fix: bool) -> None:
 
         found = discover.discover(config, on_result=seen)
     for s in found:
-        old, new = redact.url(s.old), redact.url(s.new)
-        if s.refused:
-            click.echo(f"{', '.join(s.keys)}: {old} {s.why} {new}, not suggested: {s.refused}")
-        else:
-            click.echo(f"{', '.join(s.keys)}: {old} {s.why}: {new}")
-    named = {s.old for s in found}
-    found = [s for s in found if not s.refused]
+        click.echo(f"{', '.join(s.keys)}: {redact.url(s.old)} {s.why}: {redact.url(s.new)}")
+    better = {s.old for s in found}
     for url, keys in web.items():
-        if url in failed and url not in named:
+        if url in failed and url not in better:
             click.echo(
                 f"{', '.join(keys)}: {redact.url(url)} fails ({redact.text(failed[url])}); "
                 "no better URL found."

@@ -390,13 +390,21 @@ async def _parse(url: str, body: _Body, now: datetime) -> FeedResult:
     try:
         entries = await parse_async(body.data, body.base, body.content_type, now=now)
     except FetchError as e:
+        reason, advertised = e.reason, e.advertised
+        refused = advertised and await egress.refusal(advertised, url)
+        if advertised and refused:
+            # An admin told "put that URL in the config" would make trnews fetch it wherever
+            # it points: a page must not lead them to a non-public address.
+            where = redact.url(advertised)
+            reason = f"not a feed: an HTML page naming a feed at {where}, not suggested: {refused}"
+            advertised = None
         return FeedResult(
             url,
-            error=e.reason,
+            error=reason,
             status=body.status,
             final_url=body.moved_to,
             attempts=body.attempts,
-            advertised=e.advertised,
+            advertised=advertised,
         )
     return FeedResult(
         url,

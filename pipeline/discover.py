@@ -7,10 +7,11 @@ moved for good (an unbroken run of 301/308 redirects). Each web feed is fetched 
 finding becomes a `Suggestion`. With `--fix` the new URLs replace the old ones in the config
 file's own text, so its comments and layout stay as the admin wrote them.
 
-A URL put in the config is fetched wherever it points (pipeline.egress), so a page or a
-redirect must not be able to put one there that reaches what only this machine or its network
-can: a new URL on another host:port than the old one is suggested only when every address of
-its host is public. Otherwise it is named with the reason, and `--fix` leaves it out.
+A URL put in the config is fetched wherever it points, so neither a page nor a redirect may put
+one there that reaches what only this machine or its network can. The fetch sees to it: a
+redirect to a non-public address on another host:port is not followed (pipeline.egress), so
+the feed fails and names where it pointed; a page naming such a feed fails with the reason
+and names no `advertised` feed (pipeline.collect). Neither becomes a suggestion.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import egress
 from .collect import Source, fetch_all, user_agent
 from .config import Config, load_config
 from .errors import ConfigError, Problem
@@ -40,8 +40,6 @@ class Suggestion:
     why: str
     keys: tuple[str, ...]
     """The config keys that name the old URL (`ambassador[0].feeds[1].url`)."""
-    refused: str | None = None
-    """Why the new URL is not suggested after all (it leads to a non-public address)."""
 
 
 def feed_keys(config: Config) -> dict[str, list[str]]:
@@ -69,8 +67,7 @@ def discover(
     config: Config, *, on_result: Callable[[FeedResult], None] | None = None
 ) -> list[Suggestion]:
     """Fetch every web feed of the config once (storing nothing); a suggestion per URL that
-    names a page or has moved, in config order, with `refused` set on those that lead to a
-    non-public address on another host:port."""
+    names a page or has moved, in config order."""
     keys = feed_keys(config)
     found: dict[str, Suggestion] = {}
 
@@ -81,20 +78,15 @@ def discover(
         if on_result:
             on_result(result)
 
-    async def run() -> None:
-        await fetch_all(
+    asyncio.run(
+        fetch_all(
             [Source(url) for url in keys],
             config.collect,
             user_agent=user_agent(config),
             now=datetime.now(UTC),
             on_result=seen,
         )
-        for url, s in found.items():
-            refused = await egress.refusal(s.new, s.old)
-            if refused:
-                found[url] = replace(s, refused=refused)
-
-    asyncio.run(run())
+    )
     return [found[url] for url in keys if url in found]
 
 
@@ -104,8 +96,7 @@ _UNSAFE = re.compile(r"[\"'\\\x00-\x20\x7f]")
 
 def apply(path: Path, suggestions: list[Suggestion]) -> tuple[int, Path]:
     """Replace each old URL with its new one wherever the config file writes it as a TOML
-    string (a refused suggestion never); returns how many were replaced and where the file as
-    it was is kept (`.bak`).
+    string; returns how many were replaced and where the file as it was is kept (`.bak`).
 
     The new file is checked (loaded as a config) before it replaces the old one, and replaced
     in one rename: a failure leaves the config as it was. ConfigError if the result does not
@@ -114,8 +105,6 @@ def apply(path: Path, suggestions: list[Suggestion]) -> tuple[int, Path]:
     text = path.read_text(encoding="utf-8")
     replaced = 0
     for s in suggestions:
-        if s.refused:
-            continue
         if _UNSAFE.search(s.new):
             why = f"cannot write {s.new!r} as a plain TOML string: change it by hand"
             raise ConfigError(path, [Problem(s.keys[0], why)])

@@ -171,14 +171,16 @@ def test_discover_neither_suggests_nor_writes_a_url_on_another_port_of_this_mach
     out = site.run("check", "--discover", "--fix").stdout
 
     assert (
-        f"ambassador[0].feeds[0].url: {page} is a web page, not a feed; the page names its "
-        f"feed {inside.url('/feed')}, not suggested: 127.0.0.1 is a loopback address"
+        f"ambassador[0].feeds[0].url: {page} fails (not a feed: an HTML page naming a feed at "
+        f"{inside.url('/feed')}, not suggested: 127.0.0.1 is a loopback address"
     ) in out, out
     assert f"ambassador[0].feeds[1].url: {moved} fails (redirected to" in out, out
     assert "not followed" in out
     assert "No better URL found" in out and "Replaced" not in out
     assert site.config.read_text(encoding="utf-8") == before
     assert not site.config.with_name("trnews.toml.bak").exists()
+    line = collect_line(site.run("collect").stdout, page)
+    assert "not suggested" in line and "put that URL in the config" not in line, line
     assert inside.requests_to("/feed") == []
 
 
@@ -231,15 +233,30 @@ def test_public_addresses_pass(address: str) -> None:
 
 
 class Recorder(httpcore.AsyncNetworkBackend):
-    """httpcore's side of the connection: records where it is asked to connect, connects
-    nowhere (public addresses cannot be reached from here)."""
+    """httpcore's side of the connection: records where it is asked to connect and the name
+    TLS is started for, and connects nowhere (public addresses cannot be reached from here)."""
 
     def __init__(self) -> None:
         self.connects: list[tuple[str, int]] = []
+        self.tls_names: list[str | None] = []
 
     async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
         self.connects.append((host, port))
-        return object()
+        return Stream(self)
+
+
+class Stream(httpcore.AsyncNetworkStream):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        self.recorder.tls_names.append(server_hostname)
+        raise httpcore.ConnectError("recorded; no TLS peer here")
+
+    async def aclose(self) -> None:
+        pass
 
 
 class Answers:
@@ -266,6 +283,23 @@ def test_the_backend_connects_to_the_address_it_checked_not_to_a_new_lookup() ->
     connect(backend, "localhost", 8080)
     assert inner.connects == [("93.184.215.14", 8080)]
     assert resolver.asked == [("localhost", 8080)]
+
+
+def test_tls_checks_the_name_while_tcp_goes_to_the_checked_address() -> None:
+    # httpcore's own pool, as httpx runs it: the certificate and SNI are for the name.
+    inner = Recorder()
+    backend = egress.GuardedBackend(
+        ("feeds.example.org", 443), resolver=Answers(["2606:4700::1"]), inner=inner
+    )
+
+    async def fetch() -> None:
+        async with httpcore.AsyncConnectionPool(network_backend=backend) as pool:
+            await pool.request("GET", "https://kalender.example.net:8443/moter.ics")
+
+    with pytest.raises(httpcore.ConnectError, match="recorded"):
+        asyncio.run(fetch())
+    assert inner.connects == [("2606:4700::1", 8443)]
+    assert inner.tls_names == ["kalender.example.net"]
 
 
 def test_a_name_with_any_non_public_address_is_refused_and_never_connected() -> None:
