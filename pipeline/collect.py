@@ -73,6 +73,7 @@ READ_TIMEOUT = 20.0
 SPARE = 1.0
 """Seconds of the deadline a retry must leave for the request itself, or it is not worth it."""
 MAX_REDIRECTS = 5
+"""Redirects followed for one request: a longer chain is a loop, or a trap."""
 
 
 # -- fetching --------------------------------------------------------------------------------
@@ -391,7 +392,7 @@ async def _parse(url: str, body: _Body, now: datetime) -> FeedResult:
         entries = await parse_async(body.data, body.base, body.content_type, now=now)
     except FetchError as e:
         reason, advertised = e.reason, e.advertised
-        refused = advertised and await egress.refusal(advertised, url)
+        refused = await egress.refusal(advertised, url) if advertised else None
         if advertised and refused:
             # An admin told "put that URL in the config" would make trnews fetch it wherever
             # it points: a page must not lead them to a non-public address.
@@ -487,18 +488,18 @@ async def _clients(
     timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=settings.timeout)
     # The callers' semaphores bound the connections; a pool only keeps the idle ones for reuse.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.per_host)
-    tls: list[ssl.SSLContext] = []  # one for every client: each costs ~80 ms to build
+    tls: ssl.SSLContext | None = None  # one for every client: each costs ~80 ms to build
     clients: dict[str, httpx.AsyncClient] = {}
     async with contextlib.AsyncExitStack() as stack:
 
         def client_for(url: str) -> httpx.AsyncClient:
+            nonlocal tls
             name = host_of(url)
             if name not in clients:
-                if not tls:
-                    tls.append(httpx.create_ssl_context())
+                tls = tls or httpx.create_ssl_context()
                 clients[name] = egress.client(
                     url,
-                    tls=tls[0],
+                    tls=tls,
                     limits=limits,
                     timeout=timeout,
                     headers=headers,

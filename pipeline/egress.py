@@ -105,7 +105,7 @@ class NotPublic(httpx.RequestError):
         self.host = host
         self.address = address
         self.kind = kind
-        article = "an" if kind[0] in "aeiou" else "a"
+        article = "an" if kind == "unspecified" else "a"
         what = f"{article} {kind} address on another host:port than the configured URL"
         if host == str(address):
             super().__init__(f"{host} is {what}")
@@ -124,18 +124,26 @@ async def checked(host: str, port: int, resolver: Resolver = resolve) -> list[IP
     return addresses
 
 
-async def refusal(url: str, configured: str, resolver: Resolver = resolve) -> str | None:
+async def refusal(
+    url: str, configured: str, *, resolver: Resolver = resolve, timeout: float = 10.0
+) -> str | None:
     """Why trnews would not follow a redirect from `configured` to `url`, or None when it
-    would: for a URL found in a page or a redirect, before it is suggested as a feed."""
-    host, port = origin(url)
+    would: for a URL found in a page, before it is suggested as a feed."""
+    try:
+        host, port = origin(url)
+    except httpx.InvalidURL as e:
+        return f"it is not a URL trnews can fetch ({e})"
     if (host, port) == origin(configured):
         return None
     try:
-        await checked(host, port, resolver)
+        async with asyncio.timeout(timeout):
+            await checked(host, port, resolver)
     except NotPublic as e:
         return str(e)
+    except TimeoutError:
+        return f"{host} did not resolve within {timeout:g} s, so where it leads is unknown"
     except OSError as e:
-        return f"{host} cannot be resolved ({e.strerror or e}), so where it leads is unknown"
+        return f"{host} does not resolve ({e.strerror or e}), so where it leads is unknown"
     return None
 
 
