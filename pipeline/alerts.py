@@ -4,7 +4,8 @@ Each alert is about a change, never about a run: a feed is reported once when it
 `[alerts] feed_failures` runs in a row and once more when it works again; a failed send is
 reported once per edition and kind of failure. Alerts are queued in the database first and
 sent through the configured transport after; one that cannot be sent (the mail server is
-the very thing that is down) stays queued and goes with the next job.
+the very thing that is down) stays queued and goes with the next job. Feed URLs in alerts are
+redacted (pipeline.redact): a mailbox is no place for a feed's password or key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
 from . import collect as collect_stage
+from . import redact
 from .config import Config
 from .deliver import make_transport
 from .errors import DeliveryError, RecipientRefused
@@ -51,12 +53,14 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
                 f"last worked {_local(h.last_success, tz)}" if h.last_success else "never worked"
             )
             lines += [
-                f"- {h.url} ({who})",
+                f"- {redact.url(h.url)} ({who})",
                 f"  {h.consecutive_failures} failures in a row, {since}",
-                f"  last error: {h.last_error}",
+                f"  last error: {redact.text(h.last_error or '')}",
             ]
             if h.moved_to:
-                lines.append(f"  it has moved to {h.moved_to}: put that URL in the config")
+                lines.append(
+                    f"  it has moved to {redact.url(h.moved_to)}: put that URL in the config"
+                )
         lines += [
             "",
             "Check the address in a browser; if the feed has moved, 'trnews check --discover'",
@@ -68,7 +72,7 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
         lines.append("Working again:")
         for h in recovered:
             who = ", ".join(dict.fromkeys(names[s.ambassador] for s in owners[h.url]))
-            lines.append(f"- {h.url} ({who})")
+            lines.append(f"- {redact.url(h.url)} ({who})")
         lines.append("")
     parts = []
     if failing:

@@ -21,7 +21,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__, subscribers
+from . import __version__, redact, subscribers
 from .config import Config, check_address, config_path, load_config, read_toml
 from .errors import ConfigError, DeliveryError, TransportUnavailable, TrnewsError, UsageError
 from .models import FeedOutcome, FeedResult, SubscriberState
@@ -109,10 +109,10 @@ class TrnewsGroup(click.Group):
 def _fail(e: TrnewsError) -> None:
     if isinstance(e, ConfigError):
         for problem in e.problems:
-            err.print(f"trnews: {e.path}: {problem}", markup=False)
+            err.print(f"trnews: {e.path}: {redact.text(str(problem))}", markup=False)
         err.print(f"trnews: {len(e.problems)} problem(s) in the config; nothing was done.")
     else:
-        err.print(f"trnews: error: {e}", markup=False)
+        err.print(f"trnews: error: {redact.text(str(e))}", markup=False)
         if e.hint:
             err.print(f"trnews: {e.hint}", markup=False)
         elif isinstance(e, TransportUnavailable):
@@ -159,6 +159,7 @@ def cli(ctx: click.Context, config_opt: Path | None, verbose: int, debug: bool) 
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    redact.install_log_redaction()  # for every handler, uvicorn's and `run`'s too
 
 
 @cli.command()
@@ -221,11 +222,14 @@ def _discover(path: Path, config: Config, fix: bool) -> None:
 
         found = discover.discover(config, on_result=seen)
     for s in found:
-        click.echo(f"{', '.join(s.keys)}: {s.old} {s.why}: {s.new}")
+        click.echo(f"{', '.join(s.keys)}: {redact.url(s.old)} {s.why}: {redact.url(s.new)}")
     better = {s.old for s in found}
     for url, keys in web.items():
         if url in failed and url not in better:
-            click.echo(f"{', '.join(keys)}: {url} fails ({failed[url]}); no better URL found.")
+            click.echo(
+                f"{', '.join(keys)}: {redact.url(url)} fails ({redact.text(failed[url])}); "
+                "no better URL found."
+            )
     if not found:
         click.echo(f"No better URL found for the {len(web)} web feeds.")
     elif not fix:
@@ -254,7 +258,7 @@ def _local(value: datetime, tz: ZoneInfo) -> str:
 
 def _feed_line(o: FeedOutcome, tz: ZoneInfo) -> str:
     """One line of `collect` about one feed, labelled as the summary counts it."""
-    head = f"{o.url} ({_who(o.ambassadors)})"
+    head = f"{redact.url(o.url)} ({_who(o.ambassadors)})"
     if o.skipped and o.gone_since is not None:
         since = o.gone_since.astimezone(tz).date().isoformat()
         return (
@@ -263,7 +267,8 @@ def _feed_line(o: FeedOutcome, tz: ZoneInfo) -> str:
         )
     if o.skipped and o.wait_until is not None:
         until = _local(o.wait_until, tz)
-        return f"WAITING {head}: not fetched: its server asked to wait until {until} ({o.error})"
+        error = redact.text(o.error or "")
+        return f"WAITING {head}: not fetched: its server asked to wait until {until} ({error})"
     if not o.ok:
         if o.gone_since is not None:
             why = "the feed is gone for good: remove it from the config (it is not fetched again)"
@@ -272,14 +277,17 @@ def _feed_line(o: FeedOutcome, tz: ZoneInfo) -> str:
         else:
             why = ""
         tried = f" (tried {o.attempts} times)" if o.attempts > 1 else ""
-        return f"FAILED  {head}: {o.error}{tried}" + (f"; {why}" if why else "")
+        error = redact.text(o.error or "")
+        return f"FAILED  {head}: {error}{tried}" + (f"; {why}" if why else "")
     if o.not_modified:
         what = "not modified"
     else:
         what = f"{_count(o.new_items, 'new item')} ({o.entries} in feed)"
     if o.attempts > 1:
         what += f" (on try {o.attempts})"
-    moved = f"; moved permanently to {o.moved_to}: update the config" if o.moved_to else ""
+    moved = ""
+    if o.moved_to:
+        moved = f"; moved permanently to {redact.url(o.moved_to)}: update the config"
     return f"ok      {head}: {what}{moved}"
 
 

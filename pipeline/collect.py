@@ -6,6 +6,8 @@ How one feed is fetched, and what a feed host can and cannot make us do:
 - At most `collect.per_host` requests are in flight to one host (host:port of the configured
   URL) and `collect.concurrency` in all; each host has a client of its own that keeps its
   connections alive and reuses them.
+- A redirect to another host:port is followed only to a public address (pipeline.egress): a
+  feed cannot make trnews fetch, and publish, what only this machine or its network can reach.
 - Each feed has one deadline (`collect.timeout`) covering its connects, redirects, retries,
   waits and every byte of its body, so a server that hangs or drips cannot stall the run.
 - The body is decompressed here (gzip, deflate, brotli), never past `collect.max_size_mb`:
@@ -26,9 +28,10 @@ import itertools
 import logging
 import os
 import random
+import ssl
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -39,7 +42,7 @@ from urllib.parse import urlsplit
 import brotli  # type: ignore[import-untyped]
 import httpx
 
-from . import __version__
+from . import __version__, egress, redact
 from .config import CollectConfig, Config
 from .errors import FetchError
 from .models import FeedOutcome, FeedResult, Kind
@@ -70,6 +73,8 @@ READ_TIMEOUT = 20.0
 """Seconds a server may stay silent mid-answer (within the feed's deadline)."""
 SPARE = 1.0
 """Seconds of the deadline a retry must leave for the request itself, or it is not worth it."""
+MAX_REDIRECTS = 5
+"""Redirects followed for one request: a longer chain is a loop, or a trap."""
 
 
 # -- fetching --------------------------------------------------------------------------------
@@ -323,6 +328,9 @@ async def _request(client: httpx.AsyncClient, source: Source, cap: int) -> _Try:
             )
     except httpx.TooManyRedirects:
         return _Try(FeedResult(url, error="too many redirects (a loop?)"))
+    except egress.NotPublic as e:
+        where = redact.url(str(e.request.url))
+        return _Try(FeedResult(url, error=f"redirected to {where}: not followed, as {e}"))
     except httpx.ConnectError as e:
         reason = _os_reason(e) or str(e) or "no connection"
         return _Try(FeedResult(url, error=f"cannot connect: {reason}"), retry=True)
@@ -385,13 +393,21 @@ async def _parse(url: str, body: _Body, now: datetime) -> FeedResult:
     try:
         entries = await parse_async(body.data, body.base, body.content_type, now=now)
     except FetchError as e:
+        reason, advertised = e.reason, e.advertised
+        refused = await egress.refusal(advertised, url) if advertised else None
+        if advertised and refused:
+            # An admin told "put that URL in the config" would make trnews fetch it wherever
+            # it points: a page must not lead them to a non-public address.
+            where = redact.url(advertised)
+            reason = f"not a feed: an HTML page naming a feed at {where}, not suggested: {refused}"
+            advertised = None
         return FeedResult(
             url,
-            error=e.reason,
+            error=reason,
             status=body.status,
             final_url=body.moved_to,
             attempts=body.attempts,
-            advertised=e.advertised,
+            advertised=advertised,
         )
     return FeedResult(
         url,
@@ -419,32 +435,8 @@ async def fetch_all(
     start_workers(len(sources))  # up by the time the first answers are in
     in_flight = asyncio.Semaphore(settings.concurrency)
     hosts: dict[str, asyncio.Semaphore] = {}
-    timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=settings.timeout)
-    # The semaphores bound the connections; a pool only keeps the idle ones for reuse.
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.per_host)
-    tls = httpx.create_ssl_context()  # one for every client: each costs ~80 ms to build
-    clients: dict[str, httpx.AsyncClient] = {}
-    async with contextlib.AsyncExitStack() as stack:
-
-        def client_for(host: str) -> httpx.AsyncClient:
-            """The host's own client. httpcore's pool looks at each of its connections for
-            every request it places: one pool for hundreds of hosts made that a third of a
-            200-feed run (bench/collect.py --profile); a pool per host keeps it to a few."""
-            if host not in clients:
-                clients[host] = httpx.AsyncClient(
-                    follow_redirects=True,
-                    max_redirects=5,
-                    timeout=timeout,
-                    limits=limits,
-                    verify=tls,
-                    headers={
-                        "User-Agent": user_agent,
-                        "Accept": ACCEPT,
-                        "Accept-Encoding": ACCEPT_ENCODING,
-                    },
-                )
-                stack.push_async_callback(clients[host].aclose)
-            return clients[host]
+    headers = {"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
+    async with _clients(settings, headers) as client_for:
 
         async def one(source: Source) -> FeedResult:
             try:
@@ -455,7 +447,7 @@ async def fetch_all(
                 name = host_of(source.location)
                 host = hosts.setdefault(name, asyncio.Semaphore(settings.per_host))
                 async with host, in_flight:
-                    got = await _fetch_http(client_for(name), source, settings)
+                    got = await _fetch_http(client_for(source.location), source, settings)
                 if isinstance(got, FeedResult):
                     return got
                 return await _parse(source.location, got, now)
@@ -481,6 +473,44 @@ async def fetch_all(
             for t in (*tasks, *([watcher] if watcher else [])):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def _clients(
+    settings: CollectConfig, headers: dict[str, str]
+) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+    """`client_for(url)`: the httpx client of a configured URL's host:port, one per host:port,
+    made when first needed and closed on the way out.
+
+    Each follows redirects to its own host:port, where the admin pointed it, and elsewhere to
+    public addresses only (pipeline.egress). A client per host also keeps httpcore's pool
+    cheap: it looks at each of its connections for every request it places, and one pool for
+    hundreds of hosts made that a third of a 200-feed run (bench/collect.py --profile).
+    """
+    timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=settings.timeout)
+    # The callers' semaphores bound the connections; a pool only keeps the idle ones for reuse.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.per_host)
+    tls: ssl.SSLContext | None = None  # one for every client: each costs ~80 ms to build
+    clients: dict[str, httpx.AsyncClient] = {}
+    async with contextlib.AsyncExitStack() as stack:
+
+        def client_for(url: str) -> httpx.AsyncClient:
+            nonlocal tls
+            name = host_of(url)
+            if name not in clients:
+                tls = tls or httpx.create_ssl_context()
+                clients[name] = egress.client(
+                    url,
+                    tls=tls,
+                    limits=limits,
+                    timeout=timeout,
+                    headers=headers,
+                    max_redirects=MAX_REDIRECTS,
+                )
+                stack.push_async_callback(clients[name].aclose)
+            return clients[name]
+
+        yield client_for
 
 
 async def _cancel_on(stop: threading.Event, tasks: list[asyncio.Task[FeedResult]]) -> None:
@@ -597,16 +627,14 @@ async def fetch_documents(
     urls: list[str], settings: CollectConfig, *, user_agent: str, accept: str
 ) -> list[bytes | str]:
     """Other documents (calendars) fetched with a feed's care: the same deadline, retries,
-    size cap and decompression. Each URL's bytes, or why it could not be had, in order."""
-    timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=settings.timeout)
+    size cap, decompression and redirect rule. Each URL's bytes, or why it could not be had,
+    in order."""
     headers = {"User-Agent": user_agent, "Accept": accept, "Accept-Encoding": ACCEPT_ENCODING}
-    async with httpx.AsyncClient(
-        follow_redirects=True, max_redirects=5, timeout=timeout, headers=headers
-    ) as client:
+    async with _clients(settings, headers) as client_for:
 
         async def one(url: str) -> bytes | str:
             try:
-                got = await _fetch_http(client, Source(url), settings)
+                got = await _fetch_http(client_for(url), Source(url), settings)
             except Exception as e:  # a bug met on one document must not stop the others
                 logger.debug("Unexpected error on %s", url, exc_info=True)
                 return f"unexpected error ({type(e).__name__}: {e}); please report it"

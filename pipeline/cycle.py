@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import alerts
+from . import alerts, redact
 from . import collect as collect_stage
 from .config import Config
 from .deliver import (
@@ -484,7 +484,8 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
     its server asked to be fetched again (429 or 503 with Retry-After), if it did. An
     edition's `owed` counts the readers a later `send` still delivers it to. `left_out` names
     the latest items left out of an edition because a template or MJML could not take them
-    (`edition` null when, without them, no edition was built).
+    (`edition` null when, without them, no edition was built). URLs are shown redacted
+    (pipeline.redact): no password, query or key in the path.
     """
     health = store.feed_health()
     owed = store.owed_counts()
@@ -502,17 +503,17 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
         fetched = h is not None and h.last_attempt is not None
         feeds.append(
             {
-                "url": location,
+                "url": redact.url(location),
                 "ambassador": ambassador,
                 "ok": h.consecutive_failures == 0 if h is not None and fetched else None,
                 "last_attempt": _iso(h.last_attempt) if h else None,
                 "last_success": _iso(h.last_success) if h else None,
                 "last_status": h.last_status if h else None,
                 "consecutive_failures": h.consecutive_failures if h else 0,
-                "last_error": h.last_error if h else None,
+                "last_error": redact.optional(h.last_error) if h else None,
                 "gone": h is not None and h.gone_since is not None,
                 "gone_since": _iso(h.gone_since) if h else None,
-                "moved_to": h.moved_to if h else None,
+                "moved_to": redact.optional(h.moved_to) if h else None,
                 "retry_after": _iso(h.retry_after) if h else None,
             }
         )

@@ -6,6 +6,12 @@ moved for good (an unbroken run of 301/308 redirects). Each web feed is fetched 
 `collect` would fetch it but without validators and without storing anything, and each such
 finding becomes a `Suggestion`. With `--fix` the new URLs replace the old ones in the config
 file's own text, so its comments and layout stay as the admin wrote them.
+
+A URL put in the config is fetched wherever it points, so neither a page nor a redirect may put
+one there that reaches what only this machine or its network can. The fetch sees to it: a
+redirect to a non-public address on another host:port is not followed (pipeline.egress), so
+the feed fails and names where it pointed; a page naming such a feed fails with the reason
+and names no `advertised` feed (pipeline.collect). Neither becomes a suggestion.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ import jinja2
 from babel.dates import format_date
 from babel.numbers import format_decimal
 
+from . import redact
 from .calendars import Fetched, meetings_between
 from .config import Config, MessageConfig
 from .models import CalendarProblem
@@ -344,7 +345,10 @@ def build(
         found = meetings_between(
             config, start, until - timedelta(microseconds=1), calendars=calendars
         )
-        problems = found.problems
+        # Shown on the public /report: a private calendar's URL is its password.
+        problems = tuple(
+            CalendarProblem(redact.url(p.calendar), redact.text(p.error)) for p in found.problems
+        )
         for m in found.meetings:
             for amb_id in m.ambassadors:
                 meeting_counts[amb_id] = meeting_counts.get(amb_id, 0) + 1
