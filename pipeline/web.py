@@ -219,9 +219,24 @@ def _in(address: str, networks: list[Network]) -> bool:
     return any(ip in n for n in networks)
 
 
+def client_network(address: str) -> str:
+    """What the per-client limit counts as one client: an IPv4 address, or the /64 an IPv6
+    address is in (a home or a phone is given a whole /64, and may use any address in it)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class ClientLimit:
-    """At most `limit` events per client in a sliding window of `window` seconds, in memory:
-    kept in this process only, so no client address is ever written to disk."""
+    """At most `limit` events per client (`client_network`) in a sliding window of `window`
+    seconds, in memory: kept in this process only, so no client address is ever written to
+    disk."""
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
@@ -231,6 +246,7 @@ class ClientLimit:
 
     def allow(self, client: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
+        client = client_network(client)
         with self.lock:
             if len(self.hits) > 10_000:  # forget clients whose window has passed
                 self.hits = {c: q for c, q in self.hits.items() if q and q[-1] > now - self.window}
