@@ -67,7 +67,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -737,6 +737,16 @@ class Web:
             return self.not_found()
         return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
 
+    async def client_left(self, request: Request, exc: Exception) -> Response:
+        # Anyone can promise a body and leave: worth a line, not a traceback at ERROR.
+        route = getattr(request.scope.get("route"), "path", "?")
+        logger.info(
+            "A client went away before its request was read whole (%s %s); nothing was done",
+            request.method,
+            route,
+        )
+        return Response(status_code=400)  # nobody is there to read it
+
     async def server_error(self, request: Request, exc: Exception) -> Response:
         # Outside the middleware: the headers go on here.
         return PlainTextResponse("Internal Server Error", 500, headers=SECURITY_HEADERS)
@@ -793,7 +803,11 @@ def make_app(config_path: Path | str) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={HTTPException: web.http_error, Exception: web.server_error},
+        exception_handlers={
+            HTTPException: web.http_error,
+            ClientDisconnect: web.client_left,
+            Exception: web.server_error,
+        },
     )
 
 
