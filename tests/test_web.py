@@ -54,13 +54,14 @@ class WebServer:
     port: int
 
     @classmethod
-    def start(cls, site: Site) -> WebServer:
+    def start(cls, site: Site, *options: str) -> WebServer:
+        """Start it; `options` go before the command (`-v` logs at INFO)."""
         if not site.config.exists():
             site.write()
         port = free_port()
         log = (site.root / "serve.log").open("wb")
         process = subprocess.Popen(
-            site.command("serve", "--port", str(port)),
+            site.command(*options, "serve", "--port", str(port)),
             cwd=site.root,
             env=site.process_env(),
             stdout=log,
