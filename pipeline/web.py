@@ -16,12 +16,15 @@ Routes, relative to newsletter.public_url:
 
 How it keeps people safe:
 - Double opt-in: a sign-up is `pending` until its link is followed; the link is signed with
-  the secret and a nonce of that sign-up, so it confirms that sign-up and nothing else. At most
-  one confirmation message per address per hour, and at most `[web] client_limit` sign-ups per
-  client per `client_window_minutes`, so the form cannot be used to flood someone's inbox. The
-  message is sent after the answer, which never waits for the mail server, and the answer's
-  words are the same for every address: it does not tell whether an address is subscribed.
-- A token that is malformed, forged or names no one gets 404 and changes nothing.
+  the secret and a nonce of that sign-up, so it confirms that sign-up (its name, its consent)
+  and nothing a later one said. At most one confirmation message per mailbox per hour (however
+  the address is spelt: store.mailbox), and at most `[web] client_limit` sign-ups per client
+  (an IPv4 address or an IPv6 /64) per `client_window_minutes`, so the form cannot be used to
+  flood someone's inbox. The message is sent after the answer, which never waits for the mail
+  server, and the answer's words are the same for every address: it does not tell whether an
+  address is subscribed.
+- A token that is malformed, forged, names no one or is spelt otherwise than it was made gets
+  404 and changes nothing; so does an id of more than 18 digits.
 - Every answer carries a strict Content-Security-Policy (`default-src 'none'`, styles only by
   the hash of each style the page holds, `form-action 'self'`, `frame-ancestors 'none'`,
   `base-uri 'none'`), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` and
@@ -96,7 +99,7 @@ V = TypeVar("V")
 FORM = "web:/"
 """The form a consent record names: the subscribe page at the root of public_url."""
 RESEND_AFTER = timedelta(hours=1)
-"""At most one confirmation message per address in this time."""
+"""At most one confirmation message per mailbox (store.mailbox) in this time."""
 MAX_FORM_BYTES = 8 * 1024
 MAX_NAME = 100
 
