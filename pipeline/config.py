@@ -469,6 +469,9 @@ class WebConfig(_Section):
     client_window_minutes: float = Field(10, gt=0, le=24 * 60)
     purge_pending_days: float = Field(7, gt=0, le=365)
     """Unconfirmed sign-ups older than this are deleted (at start and on each sign-up)."""
+    report_cache_minutes: float = Field(5, ge=0, le=24 * 60)
+    """The open report at /report is rebuilt (its calendars fetched again) when it is older
+    than this; meanwhile the last one is served, and one rebuild runs at a time."""
 
 
 def _plan_cross_check(raw: dict[str, Any]) -> list[Problem]:

@@ -236,7 +236,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # The mailbox a sign-up's address reaches (`mailbox`): at most one confirmation an
+        # hour goes to one mailbox, however its address is spelt. Records made before this
+        # have none; they still hold back their own address (`sign_up`).
+        "0007_signup_mailbox",
+        """
+        ALTER TABLE consents ADD COLUMN mailbox TEXT NOT NULL DEFAULT '';
+        CREATE INDEX consents_mailbox ON consents (mailbox, confirmation_sent);
+        """,
+    ),
 ]
+
+
+GMAIL = ("gmail.com", "googlemail.com")
+"""Gmail's domains: one mailbox, and dots in the local part do not count."""
+
+
+def mailbox(address: str) -> str:
+    """The mailbox an address reaches, as the big providers read it: case folded, a `+tag`
+    dropped from the local part (`kari+1@` is `kari@`), and at Gmail the dots too
+    (`k.ari@googlemail.com` is `kari@gmail.com`). Used to limit what is sent to one person,
+    never as where to send."""
+    local, _, domain = address.strip().casefold().rpartition("@")
+    local = local.partition("+")[0]
+    if domain in GMAIL:
+        local, domain = local.replace(".", ""), GMAIL[0]
+    return f"{local}@{domain}"
 
 
 def iso(value: datetime) -> str:
@@ -995,68 +1021,53 @@ class Store:
     ) -> Confirmation | None:
         """Record a sign-up through a form; returns the confirmation to send, or None.
 
-        A new address becomes `pending`; a pending, unsubscribed or bounced one keeps its state
-        until it confirms. Its open (unconfirmed) consent record is the one the form updates, so
-        a second sign-up keeps the first message's link working. An active address changes
-        nothing. No confirmation if one went to this address within `resend_after`.
+        A sign-up that sends a message gets a consent record of its own (when, which text,
+        which form, the name given) with the nonce its link is signed with: its link confirms
+        that record and no other, and a later sign-up never changes it, nor the name of a
+        pending subscriber. A new address becomes `pending`; a pending, unsubscribed or bounced
+        one keeps its state until a link is followed; an active address changes nothing.
+        At most one message goes to one mailbox (see `mailbox`) within `resend_after`: a
+        sign-up in that time records nothing, and the link already sent keeps working.
         """
+        box = mailbox(email)
         with self.transaction():
             sub = self.subscriber(email)
             if sub is not None and sub.state is SubscriberState.ACTIVE:
+                return None
+            recent = self._q(
+                """SELECT 1 FROM consents
+                   WHERE (mailbox = ? OR subscriber_id = ?) AND confirmation_sent > ?
+                   LIMIT 1""",
+                (box, sub.id if sub else 0, iso(now - resend_after)),
+            ).fetchone()
+            if recent is not None:
                 return None
             if sub is None:
                 sub, _ = self.add_subscriber(
                     email, name, state=SubscriberState.PENDING, source="web", now=now
                 )
-            elif sub.state is SubscriberState.PENDING:
-                self._q(
-                    "UPDATE subscribers SET name = ?, updated = ? WHERE id = ?",
-                    (name or sub.name, iso(now), sub.id),
-                )
-            values = {
-                "sub": sub.id,
-                "form": form,
-                "version": consent.version,
-                "text": consent.text,
-                "sha": consent.sha256,
-                "language": consent.language,
-                "name": name,
-                "now": iso(now),
-            }
-            row = self._q(
-                """SELECT id, nonce FROM consents
-                   WHERE subscriber_id = ? AND confirmed IS NULL AND withdrawn IS NULL
-                   ORDER BY id DESC LIMIT 1""",
-                (sub.id,),
-            ).fetchone()
-            if row is None:
-                nonce = secrets.token_urlsafe(12)
-                consent_id = self._q(
-                    """INSERT INTO consents (subscriber_id, nonce, form, text_version, text,
-                                             text_sha256, language, name, given)
-                       VALUES (:sub, :nonce, :form, :version, :text, :sha, :language, :name, :now)
-                       RETURNING id""",
-                    {**values, "nonce": nonce},
-                ).fetchone()["id"]
-            else:
-                consent_id, nonce = row["id"], row["nonce"]
-                self._q(
-                    """UPDATE consents SET form = :form, text_version = :version, text = :text,
-                           text_sha256 = :sha, language = :language, name = :name, given = :now
-                       WHERE id = :id""",
-                    {**values, "id": consent_id},
-                )
-            recent = self._q(
-                """SELECT max(confirmation_sent) AS t FROM consents
-                   WHERE subscriber_id = ? AND confirmation_sent IS NOT NULL""",
-                (sub.id,),
-            ).fetchone()["t"]
-            if recent is not None and parse_iso(recent) > now - resend_after:
-                return None
-            self._q(
-                "UPDATE consents SET confirmation_sent = ? WHERE id = ?", (iso(now), consent_id)
-            )
-        return Confirmation(sub.id, sub.email, name or sub.name, nonce, consent_id)
+            nonce = secrets.token_urlsafe(12)
+            consent_id = self._q(
+                """INSERT INTO consents (subscriber_id, nonce, form, text_version, text,
+                                         text_sha256, language, name, given, confirmation_sent,
+                                         mailbox)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   RETURNING id""",
+                (
+                    sub.id,
+                    nonce,
+                    form,
+                    consent.version,
+                    consent.text,
+                    consent.sha256,
+                    consent.language,
+                    name,
+                    iso(now),
+                    iso(now),
+                    box,
+                ),
+            ).fetchone()["id"]
+        return Confirmation(sub.id, sub.email, name, nonce, consent_id)
 
     def confirmation_not_sent(self, consent_id: int) -> None:
         """The confirmation message of this sign-up could not go: it may be asked for again."""
@@ -1107,27 +1118,28 @@ class Store:
         return cur.rowcount > 0
 
     def purge_pending(self, before: datetime) -> int:
-        """Delete sign-ups never confirmed since `before`: pending subscribers not touched
-        since, and the open consent records of others (a former reader who asked again and
-        never confirmed). Returns the number of pending subscribers deleted."""
+        """Delete sign-ups never confirmed since `before`: their consent records, and pending
+        subscribers left with none (a former reader who asked again and never confirmed
+        keeps their row). Returns the number of pending subscribers deleted."""
         cutoff = iso(before)
         with self.transaction():
-            ids = [
-                int(r["id"])
-                for r in self._q(
-                    "SELECT id FROM subscribers WHERE state = 'pending' AND updated < ?",
-                    (cutoff,),
-                )
-            ]
-            for subscriber_id in ids:
-                self._q("DELETE FROM consents WHERE subscriber_id = ?", (subscriber_id,))
-                self._q("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
-                self._retire_id(subscriber_id)
             self._q(
                 """DELETE FROM consents
                    WHERE confirmed IS NULL AND withdrawn IS NULL AND given < ?""",
                 (cutoff,),
             )
+            ids = [
+                int(r["id"])
+                for r in self._q(
+                    """SELECT id FROM subscribers s
+                       WHERE state = 'pending' AND updated < ?
+                         AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.subscriber_id = s.id)""",
+                    (cutoff,),
+                )
+            ]
+            for subscriber_id in ids:
+                self._q("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+                self._retire_id(subscriber_id)
         if ids:
             logger.info("Purged %d sign-up(s) not confirmed since %s", len(ids), cutoff)
         return len(ids)

@@ -16,12 +16,15 @@ Routes, relative to newsletter.public_url:
 
 How it keeps people safe:
 - Double opt-in: a sign-up is `pending` until its link is followed; the link is signed with
-  the secret and a nonce of that sign-up, so it confirms that sign-up and nothing else. At most
-  one confirmation message per address per hour, and at most `[web] client_limit` sign-ups per
-  client per `client_window_minutes`, so the form cannot be used to flood someone's inbox. The
-  message is sent after the answer, which never waits for the mail server, and the answer's
-  words are the same for every address: it does not tell whether an address is subscribed.
-- A token that is malformed, forged or names no one gets 404 and changes nothing.
+  the secret and a nonce of that sign-up, so it confirms that sign-up (its name, its consent)
+  and nothing a later one said. At most one confirmation message per mailbox per hour (however
+  the address is spelt: store.mailbox), and at most `[web] client_limit` sign-ups per client
+  (an IPv4 address or an IPv6 /64) per `client_window_minutes`, so the form cannot be used to
+  flood someone's inbox. The message is sent after the answer, which never waits for the mail
+  server, and the answer's words are the same for every address: it does not tell whether an
+  address is subscribed.
+- A token that is malformed, forged, names no one or is spelt otherwise than it was made gets
+  404 and changes nothing; so does an id of more than 18 digits.
 - Every answer carries a strict Content-Security-Policy (`default-src 'none'`, styles only by
   the hash of each style the page holds, `form-action 'self'`, `frame-ancestors 'none'`,
   `base-uri 'none'`), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` and
@@ -30,12 +33,19 @@ How it keeps people safe:
   Sec-Fetch-Site says cross-site); a post that says neither is accepted, and the one-click
   unsubscribe never asks for either (mail providers send none).
 
-Each request opens the database for itself (SQLite connections are not shared between the
-server's threads); the config is read once, at start.
+What it computes on demand (the open report, the archive's list, Atom feed and editions) is
+built by one request at a time and kept (`OnDemand`): the others wait for that build, or get
+the last page built while it runs, and builds run on threads of their own (`BUILDERS`), so a
+report waiting on a slow calendar never holds up the other routes. A client that leaves in the
+middle of its request is one INFO line.
+
+Each worker thread keeps its own database connection (SQLite connections are not shared
+between threads); the config is read once, at start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
 import functools
 import hashlib
@@ -46,18 +56,19 @@ import textwrap
 import threading
 import time
 from base64 import b64encode
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
+import anyio
 import jinja2
 from babel.dates import format_date
 from starlette.applications import Starlette
@@ -66,7 +77,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,15 +93,15 @@ from .store import Confirmation, ConsentText, Store
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 FORM = "web:/"
 """The form a consent record names: the subscribe page at the root of public_url."""
 RESEND_AFTER = timedelta(hours=1)
-"""At most one confirmation message per address in this time."""
+"""At most one confirmation message per mailbox (store.mailbox) in this time."""
 MAX_FORM_BYTES = 8 * 1024
 MAX_NAME = 100
-REPORT_CACHE_SECONDS = 300.0
-"""The open report is built at most this often (it may fetch calendars)."""
 
 BASE_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 SECURITY_HEADERS = {
@@ -106,6 +117,12 @@ archive's Cache-Control)."""
 ARCHIVE_CACHE = "public, max-age=300"
 ARCHIVE_KEPT = 64
 """Archived editions kept ready to serve, in memory."""
+ARCHIVE_FRESH = 60.0
+"""Seconds the archive's list and Atom feed are served as built before one rebuild: an edition
+sent since shows within about this time."""
+BUILDERS = 4
+"""Threads that build pages on demand (the report, the archive), apart from those that serve
+requests, so that a slow build never holds up a request for anything else."""
 
 
 # -- the Content-Security-Policy of a page --------------------------------------------------
@@ -219,9 +236,24 @@ def _in(address: str, networks: list[Network]) -> bool:
     return any(ip in n for n in networks)
 
 
+def client_network(address: str) -> str:
+    """What the per-client limit counts as one client: an IPv4 address, or the /64 an IPv6
+    address is in (a home or a phone is given a whole /64, and may use any address in it)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class ClientLimit:
-    """At most `limit` events per client in a sliding window of `window` seconds, in memory:
-    kept in this process only, so no client address is ever written to disk."""
+    """At most `limit` events per client (`client_network`) in a sliding window of `window`
+    seconds, in memory: kept in this process only, so no client address is ever written to
+    disk."""
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
@@ -231,6 +263,7 @@ class ClientLimit:
 
     def allow(self, client: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
+        client = client_network(client)
         with self.lock:
             if len(self.hits) > 10_000:  # forget clients whose window has passed
                 self.hits = {c: q for c, q in self.hits.items() if q and q[-1] > now - self.window}
@@ -241,6 +274,87 @@ class ClientLimit:
                 return False
             seen.append(now)
             return True
+
+
+# -- what is computed on demand ------------------------------------------------------------
+
+
+class OnDemand(Generic[K, V]):
+    """Values computed on demand and kept (the open report, the archive's pages), each built
+    by one computation at a time.
+
+    A request for a value never built waits, with every other request for it, on the one
+    computation (single-flight). A value older than `fresh_for` seconds is served all the same
+    while one rebuild runs behind it (stale-while-revalidate); with `fresh_for` None it is kept
+    as built (an archived edition never changes). A computation runs as a task of its own, so
+    a client that leaves cancels nothing others wait for. None (nothing there) is never kept.
+    At most `kept` values are held; the one built longest ago goes first.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        compute: Callable[[K], Awaitable[V | None]],
+        *,
+        fresh_for: float | None,
+        kept: int = 1,
+    ) -> None:
+        self.what = what
+        """What the values are, for the log: "the open report"."""
+        self.compute = compute
+        self.fresh_for = fresh_for
+        self.kept = kept
+        self.values: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        """Each value with the time.monotonic() its computation began."""
+        self.running: dict[K, asyncio.Task[V | None]] = {}
+
+    async def get(self, key: K) -> V | None:
+        held = self.values.get(key)
+        if held is None:
+            return await asyncio.shield(self._start(key))
+        began, value = held
+        if self.fresh_for is not None and time.monotonic() - began >= self.fresh_for:
+            self._start(key)
+        return value
+
+    def _start(self, key: K) -> asyncio.Task[V | None]:
+        task = self.running.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._run(key))
+            task.add_done_callback(_seen)
+            self.running[key] = task
+        return task
+
+    async def _run(self, key: K) -> V | None:
+        began = time.monotonic()
+        try:
+            value = await self.compute(key)
+        except Exception as e:
+            held = self.values.get(key)
+            if held is None:
+                raise  # to the requests waiting for it
+            logger.warning(
+                "%s could not be rebuilt (%s); the last one built is served meanwhile",
+                self.what.capitalize(),
+                e,
+                exc_info=not isinstance(e, TrnewsError),
+            )
+            return held[1]
+        finally:
+            del self.running[key]
+        if value is not None:
+            self.values[key] = (began, value)
+            self.values.move_to_end(key)
+            while len(self.values) > self.kept:
+                self.values.popitem(last=False)
+        return value
+
+
+def _seen(task: asyncio.Task[Any]) -> None:
+    # Every request waiting for a failed computation may have left: its error was answered
+    # (a 500) or nobody's, never "exception was never retrieved" in the log.
+    if not task.cancelled():
+        task.exception()
 
 
 # -- the application -------------------------------------------------------------------------
@@ -290,9 +404,16 @@ class Web:
         self.limit = ClientLimit(config.web.client_limit, config.web.client_window_minutes * 60)
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in config.web.trusted_proxies]
         self.img_src = _origin(nl.logo) if nl.logo else ""
-        self.report_cache: tuple[float, str] | None = None
         self.front: HTMLResponse | None = None
-        self.archived: dict[int, tuple[str, str]] = {}
+        self.builders = anyio.CapacityLimiter(BUILDERS)
+        self.report_page = OnDemand(
+            "the open report", self._report, fresh_for=config.web.report_cache_minutes * 60
+        )
+        self.archive_page = OnDemand("the archive", self._archive, fresh_for=ARCHIVE_FRESH)
+        self.atom_feed = OnDemand("the archive's feed", self._atom, fresh_for=ARCHIVE_FRESH)
+        self.archived = OnDemand(
+            "an archived edition", self._edition, fresh_for=None, kept=ARCHIVE_KEPT
+        )
         """Archived editions as served (their HTML and CSP), by id: frozen, so kept."""
         self._local = threading.local()
         self.writing = threading.Lock()
@@ -324,8 +445,11 @@ class Web:
         ) % {"title": nl.title, "sender": nl.sender_name}
         return ConsentText(self.config.web.consent_version, text, nl.language)
 
+    def render(self, template: str, **values: Any) -> str:
+        return self.env.get_template(f"web/{template}").render({**self.common, **values})
+
     def page(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-        page = self.env.get_template(f"web/{template}").render({**self.common, **values})
+        page = self.render(template, **values)
         return HTMLResponse(
             page, status, headers={"Content-Security-Policy": content_security_policy(page)}
         )
@@ -351,8 +475,11 @@ class Web:
             link=(f"{self.base}/", t.gettext("Go to the front page")),
         )
 
-    async def db(self, work: Callable[[Store], T]) -> T:
-        """Run `work` in a worker thread, with that thread's own database connection.
+    async def db(
+        self, work: Callable[[Store], T], *, limiter: anyio.CapacityLimiter | None = None
+    ) -> T:
+        """Run `work` in a worker thread, with that thread's own database connection; in one of
+        the threads `limiter` allows, or else one of those that serve requests.
 
         SQLite connections are not shared between threads; each worker thread keeps one open
         rather than opening the database (and checking its migrations) for every request."""
@@ -363,7 +490,7 @@ class Web:
                 store = self._local.store = Store.open(self.config.database_path)
             return work(store)
 
-        return await run_in_threadpool(run)
+        return await anyio.to_thread.run_sync(run, limiter=limiter)
 
     def purge(self, store: Store) -> None:
         days = self.config.web.purge_pending_days
@@ -604,44 +731,60 @@ class Web:
         return format_date(value.astimezone(nl.tz), "long", locale=nl.language)
 
     async def archive(self, request: Request) -> Response:
-        editions = await self.db(lambda store: store.published_editions())
-        response = self.page(
-            "archive.html",
-            page_title=self.t.gettext("Past editions"),
-            editions=[
-                {
-                    "id": e.id,
-                    "subject": inert(e.subject),
-                    "date": self._date(e.created),
-                    "iso": e.created.isoformat(),
-                }
-                for e in editions
-            ],
-        )
-        response.headers["Cache-Control"] = ARCHIVE_CACHE
-        return response
+        page = await self.archive_page.get(None)
+        assert page is not None
+        return _kept(page)
+
+    async def _archive(self, _: None) -> tuple[str, str]:
+        def build(store: Store) -> tuple[str, str]:
+            editions = store.published_editions()
+            page = self.render(
+                "archive.html",
+                page_title=self.t.gettext("Past editions"),
+                editions=[
+                    {
+                        "id": e.id,
+                        "subject": inert(e.subject),
+                        "date": self._date(e.created),
+                        "iso": e.created.isoformat(),
+                    }
+                    for e in editions
+                ],
+            )
+            return page, content_security_policy(page)
+
+        return await self.db(build, limiter=self.builders)
 
     async def edition(self, request: Request) -> Response:
-        edition_id = request.path_params["id"]
-        served = self.archived.get(edition_id)
+        edition_id = tokens.url_id(request.path_params["id"])
+        served = None if edition_id is None else await self.archived.get(edition_id)
         if served is None:
-            found = await self.db(lambda store: store.published_edition(edition_id))
+            return self.not_found()
+        return _kept(served)
+
+    async def _edition(self, edition_id: int) -> tuple[str, str] | None:
+        def build(store: Store) -> tuple[str, str] | None:
+            found = store.published_edition(edition_id)
             if found is None:
-                return self.not_found()
+                return None
             # The per-reader parts filled with neutral values: no name, and an unsubscribe
             # link to a page that says to use one's own message.
             neutral = personalise(found[1], unsubscribe_url=f"{self.public_url}/unsubscribe")
-            served = (neutral.html, content_security_policy(neutral.html, self.img_src))
-            if len(self.archived) >= ARCHIVE_KEPT:
-                self.archived.clear()
-            self.archived[edition_id] = served
-        html, policy = served
-        return HTMLResponse(
-            html, headers={"Content-Security-Policy": policy, "Cache-Control": ARCHIVE_CACHE}
-        )
+            return neutral.html, content_security_policy(neutral.html, self.img_src)
+
+        return await self.db(build, limiter=self.builders)
 
     async def atom(self, request: Request) -> Response:
-        editions = await self.db(lambda store: store.published_editions())
+        feed = await self.atom_feed.get(None)
+        assert feed is not None
+        return Response(
+            feed,
+            media_type="application/atom+xml; charset=utf-8",
+            headers={"Cache-Control": ARCHIVE_CACHE},
+        )
+
+    async def _atom(self, _: None) -> str:
+        editions = await self.db(lambda store: store.published_editions(), limiter=self.builders)
         nl = self.config.newsletter
         host = urlsplit(nl.public_url).hostname or "localhost"
         updated = editions[0].created if editions else datetime.now(UTC)
@@ -672,34 +815,24 @@ class Web:
                 "  </entry>",
             ]
         lines.append("</feed>\n")
-        return Response(
-            "\n".join(lines),
-            media_type="application/atom+xml; charset=utf-8",
-            headers={"Cache-Control": ARCHIVE_CACHE},
-        )
+        return "\n".join(lines)
 
     # -- the open report and health --------------------------------------------------------
 
     async def report(self, request: Request) -> Response:
+        page = await self.report_page.get(None)
+        assert page is not None
+        return _kept(page)
+
+    async def _report(self, _: None) -> tuple[str, str]:
         from . import report as report_stage
 
-        cached = self.report_cache
-        if cached is None or cached[0] < time.monotonic() - REPORT_CACHE_SECONDS:
+        def build(store: Store) -> tuple[str, str]:
+            built = report_stage.build(self.config, store=store)
+            page = report_stage.to_html(built, self.config)
+            return page, content_security_policy(page)
 
-            def build(store: Store) -> str:
-                built = report_stage.build(self.config, store=store)
-                return report_stage.to_html(built, self.config)
-
-            cached = (time.monotonic(), await self.db(build))
-            self.report_cache = cached
-        page = cached[1]
-        return HTMLResponse(
-            page,
-            headers={
-                "Content-Security-Policy": content_security_policy(page),
-                "Cache-Control": ARCHIVE_CACHE,
-            },
-        )
+        return await self.db(build, limiter=self.builders)
 
     async def healthz(self, request: Request) -> Response:
         def ping() -> None:
@@ -720,6 +853,16 @@ class Web:
             return self.not_found()
         return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
 
+    async def client_left(self, request: Request, exc: Exception) -> Response:
+        # Anyone can promise a body and leave: worth a line, not a traceback at ERROR.
+        route = getattr(request.scope.get("route"), "path", "?")
+        logger.info(
+            "A client went away before its request was read whole (%s %s); nothing was done",
+            request.method,
+            route,
+        )
+        return Response(status_code=400)  # nobody is there to read it
+
     async def server_error(self, request: Request, exc: Exception) -> Response:
         # Outside the middleware: the headers go on here.
         return PlainTextResponse("Internal Server Error", 500, headers=SECURITY_HEADERS)
@@ -739,6 +882,14 @@ async def _read_form(request: Request) -> dict[str, str] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return {k: v[0] for k, v in fields.items()}
+
+
+def _kept(page: tuple[str, str]) -> HTMLResponse:
+    """An answer with a page kept by OnDemand: its HTML and its Content-Security-Policy."""
+    html, policy = page
+    return HTMLResponse(
+        html, headers={"Content-Security-Policy": policy, "Cache-Control": ARCHIVE_CACHE}
+    )
 
 
 def _origin(url: str) -> str:
@@ -769,14 +920,18 @@ def make_app(config_path: Path | str) -> Starlette:
         Route("/unsubscribe/{token}", web.unsubscribe, methods=["GET", "POST"]),
         Route("/archive", web.archive, methods=["GET"]),
         Route("/archive.atom", web.atom, methods=["GET"]),
-        Route("/archive/{id:int}", web.edition, methods=["GET"]),
+        Route("/archive/{id}", web.edition, methods=["GET"]),
         Route("/report", web.report, methods=["GET"]),
         Route("/healthz", web.healthz, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={HTTPException: web.http_error, Exception: web.server_error},
+        exception_handlers={
+            HTTPException: web.http_error,
+            ClientDisconnect: web.client_left,
+            Exception: web.server_error,
+        },
     )
 
 

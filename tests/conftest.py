@@ -56,6 +56,8 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     """Seconds to wait before answering."""
+    gate: threading.Event | None = None
+    """If set, answer only once it is set: a slow server that the test lets go when it wants."""
     drip: float = 0.0
     """If set, send the body one byte at a time, this many seconds apart."""
     redirect: str | None = None
@@ -129,6 +131,8 @@ class FeedServer(LoopbackHTTP):
                     return
                 if route.delay:
                     time.sleep(route.delay)
+                if route.gate is not None:
+                    route.gate.wait(timeout=120)
                 if route.redirect:
                     self.send_response(route.status)
                     self.send_header("Location", route.redirect)

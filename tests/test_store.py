@@ -10,7 +10,7 @@ import sqlite3
 import stat
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from conftest import Site
 
 from pipeline.errors import StoreError
 from pipeline.models import Rendered, SubscriberState
-from pipeline.store import MIGRATIONS, Store
+from pipeline.store import MIGRATIONS, Confirmation, ConsentText, Store, iso
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -128,3 +128,57 @@ def test_backup_refuses_the_database_itself(site: Site) -> None:
     assert proc.returncode == 1
     assert "is the database itself" in proc.stderr
     assert json.loads(site.run("subscribers", "list", "--json").stdout)  # untouched
+
+
+CONSENT = ConsentText("1", "Jeg vil ha nyhetsbrevet.", "nb")
+
+
+def sign_up(store: Store, email: str, name: str, now: datetime) -> Confirmation | None:
+    return store.sign_up(
+        email, name, CONSENT, form="web:/", now=now, resend_after=timedelta(hours=1)
+    )
+
+
+def test_a_sign_up_recorded_before_the_mailbox_column_still_holds_its_address_back(
+    tmp_path: Path,
+) -> None:
+    """A database upgraded with a confirmation just sent: no second one within the hour."""
+    db = tmp_path / "trnews.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+        for name, sql in MIGRATIONS[: [n for n, _ in MIGRATIONS].index("0007_signup_mailbox")]:
+            conn.executescript(sql)
+            conn.execute("INSERT INTO migrations VALUES (?, '2026-11-01')", (name,))
+        conn.execute(
+            "INSERT INTO subscribers (id, email, state, source, created, updated) "
+            "VALUES (1, 'kari@example.org', 'pending', 'web', ?, ?)",
+            (iso(NOW), iso(NOW)),
+        )
+        conn.execute(
+            "INSERT INTO consents (subscriber_id, nonce, form, text_version, text, text_sha256, "
+            "language, name, given, confirmation_sent) "
+            "VALUES (1, 'n', 'web:/', '1', 't', 'h', 'nb', 'Kari', ?, ?)",
+            (iso(NOW), iso(NOW)),
+        )
+
+    with Store.open(db) as store:
+        assert sign_up(store, "kari@example.org", "", NOW + timedelta(minutes=10)) is None
+        assert sign_up(store, "kari@example.org", "", NOW + timedelta(minutes=61)) is not None
+
+
+def test_a_pending_sign_up_is_purged_once_its_last_link_is_older_than_the_limit(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path / "trnews.db") as store:
+        first = sign_up(store, "kari@example.org", "Kari", NOW)
+        later = sign_up(store, "kari@example.org", "Kari N.", NOW + timedelta(days=6))
+        assert first is not None and later is not None
+
+        store.purge_pending(before=NOW + timedelta(minutes=1))  # 7 days after the first
+        left = [c.id for c in store.consents(first.subscriber_id)]
+        assert left == [later.consent_id]  # the first link is gone, the later one still works
+        assert store.subscriber("kari@example.org") is not None
+
+        store.purge_pending(before=NOW + timedelta(days=6, minutes=1))  # 7 days after the later
+        assert store.subscriber("kari@example.org") is None
+        assert store.consents(first.subscriber_id) == []
