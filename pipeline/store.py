@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -322,6 +324,51 @@ _NEXT_SUBSCRIBER_ID = """(SELECT max(
 """The id of a new subscriber: above every id in use and every id ever erased or purged."""
 
 
+OWNER_ONLY = 0o600
+"""The mode of the database (which holds the link-signing key when $TRNEWS_SECRET is unset),
+its -wal and -shm (SQLite gives them the database's mode) and the scheduler's lock file."""
+
+
+def open_owner_only(path: Path, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of `path` opened with `flags`; the file is created owner-only (0600)
+    whatever the umask, and an existing one is tightened (`tighten`)."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
+    except FileExistsError:
+        tighten(path)
+        return os.open(path, flags)
+    os.fchmod(fd, OWNER_ONLY)  # the umask may have taken some of it
+    return fd
+
+
+def tighten(path: Path) -> None:
+    """Take from a file whatever its group and other users may do, saying so; nothing if
+    there is no such file."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not mode & 0o077:
+        return
+    try:
+        path.chmod(mode & 0o700)
+    except PermissionError:
+        logger.warning(
+            "%s can be read by other users (mode %04o) and belongs to another user: "
+            "make it owner-only with 'chmod 600 %s'",
+            path,
+            mode,
+            path,
+        )
+        return
+    logger.warning(
+        "%s could be read by other users (mode %04o); made it owner-only (%04o)",
+        path,
+        mode,
+        mode & 0o700,
+    )
+
+
 class Store:
     """One open SQLite database."""
 
@@ -333,9 +380,14 @@ class Store:
 
     @classmethod
     def open(cls, path: Path) -> Store:
-        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        """Open (creating if needed) the database at `path` and bring its schema up to date.
+
+        The database, its -wal and -shm are owner-only (0600), made so if they were not."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(open_owner_only(path))  # before SQLite creates it with the umask's mode
+            tighten(path.with_name(path.name + "-wal"))
+            tighten(path.with_name(path.name + "-shm"))
             # Delivery threads share the connection, one at a time under the ledger's lock.
             conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as e:

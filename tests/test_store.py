@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import stat
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import Site
 
 from pipeline.errors import StoreError
 from pipeline.models import Rendered, SubscriberState
@@ -60,3 +65,52 @@ def test_an_edition_queues_each_active_reader_once_and_only_them(tmp_path: Path)
                 "VALUES (?, ?, 'x', 'queued', 'now')",
                 (edition, store.subscriber("r1@example.org").id),  # type: ignore[union-attr]
             )
+
+
+# -- owner-only files ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a file is created readable by every local user; the CLI
+    processes started meanwhile inherit it."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_database_and_its_wal_and_shm_are_owner_only(site: Site, umask_022: None) -> None:
+    site.run("subscribers", "add", "kari@example.org")
+    assert mode(site.db) == 0o600
+
+    # -wal and -shm exist while a connection is open.
+    fresh = site.root / "other" / "trnews.db"
+    with Store.open(fresh) as store:
+        store.set_meta("probe", "1")
+        wal, shm = (fresh.with_name(fresh.name + suffix) for suffix in ("-wal", "-shm"))
+        assert (mode(fresh), mode(wal), mode(shm)) == (0o600, 0o600, 0o600)
+
+
+def test_an_old_database_readable_by_others_is_made_owner_only_and_the_admin_told(
+    site: Site, umask_022: None
+) -> None:
+    db = site.db
+    db.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(db)):  # as an older trnews left it: 0644
+        pass
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    assert mode(db) == 0o644
+
+    proc = site.run("subscribers", "list")
+
+    assert mode(db) == 0o600
+    [line] = [x for x in proc.stderr.splitlines() if "owner-only" in x]
+    assert str(db) in line and "0644" in line
+    assert "owner-only" not in site.run("subscribers", "list").stderr  # said once
