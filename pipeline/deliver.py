@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from .config import Config, SmtpConfig
+from .config import Config, SmtpConfig, is_loopback
 from .errors import ConfigError, Problem, RecipientRefused, Refused, TransportUnavailable
 from .models import PERSONAL_MARK, Rendered
 from .render import personalise
@@ -596,6 +596,12 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.cfg
+        if cfg.username and cfg.security == "none" and not is_loopback(cfg.host):
+            # `check` refuses such a config already; this holds however the config was made.
+            raise Refused(
+                f"SMTP {self.where}: will not send the password of {cfg.username!r} in clear; "
+                'set delivery.smtp.security = "starttls" or "tls"'
+            )
         try:
             context = ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as e:

@@ -53,8 +53,9 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from pipeline.config import Config, load_config
-from pipeline.deliver import MessageTemplate, build_message, message_id
+from pipeline.config import Config, SmtpConfig, load_config
+from pipeline.deliver import MessageTemplate, SmtpTransport, build_message, message_id
+from pipeline.errors import Refused
 from pipeline.models import Rendered
 from pipeline.render import personalise
 from pipeline.tokens import verify
@@ -409,6 +410,27 @@ def test_smtp_login_with_the_password_from_the_named_env_var(site: Site, tls: Tl
         site.run("send")
     # Nothing was marked sent by the refused run: everyone gets the edition, once.
     assert recipients(handler) == {address: 1 for address, _ in READERS}
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # the point here
+def test_a_login_in_clear_goes_only_to_a_relay_on_this_machine(site: Site) -> None:
+    handler = SmtpHandler()
+    with_meeting(site)
+    auth = {"authenticator": only_login("trnews", "passord"), "auth_required": True}
+    with smtp_server(handler, auth_require_tls=False, **auth) as port:
+        use_smtp(site, port, username="trnews", password_env="RELAY_PASSWORD")
+        site.env["RELAY_PASSWORD"] = "passord"
+        add_readers(site, READERS[:1])
+        site.run("send")
+    assert recipients(handler) == {READERS[0][0]: 1}
+
+    # However the config was made (`check` refuses this one), the transport itself never
+    # sends the password in clear to another machine: it refuses before it connects.
+    cfg = SmtpConfig.model_construct(
+        host="192.0.2.25", port=25, security="none", username="trnews", timeout=1
+    )
+    with pytest.raises(Refused, match=r"in clear.*delivery\.smtp\.security"):
+        SmtpTransport(cfg).send(b"Subject: x\r\n\r\nx\r\n", "a@example.org", "b@example.org")
 
 
 # -- replies by meaning -----------------------------------------------------------------------
