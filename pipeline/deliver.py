@@ -133,8 +133,10 @@ _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 """A display name that is atoms (RFC 5322 atext) and spaces: written as it is."""
 _ENCODED_WORD_START = re.compile(r"=\?+")
 _SPECIALS = re.compile(r'[()<>\[\]:;@\\,"]')
-"""RFC 5322 specials but the full stop: what a reader that decodes encoded words before it
-splits the addresses would take for syntax."""
+"""RFC 5322 specials but the full stop: what one reader or another of a To header takes for
+address syntax."""
+LONGEST_WORD = 64
+"""A longer word of a name is written as encoded words, which can be folded."""
 _Q_LITERAL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 """What RFC 2047 (5.3) lets an encoded word in a display name carry as it is."""
 ENCODED_WORD_ROOM = 75 - len("=?utf-8?q??=")
@@ -150,7 +152,7 @@ def _encoded_words(text: str) -> list[str]:
     for char in text:
         piece = "".join(
             chr(b) if b in _Q_LITERAL else "_" if b == 0x20 else f"={b:02X}"
-            for b in char.encode("utf-8")
+            for b in char.encode("utf-8", "replace")
         )
         while pieces and sum(map(len, pieces)) + len(piece) > ENCODED_WORD_ROOM:
             spaces = [i for i, p in enumerate(pieces) if p == "_"]
@@ -165,21 +167,23 @@ def _encoded_words(text: str) -> list[str]:
 def display_name(name: str) -> str:
     """`name` as the display name of an address header, in printable ASCII; "" for none.
 
-    Atoms are written as they are, a name of other ASCII as a quoted string, and the words of a
-    name that are not atoms, in a name that is not all ASCII, as encoded words. Each reads as
-    one name to a strict RFC 5322 reader, which takes an encoded word for an atom, and to a lax
-    one, which decodes encoded words first and then splits at commas: so a name that needs
-    encoded words loses the characters that would be syntax once decoded (`Kåri, attacker@evil.
-    example` → `Kåri attacker evil.example`), and no name keeps the `=?` that starts an encoded
-    word. Only the header changes: the greeting in the body keeps the name as it was given.
+    It must read as one name, never as more addresses, to a strict RFC 5322 reader (an encoded
+    word is an atom to it), to a lax one that decodes encoded words first, and to one that
+    then splits at every comma, quotes or not. So the header's name loses what would be address
+    syntax to any of them: the RFC 5322 specials but the full stop (`Kåri, attacker@evil.
+    example` → `Kåri attacker evil.example`) and the `=?` that starts an encoded word. What is
+    left is written as atoms, as a quoted string when it holds a full stop, and, where a word
+    is not ASCII (or too long for a line), as encoded words. Only the header changes: the
+    greeting in the body keeps the name as it was given.
     """
-    name = " ".join(_ENCODED_WORD_START.sub("=", _safe_name(name)).split())
-    if name.isascii():
+    name = _ENCODED_WORD_START.sub("=", _safe_name(name))
+    name = " ".join(_SPECIALS.sub(" ", name).split())
+    if name.isascii() and all(len(word) <= LONGEST_WORD for word in name.split(" ")):
         return name if _ATOMS.fullmatch(name) or not name else _quote(name)
     words: list[str] = []
     run: list[str] = []  # words to encode together, spaces and all
-    for word in [*_SPECIALS.sub(" ", name).split(), ""]:
-        if word and not _ATOMS.fullmatch(word):
+    for word in [*name.split(" "), ""]:
+        if word and not (_ATOMS.fullmatch(word) and len(word) <= LONGEST_WORD):
             run.append(word)
             continue
         if run:

@@ -814,11 +814,17 @@ def strict_addresses(value: str) -> list[str]:
 
 def lax_addresses(value: str) -> list[str]:
     """The addresses a lax mail client finds: it decodes every encoded word first, then reads
-    the list (as `strict_addresses`, and as Python's `getaddresses` does)."""
+    the list as `strict_addresses` does, as Python's `getaddresses` does, and as one that cuts
+    it at every comma, quoted or not, and takes what has an `@` in each piece."""
     decoded = str(make_header(decode_header(value)))
     by_python = [address for _, address in getaddresses([decoded]) if address]
     by_syntax = strict_addresses(decoded)
-    assert by_python == by_syntax, (decoded, by_python, by_syntax)
+    by_commas = [
+        found.group(1) or found.group(2)
+        for piece in decoded.split(",")
+        if (found := re.search(r"<([^<>]*)>|([^\s<>\"]+@[^\s<>\"]+)", piece))
+    ]
+    assert by_python == by_syntax == by_commas, (decoded, by_python, by_syntax, by_commas)
     return by_syntax
 
 
@@ -860,19 +866,24 @@ def test_a_test_send_has_one_recipient_in_to_for_either_reader(
     [
         ("Anne Abonnent", "Anne Abonnent"),
         ("Bjørn Ødegård", "Bjørn Ødegård"),
-        ("Nordmann, Kari", "Nordmann, Kari"),
-        ('Per "P." O\'Neil <sjef>', 'Per "P." O\'Neil <sjef>'),
+        ("Per O. Neil", "Per O. Neil"),
+        ("Kari Nordmann-Ås og Ola", "Kari Nordmann-Ås og Ola"),
+        ("Nordmann, Kari", "Nordmann Kari"),
+        ('Per "P." O\'Neil <sjef>', "Per P. O'Neil sjef"),
         ("Kåri, attacker@evil.example, x", "Kåri attacker evil.example x"),
         ("Åse (NTNU) Ødegård", "Åse NTNU Ødegård"),
+        ("=?utf-8?q?Kari?= Ås", "=utf-8?q?Kari?= Ås"),
+        ("Ola " + "o" * 90, "Ola " + "o" * 90),
     ],
 )
-def test_a_name_reads_back_from_the_to_header_as_given_but_for_syntax_in_encoded_words(
+def test_a_name_reads_back_from_the_to_header_as_given_but_for_address_syntax(
     tmp_path: Path, name: str, shown: str
 ) -> None:
-    fast, ref, _ = fast_and_reference(tmp_path, "anne@example.org", name)
+    fast, ref, raw = fast_and_reference(tmp_path, "anne@example.org", name)
     assert fast["To"].addresses == ref["To"].addresses
-    [address] = fast["To"].addresses
-    assert (address.display_name, address.addr_spec) == (shown, "anne@example.org")
+    # Decoded as RFC 2047 says (Python's address parser puts a space between encoded words).
+    decoded = str(make_header(decode_header(raw_header(raw, "To"))))
+    assert getaddresses([decoded]) == [(shown, "anne@example.org")]
 
 
 LONG_PUBLIC_URL = "https://nyhetsbrev.ambassadorene.trondheimsregionen.example.org/" + "a" * 56
