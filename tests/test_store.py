@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -114,3 +115,24 @@ def test_an_old_database_readable_by_others_is_made_owner_only_and_the_admin_tol
     [line] = [x for x in proc.stderr.splitlines() if "owner-only" in x]
     assert str(db) in line and "0644" in line
     assert "owner-only" not in site.run("subscribers", "list").stderr  # said once
+
+
+def test_opening_the_database_again_never_loses_what_an_open_connection_writes(
+    site: Site,
+) -> None:
+    """SQLite's locks are per process: closing any descriptor of the database file drops them
+    all, and then another process, closing last as it believes, takes the WAL with it."""
+    site.run("subscribers", "add", "anne@example.org")
+    with Store.open(site.db) as held:  # as a `trnews serve` thread keeps its connection
+        assert [s.email for s in held.subscribers()] == ["anne@example.org"]
+        Store.open(site.db).close()  # another thread of the same process opens it
+        site.run("subscribers", "add", "bjorn@example.org")  # another process, which closes
+        held.add_subscriber(
+            "carla@example.org", "", state=SubscriberState.ACTIVE, source="admin", now=NOW
+        )
+        listed = json.loads(site.run("subscribers", "list", "--json").stdout)
+    assert sorted(s["email"] for s in listed) == [
+        "anne@example.org",
+        "bjorn@example.org",
+        "carla@example.org",
+    ]
