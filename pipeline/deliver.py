@@ -197,8 +197,15 @@ def display_name(name: str) -> str:
 def to_header(address: str, name: str = "") -> PlainHeader:
     """The To header of a message to `address`: one mailbox, whatever `name` holds, built from
     the name and the address, never by parsing a formatted string."""
-    wire = wire_address(address) or address
-    if not _SIMPLE_ADDRESS.fullmatch(wire):
+    wire = wire_address(address)
+    if wire is None:
+        # Only SMTPUTF8 carries a non-ASCII local part, and trnews does not send it: a reader
+        # with one is left out before this. Elsewhere (an admin's address for the alerts, to
+        # the Maildir) the email package's encoded form keeps the header ASCII, as it did.
+        policy = email.policy.SMTP
+        folded = policy.header_factory("To", address).fold(policy=policy)
+        wire = " ".join(folded.partition(":")[2].split())
+    elif not _SIMPLE_ADDRESS.fullmatch(wire):
         wire = Address(addr_spec=wire).addr_spec  # quotes a local part that needs it
     phrase = display_name(name)
     return PlainHeader("To", f"{phrase} <{wire}>" if phrase else wire)
