@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from pipeline.config import Config, SmtpConfig, load_config
-from pipeline.deliver import MessageTemplate, SmtpTransport, build_message, message_id
+from pipeline.deliver import MessageTemplate, SmtpTransport, build_message, message_id, to_header
 from pipeline.errors import Refused
 from pipeline.models import Rendered
 from pipeline.render import personalise
@@ -960,3 +960,11 @@ def test_list_unsubscribe_stays_plain_with_a_long_public_url_in_the_maildir(site
         raw = path.read_bytes()
         [address] = strict_addresses(raw_header(raw, "To"))
         assert_plain_unsubscribe(raw, ids[address])
+
+
+def test_an_address_only_smtputf8_could_carry_still_gets_an_ascii_to_header() -> None:
+    """Readers with one are left out before (see above); an admin's for the alerts is not."""
+    folded = to_header("dåvid@eksempel.no").fold(policy=email.policy.SMTP)
+    assert folded.isascii() and folded.endswith("\r\n")
+    msg = email.message_from_string(folded + "\r\n", policy=email.policy.default)
+    assert [a.addr_spec for a in msg["To"].addresses] == ["dåvid@eksempel.no"]
