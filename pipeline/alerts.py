@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from . import collect as collect_stage
 from . import redact
 from .config import Config
-from .deliver import make_transport
+from .deliver import make_transport, to_header
 from .errors import DeliveryError, RecipientRefused
 from .models import SendReport
 from .store import Store
@@ -210,7 +210,7 @@ MAX_TRIES = 48
 def _message(config: Config, subject: str, body: str, to: str) -> EmailMessage:
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = config.newsletter.sender
-    msg["To"] = to
+    msg["To"] = to_header(to)
     msg["Subject"] = subject
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=config.newsletter.sender_address.rpartition("@")[2])

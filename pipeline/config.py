@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -325,6 +326,30 @@ class SmtpConfig(_Section):
     @property
     def password(self) -> str:
         return os.environ.get(self.password_env, "")
+
+    @field_validator("username")
+    @classmethod
+    def _no_password_in_clear(cls, value: str, info: ValidationInfo) -> str:
+        host, security = info.data.get("host"), info.data.get("security")
+        if value and security == "none" and isinstance(host, str) and not is_loopback(host):
+            raise ValueError(
+                f'a login over delivery.smtp.security = "none" would send the password in clear '
+                f'to {host}: set delivery.smtp.security = "starttls" (or "tls" for port 465), '
+                "or leave username empty for a relay that needs no login"
+            )
+        return value
+
+
+def is_loopback(host: str) -> bool:
+    """True for a host name that can only mean this machine: `localhost` (RFC 6761) or a
+    loopback address (127.0.0.0/8, ::1); no name is looked up."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class DkimConfig(_Section):

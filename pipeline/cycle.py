@@ -101,8 +101,10 @@ def send_test(
     now: datetime | None = None,
     transport: Transport | None = None,
 ) -> Draft:
-    """Send the would-be edition to these addresses only; mark nothing, build nothing."""
+    """Send the would-be edition to these addresses only; mark nothing, build nothing. The
+    messages are signed with DKIM as the edition's are, so they fare as theirs will."""
     now = now or datetime.now(UTC)
+    signer = make_signer(config)
     d = draft(config, store, now)
     content = personalise(d.rendered, unsubscribe_url=preview_unsubscribe_url(config))
     content = Rendered(subject=f"[TEST] {content.subject}", html=content.html, text=content.text)
@@ -122,7 +124,9 @@ def send_test(
                 when=now,
                 unsubscribe_url=preview_unsubscribe_url(config),
             )
-            own.send(msg, config.newsletter.sender_address, address)
+            data = msg.as_bytes()
+            sender = config.newsletter.sender_address
+            own.send(signer.sign(data) if signer else data, sender, address)
             logger.info("Sent a test message to %s", address)
     finally:
         if transport is None:

@@ -38,12 +38,12 @@ from datetime import datetime
 from email import quoprimime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from .config import Config, SmtpConfig
+from .config import Config, SmtpConfig, is_loopback
 from .errors import ConfigError, Problem, RecipientRefused, Refused, TransportUnavailable
 from .models import PERSONAL_MARK, Rendered
 from .render import personalise
@@ -89,8 +89,152 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", " ", name).strip()
 
 
-def _to(address: str, name: str) -> str | Address:
-    return formataddr((_safe_name(name), address)) if name else Address(addr_spec=address)
+# -- headers written as they are ----------------------------------------------------------------
+
+
+class PlainHeader(str):
+    """A header value trnews writes itself: printable ASCII, folded only at its own spaces,
+    never parsed again nor turned into RFC 2047 encoded words by the email package.
+
+    `email.policy` keeps a value whose `name` is the header's name as it is
+    (`EmailPolicy.header_store_parse`) and writes it with its `fold`, so `msg[name] = value`
+    stores it untouched. Its text is the header as it goes on the wire.
+    """
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> PlainHeader:
+        if not _PRINTABLE.fullmatch(value):
+            raise ValueError(f"{name}: {value!r} is not one line of printable ASCII")
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        """`Name: value` and its line end, folded before a word that would take a line past
+        MAX_HEADER_LINE; a word longer than a line (a long URL) keeps a line to itself."""
+        line = f"{self.name}: {self}"
+        if len(line) <= MAX_HEADER_LINE:
+            return line + policy.linesep
+        first, *words = self.split(" ")
+        lines: list[str] = []
+        current = line[: len(self.name) + 2 + len(first)]
+        for word in words:
+            if word and len(current) + 1 + len(word) > MAX_HEADER_LINE:
+                lines.append(current)
+                current = ""
+            current += " " + word
+        lines.append(current)
+        return policy.linesep.join(lines) + policy.linesep
+
+
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
+"""A display name that is atoms (RFC 5322 atext) and spaces: written as it is."""
+_ENCODED_WORD_START = re.compile(r"=\?+")
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,"]')
+"""RFC 5322 specials but the full stop: what one reader or another of a To header takes for
+address syntax."""
+LONGEST_WORD = 64
+"""A longer word of a name is written as encoded words, which can be folded."""
+_Q_LITERAL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+"""What RFC 2047 (5.3) lets an encoded word in a display name carry as it is."""
+ENCODED_WORD_ROOM = 75 - len("=?utf-8?q??=")
+"""Encoded characters in one encoded word, which RFC 2047 caps at 75 characters in all."""
+
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as UTF-8 "Q" encoded words, none longer than RFC 2047 allows, none splitting a
+    character, each cut after a space where one can be (a reader joins encoded words without
+    the white space between them)."""
+    words: list[str] = []
+    pieces: list[str] = []  # the encoded characters of the word being filled
+    for char in text:
+        piece = "".join(
+            chr(b) if b in _Q_LITERAL else "_" if b == 0x20 else f"={b:02X}"
+            for b in char.encode("utf-8", "replace")
+        )
+        while pieces and sum(map(len, pieces)) + len(piece) > ENCODED_WORD_ROOM:
+            spaces = [i for i, p in enumerate(pieces) if p == "_"]
+            cut = spaces[-1] + 1 if spaces else len(pieces)
+            words.append("".join(pieces[:cut]))
+            pieces = pieces[cut:]
+        pieces.append(piece)
+    words.append("".join(pieces))
+    return [f"=?utf-8?q?{w}?=" for w in words]
+
+
+def display_name(name: str) -> str:
+    """`name` as the display name of an address header, in printable ASCII; "" for none.
+
+    It must read as one name, never as more addresses, to a strict RFC 5322 reader (an encoded
+    word is an atom to it), to a lax one that decodes encoded words first, and to one that
+    then splits at every comma, quotes or not. So the header's name loses what would be address
+    syntax to any of them: the RFC 5322 specials but the full stop (`Kåri, attacker@evil.
+    example` → `Kåri attacker evil.example`) and the `=?` that starts an encoded word. What is
+    left is written as atoms, as a quoted string when it holds a full stop, and, where a word
+    is not ASCII (or too long for a line), as encoded words. Only the header changes: the
+    greeting in the body keeps the name as it was given.
+    """
+    name = _ENCODED_WORD_START.sub("=", _safe_name(name))
+    name = " ".join(_SPECIALS.sub(" ", name).split())
+    if name.isascii() and all(len(word) <= LONGEST_WORD for word in name.split(" ")):
+        return name if _ATOMS.fullmatch(name) or not name else _quote(name)
+    words: list[str] = []
+    run: list[str] = []  # words to encode together, spaces and all
+    for word in [*name.split(" "), ""]:
+        if word and not (_ATOMS.fullmatch(word) and len(word) <= LONGEST_WORD):
+            run.append(word)
+            continue
+        if run:
+            words += _encoded_words(" ".join(run))
+            run = []
+        if word:
+            words.append(word)
+    return " ".join(words)
+
+
+def to_header(address: str, name: str = "") -> PlainHeader:
+    """The To header of a message to `address`: one mailbox, whatever `name` holds, built from
+    the name and the address, never by parsing a formatted string."""
+    wire = wire_address(address)
+    if wire is None:
+        # Only SMTPUTF8 carries a non-ASCII local part, and trnews does not send it: a reader
+        # with one is left out before this. Elsewhere (an admin's address for the alerts, to
+        # the Maildir) the email package's encoded form keeps the header ASCII, as it did.
+        policy = email.policy.SMTP
+        folded = policy.header_factory("To", address).fold(policy=policy)
+        wire = " ".join(folded.partition(":")[2].split())
+    elif not _SIMPLE_ADDRESS.fullmatch(wire):
+        wire = Address(addr_spec=wire).addr_spec  # quotes a local part that needs it
+    phrase = display_name(name)
+    return PlainHeader("To", f"{phrase} <{wire}>" if phrase else wire)
+
+
+def list_unsubscribe(url: str) -> PlainHeader:
+    """List-Unsubscribe (RFC 2369) written plain: mail providers read no encoded word there,
+    so it stays `<url>` on a line of its own however long the URL is."""
+    return PlainHeader("List-Unsubscribe", f"<{header_url(url)}>")
+
+
+LIST_UNSUBSCRIBE_POST = PlainHeader("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+"""RFC 8058 one-click unsubscribe, with List-Unsubscribe."""
+
+
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+"""What a URL in a header keeps as it is, besides letters, digits and `-._`."""
+
+
+def header_url(url: str) -> str:
+    """`url` as a header carries it: printable ASCII without spaces or angle brackets, an
+    international host in its IDNA form and any other character percent-encoded."""
+    if url.isascii() and quote(url, safe=_URL_SAFE) == url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    with contextlib.suppress(UnicodeError):
+        netloc = netloc.encode("idna").decode("ascii")
+    return quote(urlunsplit(parts._replace(netloc=netloc)), safe=_URL_SAFE)
 
 
 def wire_address(address: str) -> str | None:
@@ -124,14 +268,14 @@ def build_message(
     nl = config.newsletter
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = nl.sender
-    msg["To"] = _to(to, name)
+    msg["To"] = to_header(to, name)
     msg["Subject"] = _safe_name(content.subject)
     msg["Date"] = format_datetime(when)
     domain = nl.sender_address.rpartition("@")[2]
     msg["Message-ID"] = msg_id or make_msgid(domain=domain)
     msg["List-Id"] = list_id(config)
-    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["List-Unsubscribe"] = list_unsubscribe(unsubscribe_url)
+    msg["List-Unsubscribe-Post"] = LIST_UNSUBSCRIBE_POST
     if nl.reply_to:
         msg["Reply-To"] = nl.reply_to
     msg.set_content(content.text, charset="utf-8")
@@ -304,9 +448,10 @@ class MessageTemplate:
 
     Per reader only To, Date, Message-ID, List-Unsubscribe and the body's placeholders are
     filled in. The values are the ones `build_message(personalise(...))` would give: the
-    placeholders are filled by `render.personalise` itself, and each header is folded by the
-    same email policy. Both parts are quoted-printable (7-bit, lines under 76 characters), so a
-    value joins the encoded text with a soft line break, whatever the text around it.
+    placeholders are filled by `render.personalise` itself, and each header is written by the
+    same code (`to_header`, `list_unsubscribe`) or folded by the same email policy. Both
+    parts are quoted-printable (7-bit, lines under 76 characters), so a value joins the
+    encoded text with a soft line break, whatever the text around it.
     """
 
     policy = email.policy.SMTP
@@ -321,7 +466,7 @@ class MessageTemplate:
         tail = [
             self._fold("List-Id", list_id(config)),
             b"",  # List-Unsubscribe goes here
-            self._fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            self._plain(LIST_UNSUBSCRIBE_POST),
         ]
         if nl.reply_to:
             tail.append(self._fold("Reply-To", nl.reply_to))
@@ -355,6 +500,9 @@ class MessageTemplate:
         folded: str = self.policy.header_factory(name, value).fold(policy=self.policy)
         return folded.encode("ascii")
 
+    def _plain(self, header: PlainHeader) -> bytes:
+        return header.fold(policy=self.policy).encode("ascii")
+
     def _header(self, name: str, value: str) -> bytes:
         """`name: value` as one line when it is short printable ASCII, as the policy would fold
         it; else folded by the policy (a tenth of the time per message goes to this)."""
@@ -362,13 +510,6 @@ class MessageTemplate:
         if len(line) <= MAX_HEADER_LINE and line.isascii() and line.isprintable():
             return line.encode("ascii") + CRLF
         return self._fold(name, value)
-
-    def _to_header(self, address: str, name: str) -> bytes:
-        """The To header: `formataddr` already quotes a name with specials and encodes one
-        that is not ASCII (RFC 2047), so a short one needs no parsing; others are folded."""
-        if _SIMPLE_ADDRESS.fullmatch(address):
-            return self._header("To", formataddr((_safe_name(name), address)) if name else address)
-        return self._fold("To", _to(address, name))
 
     def render(
         self, *, to: str, name: str, msg_id: str, unsubscribe_url: str, when: datetime
@@ -381,12 +522,12 @@ class MessageTemplate:
         )
         out = [
             self.head,
-            self._to_header(to, name),
+            self._plain(to_header(to, name)),
             self.subject,
             self._header("Date", format_datetime(when)),
             self._header("Message-ID", msg_id),
             self.before_unsubscribe,
-            self._header("List-Unsubscribe", f"<{unsubscribe_url}>"),
+            self._plain(list_unsubscribe(unsubscribe_url)),
             self.after_unsubscribe,
             self.text_head,
         ]
@@ -502,6 +643,12 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.cfg
+        if cfg.username and cfg.security == "none" and not is_loopback(cfg.host):
+            # `check` refuses such a config already; this holds however the config was made.
+            raise Refused(
+                f"SMTP {self.where}: will not send the password of {cfg.username!r} in clear; "
+                'set delivery.smtp.security = "starttls" or "tls"'
+            )
         try:
             context = ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as e:

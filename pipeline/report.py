@@ -24,7 +24,6 @@ ahead of it are drawn alike, only on either side of the line.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -39,7 +38,7 @@ import jinja2
 from babel.dates import format_date
 from babel.numbers import format_decimal
 
-from . import redact
+from . import redact, spreadsheet
 from .calendars import Fetched, meetings_between
 from .config import Config, MessageConfig
 from .models import CalendarProblem
@@ -503,7 +502,7 @@ CSV_HEADER = [
 
 def to_csv(report: Report) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = spreadsheet.Writer(out)
     writer.writerow(CSV_HEADER)
     for r in report.ambassadors:
         writer.writerow(

@@ -45,7 +45,7 @@ from . import alerts, cron, cycle
 from .config import Config, load_config
 from .errors import ConfigError, SchedulerRunning, TransportUnavailable, TrnewsError
 from .models import JobRun
-from .store import Store, iso, parse_iso
+from .store import Store, iso, open_owner_only, parse_iso
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class SchedulerLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.path.open("a+", encoding="utf-8")
+        f = os.fdopen(open_owner_only(self.path, os.O_RDWR | os.O_APPEND), "a+", encoding="utf-8")
         for attempt in range(self.ATTEMPTS):
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -12,6 +12,8 @@ import logging
 import os
 import secrets
 import sqlite3
+import stat
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -364,6 +366,71 @@ _NEXT_SUBSCRIBER_ID = """(SELECT max(
 """The id of a new subscriber: above every id in use and every id ever erased or purged."""
 
 
+OWNER_ONLY = 0o600
+"""The mode of the database (which holds the link-signing key when $TRNEWS_SECRET is unset),
+its -wal and -shm (SQLite gives them the database's mode) and the scheduler's lock file."""
+
+
+_OPENING = threading.Lock()
+"""Held while a database is created and connected to, so that no connection of this process
+takes a lock on the file before the descriptor that created it is closed."""
+
+
+def open_owner_only(path: Path, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of `path` opened with `flags`; the file is created owner-only (0600)
+    whatever the umask, and an existing one is tightened (`tighten`)."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
+    except FileExistsError:
+        tighten(path)
+        return os.open(path, flags)
+    os.fchmod(fd, OWNER_ONLY)  # the umask may have taken some of it
+    return fd
+
+
+def create_owner_only(path: Path) -> None:
+    """Create `path` empty and owner-only (0600) whatever the umask, or tighten it if it is
+    there. An existing file is never opened here: closing a descriptor of a database would
+    drop every POSIX lock SQLite holds on it in this process (fcntl locks are per process)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
+    except FileExistsError:
+        tighten(path)
+        return
+    try:
+        os.fchmod(fd, OWNER_ONLY)  # the umask may have taken some of it
+    finally:
+        os.close(fd)
+
+
+def tighten(path: Path) -> None:
+    """Take from a file whatever its group and other users may do, saying so; nothing if
+    there is no such file."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not mode & 0o077:
+        return
+    try:
+        path.chmod(mode & 0o700)
+    except PermissionError:
+        logger.warning(
+            "%s can be read by other users (mode %04o) and belongs to another user: "
+            "make it owner-only with 'chmod 600 %s'",
+            path,
+            mode,
+            path,
+        )
+        return
+    logger.warning(
+        "%s could be read by other users (mode %04o); made it owner-only (%04o)",
+        path,
+        mode,
+        mode & 0o700,
+    )
+
+
 class Store:
     """One open SQLite database."""
 
@@ -375,11 +442,19 @@ class Store:
 
     @classmethod
     def open(cls, path: Path) -> Store:
-        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        """Open (creating if needed) the database at `path` and bring its schema up to date.
+
+        The database, its -wal and -shm are owner-only (0600), made so if they were not."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Delivery threads share the connection, one at a time under the ledger's lock.
-            conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+            tighten(path.with_name(path.name + "-wal"))
+            tighten(path.with_name(path.name + "-shm"))
+            with _OPENING:
+                create_owner_only(path)  # before SQLite would create it with the umask's mode
+                # Delivery threads share the connection, one at a time under the ledger's lock.
+                conn = sqlite3.connect(
+                    path, timeout=10, isolation_level=None, check_same_thread=False
+                )
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open the database {path}: {e}") from e
         conn.row_factory = sqlite3.Row

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import spreadsheet
 from .config import check_address
 from .errors import UsageError
 from .models import Subscriber, SubscriberState
@@ -142,13 +143,30 @@ class ImportReport:
 
 
 def _rows(text: str, source: str) -> list[tuple[int, str, str, str]]:
-    """(line number, email, name, state) of every non-empty line; columns matched by name."""
+    """(line number, email, name, state) of every non-empty line; columns matched by name.
+
+    A cell `export` made safe for a spreadsheet (a leading single quote) is read as the value
+    it stands for. A line the csv module cannot read (a field over its 128 KiB limit, say) is
+    a UsageError naming the line."""
     # Only the delimiter is guessed, from the header line (Excel writes ';' where ',' is the
     # decimal mark). The rest is the standard dialect: the sniffer, seeing a header without
     # quotes, would turn off doubled quotes and garble a name like `Bjørn "Bass" Berg`.
     header = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=header.count) if any(c in header for c in ",;\t") else ","
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    try:
+        return _read(reader, source)
+    except csv.Error as e:
+        # DictReader's own line_num is set once a row is read; its reader's counts the line
+        # that failed too.
+        line = reader.reader.line_num
+        raise UsageError(
+            f"{source}:{line}: cannot read this line as CSV ({e}); "
+            "fix the line, or save the file again as CSV, and run again"
+        ) from e
+
+
+def _read(reader: csv.DictReader[str], source: str) -> list[tuple[int, str, str, str]]:
     columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
     if "email" not in columns:
         raise UsageError(
@@ -157,9 +175,9 @@ def _rows(text: str, source: str) -> list[tuple[int, str, str, str]]:
         )
     rows = []
     for row in reader:
-        email = (row.get(columns["email"]) or "").strip()
-        name = (row.get(columns["name"]) or "") if "name" in columns else ""
-        state = (row.get(columns["state"]) or "") if "state" in columns else ""
+        cells = {key: spreadsheet.value(row.get(c) or "") for key, c in columns.items()}
+        email = cells["email"].strip()
+        name, state = cells.get("name", ""), cells.get("state", "")
         if email or name:
             rows.append((reader.line_num, email, name, state))
     return rows
@@ -211,8 +229,10 @@ def import_csv(store: Store, path: Path, *, now: datetime | None = None) -> Impo
 
 
 def export_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
-    """Write every subscriber as CSV (email, name, state, created); returns the count."""
-    writer = csv.writer(out, lineterminator="\n")
+    """Write every subscriber as CSV (email, name, state, created); returns the count. No cell
+    starts as a formula would (see `spreadsheet`); `import_csv` reads the names back as they
+    were."""
+    writer = spreadsheet.Writer(out)
     writer.writerow(EXPORT_FIELDS)
     n = 0
     for s in subscribers:

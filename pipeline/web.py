@@ -59,7 +59,6 @@ from base64 import b64encode
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from html.parser import HTMLParser
@@ -84,7 +83,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import tokens
 from .config import Config, check_address, load_config
-from .deliver import make_signer, make_transport, wire_address
+from .deliver import make_signer, make_transport, to_header, wire_address
 from .errors import TrnewsError, UsageError
 from .models import SubscriberState, inert
 from .render import TEXT_WIDTH, builtin_templates, palette, personalise, translations
@@ -615,7 +614,7 @@ class Web:
         html = self.env.get_template("web/confirm_email.html").render(values)
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = nl.sender
-        msg["To"] = Address(addr_spec=to)
+        msg["To"] = to_header(to)
         msg["Subject"] = subject
         msg["Date"] = format_datetime(now)
         msg["Message-ID"] = make_msgid(domain=nl.sender_address.rpartition("@")[2])

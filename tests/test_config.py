@@ -541,3 +541,33 @@ def test_intranet_and_test_domains_are_addresses_like_any_other(tmp_path: Path) 
     bad = trnews("-c", "trnews.toml", "check", cwd=tmp_path)
     assert bad.returncode == 2
     assert "alerts.to[0]" in bad.stderr
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [
+        ("smtp.example.org", True),
+        ("192.0.2.25", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+    ],
+)
+def test_a_login_over_a_connection_in_clear_is_refused_but_to_this_machine(
+    tmp_path: Path, host: str, refused: bool
+) -> None:
+    path = tmp_path / "trnews.toml"
+    path.write_text(
+        edit(
+            'password_env = "TRNEWS_SMTP_PASSWORD"',
+            f'host = "{host}"\nsecurity = "none"\nusername = "nyhetsbrev"',
+        ),
+        encoding="utf-8",
+    )
+    proc = trnews("-c", str(path), "check", cwd=tmp_path)
+    if not refused:
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    [message] = problems_in(proc.stderr, str(path)).values()
+    assert "delivery.smtp.security" in message and "in clear" in message and host in message
+    assert '"starttls"' in message  # the fix
+    assert "Traceback" not in proc.stderr

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
@@ -52,8 +53,9 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from pipeline.config import Config, load_config
-from pipeline.deliver import MessageTemplate, build_message, message_id
+from pipeline.config import Config, SmtpConfig, load_config
+from pipeline.deliver import MessageTemplate, SmtpTransport, build_message, message_id, to_header
+from pipeline.errors import Refused
 from pipeline.models import Rendered
 from pipeline.render import personalise
 from pipeline.tokens import verify
@@ -408,6 +410,27 @@ def test_smtp_login_with_the_password_from_the_named_env_var(site: Site, tls: Tl
         site.run("send")
     # Nothing was marked sent by the refused run: everyone gets the edition, once.
     assert recipients(handler) == {address: 1 for address, _ in READERS}
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # the point here
+def test_a_login_in_clear_goes_only_to_a_relay_on_this_machine(site: Site) -> None:
+    handler = SmtpHandler()
+    with_meeting(site)
+    auth = {"authenticator": only_login("trnews", "passord"), "auth_required": True}
+    with smtp_server(handler, auth_require_tls=False, **auth) as port:
+        use_smtp(site, port, username="trnews", password_env="RELAY_PASSWORD")
+        site.env["RELAY_PASSWORD"] = "passord"
+        add_readers(site, READERS[:1])
+        site.run("send")
+    assert recipients(handler) == {READERS[0][0]: 1}
+
+    # However the config was made (`check` refuses this one), the transport itself never
+    # sends the password in clear to another machine: it refuses before it connects.
+    cfg = SmtpConfig.model_construct(
+        host="192.0.2.25", port=25, security="none", username="trnews", timeout=1
+    )
+    with pytest.raises(Refused, match=r"in clear.*delivery\.smtp\.security"):
+        SmtpTransport(cfg).send(b"Subject: x\r\n\r\nx\r\n", "a@example.org", "b@example.org")
 
 
 # -- replies by meaning -----------------------------------------------------------------------
@@ -780,3 +803,227 @@ def test_a_dkim_key_file_that_cannot_be_used_is_a_config_error(
     assert (problem or "not an RSA private key") in proc.stderr
     assert "Traceback" not in proc.stderr
     assert status_editions(site) == []  # nothing built, nothing sent
+
+
+# -- hostile names and long links in the headers, read from the bytes on the wire --------------
+
+HOSTILE_NAMES = {
+    "kaari@example.org": "Kåri, attacker@evil.example, x",
+    "aase@example.org": 'Åse "Kari" <attacker@evil.example>',
+    "oyvind@example.org": "Øyvind; attacker@evil.example; (x",
+    "gruppe@example.org": "Grøn: attacker@evil.example;",
+    "ola@example.org": "Ola, attacker@evil.example",
+    "ord@example.org": "=?utf-8?q?Kari=2C_attacker=40evil=2Eexample=2C?= x",
+}
+"""Reader → a name that tries to add recipients to the To header of their message."""
+
+
+def raw_headers(raw: bytes) -> list[tuple[str, str]]:
+    """The header fields of a message as they are on the wire: names and unfolded values, no
+    encoded word decoded."""
+    head = raw.replace(b"\r\n", b"\n").partition(b"\n\n")[0].decode("ascii")
+    fields = re.split(r"\n(?![ \t])", head)
+    return [
+        (name, value.replace("\n", "").strip())
+        for name, _, value in (f.partition(":") for f in fields)
+    ]
+
+
+def raw_header(raw: bytes, name: str) -> str:
+    [value] = [v for n, v in raw_headers(raw) if n.lower() == name.lower()]
+    return value
+
+
+def strict_addresses(value: str) -> list[str]:
+    """Every address in an address list as RFC 5322 reads it: quoted strings, comments and
+    angle brackets are syntax, an encoded word is only an atom (never decoded), and each
+    word with an `@` outside angle brackets is an address too."""
+    found: list[str] = []
+    i = 0
+    while i < len(value):
+        char = value[i]
+        if char == '"':
+            i += 1
+            while i < len(value) and value[i] != '"':
+                i += 2 if value[i] == "\\" else 1
+        elif char == "(":
+            depth = 1
+            while depth and i + 1 < len(value):
+                i += 1
+                if value[i] == "\\":
+                    i += 1
+                else:
+                    depth += {"(": 1, ")": -1}.get(value[i], 0)
+        elif char == "<":
+            end = value.find(">", i)
+            found.append(value[i + 1 : end if end >= 0 else len(value)])
+            i = end if end >= 0 else len(value)
+        elif char == "@":
+            start = i
+            while start > 0 and value[start - 1] not in ' \t,;:<>()"':
+                start -= 1
+            end = i
+            while end < len(value) and value[end] not in ' \t,;:<>()"':
+                end += 1
+            found.append(value[start:end])
+            i = end - 1
+        i += 1
+    return found
+
+
+def lax_addresses(value: str) -> list[str]:
+    """The addresses a lax mail client finds: it decodes every encoded word first, then reads
+    the list as `strict_addresses` does, as Python's `getaddresses` does, and as one that cuts
+    it at every comma, quoted or not, and takes what has an `@` in each piece."""
+    decoded = str(make_header(decode_header(value)))
+    by_python = [address for _, address in getaddresses([decoded]) if address]
+    by_syntax = strict_addresses(decoded)
+    by_commas = [
+        found.group(1) or found.group(2)
+        for piece in decoded.split(",")
+        if (found := re.search(r"<([^<>]*)>|([^\s<>\"]+@[^\s<>\"]+)", piece))
+    ]
+    assert by_python == by_syntax == by_commas, (decoded, by_python, by_syntax, by_commas)
+    return by_syntax
+
+
+def test_a_display_name_never_adds_a_recipient_for_a_strict_or_a_lax_reader(
+    site: Site, smtp: SmtpServer
+) -> None:
+    with_meeting(site)
+    site.transport = "smtp"
+    for address, name in HOSTILE_NAMES.items():
+        site.run("subscribers", "add", address, "--name", name)
+    site.run("send")
+
+    assert recipients(smtp.handler) == {address: 1 for address in HOSTILE_NAMES}
+    for envelope, msg in smtp.handler.messages:
+        [address] = envelope.rcpt_tos
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)
+        to = raw_header(raw, "To")
+        assert strict_addresses(to) == [address], to
+        assert lax_addresses(to) == [address], to
+        # The header drops what would be syntax; the greeting keeps the name as it was given.
+        assert f"Hei {HOSTILE_NAMES[address]}!" in text_part(msg)
+
+
+def test_a_test_send_has_one_recipient_in_to_for_either_reader(
+    site: Site, smtp: SmtpServer
+) -> None:
+    with_meeting(site)
+    site.transport = "smtp"
+    site.run("send", "--test", "kari@example.org")
+    [(envelope, _)] = smtp.handler.messages
+    assert isinstance(envelope.original_content, bytes)
+    to = raw_header(envelope.original_content, "To")
+    assert strict_addresses(to) == lax_addresses(to) == ["kari@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Anne Abonnent", "Anne Abonnent"),
+        ("Bjørn Ødegård", "Bjørn Ødegård"),
+        ("Per O. Neil", "Per O. Neil"),
+        ("Kari Nordmann-Ås og Ola", "Kari Nordmann-Ås og Ola"),
+        ("Nordmann, Kari", "Nordmann Kari"),
+        ('Per "P." O\'Neil <sjef>', "Per P. O'Neil sjef"),
+        ("Kåri, attacker@evil.example, x", "Kåri attacker evil.example x"),
+        ("Åse (NTNU) Ødegård", "Åse NTNU Ødegård"),
+        ("=?utf-8?q?Kari?= Ås", "=utf-8?q?Kari?= Ås"),
+        ("Ola " + "o" * 90, "Ola " + "o" * 90),
+    ],
+)
+def test_a_name_reads_back_from_the_to_header_as_given_but_for_address_syntax(
+    tmp_path: Path, name: str, shown: str
+) -> None:
+    fast, ref, raw = fast_and_reference(tmp_path, "anne@example.org", name)
+    assert fast["To"].addresses == ref["To"].addresses
+    # Decoded as RFC 2047 says (Python's address parser puts a space between encoded words).
+    decoded = str(make_header(decode_header(raw_header(raw, "To"))))
+    assert getaddresses([decoded]) == [(shown, "anne@example.org")]
+
+
+LONG_PUBLIC_URL = "https://nyhetsbrev.ambassadorene.trondheimsregionen.example.org/" + "a" * 56
+assert len(LONG_PUBLIC_URL) == 120
+
+
+def use_long_public_url(site: Site) -> None:
+    site.write()
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace(PUBLIC_URL, LONG_PUBLIC_URL, 1), encoding="utf-8")
+
+
+def assert_plain_unsubscribe(raw: bytes, subscriber_id: int | None) -> None:
+    """List-Unsubscribe is one plain line `<{public_url}/unsubscribe/{token}>` (RFC 2369),
+    with List-Unsubscribe-Post beside it; no header is encoded or over 998 octets a line."""
+    lines = raw.replace(b"\r\n", b"\n").partition(b"\n\n")[0].split(b"\n")
+    assert max(len(line) for line in lines) <= 998
+    [line] = [x for x in lines if x.lower().startswith(b"list-unsubscribe:")]
+    found = re.fullmatch(
+        rb"List-Unsubscribe: <" + re.escape(LONG_PUBLIC_URL.encode()) + rb"/unsubscribe/(\S+)>",
+        line,
+    )
+    assert found, line
+    token = found.group(1).decode()
+    assert verify(SECRET, "unsubscribe", token) == subscriber_id
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in lines
+    for name, value in raw_headers(raw):
+        if name.lower().startswith("list-unsubscribe"):
+            assert "=?" not in value, (name, value)
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    # The visible link is the header's.
+    assert f"{LONG_PUBLIC_URL}/unsubscribe/{token}\n" in text_part(msg)  # type: ignore[arg-type]
+
+
+def test_list_unsubscribe_stays_plain_with_a_long_public_url_and_dkim_still_verifies(
+    site: Site, smtp: SmtpServer, dkim_key: DkimKey
+) -> None:
+    (site.root / "dkim.pem").write_bytes(dkim_key.pem)
+    site.extra_toml = DKIM_TOML.format(key_file="dkim.pem")
+    site.transport = "smtp"
+    with_meeting(site)
+    use_long_public_url(site)
+    add_readers(site, READERS)
+    site.run("send")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return dkim_key.txt if name.rstrip(b".") == b"nyhetsbrev._domainkey.example.org" else None
+
+    ids = subscriber_ids(site)
+    assert len(smtp.handler.messages) == len(READERS)
+    for envelope, _ in smtp.handler.messages:
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)
+        assert_plain_unsubscribe(raw, ids[envelope.rcpt_tos[0]])
+        assert dkim.verify(raw, dnsfunc=dns), envelope.rcpt_tos
+
+    smtp.handler.messages.clear()
+    site.run("send", "--test", "kari@example.org")
+    [(envelope, _)] = smtp.handler.messages
+    assert isinstance(envelope.original_content, bytes)
+    assert_plain_unsubscribe(envelope.original_content, None)  # a test link names no reader
+    assert dkim.verify(envelope.original_content, dnsfunc=dns)
+
+
+def test_list_unsubscribe_stays_plain_with_a_long_public_url_in_the_maildir(site: Site) -> None:
+    with_meeting(site)
+    use_long_public_url(site)
+    add_readers(site, READERS)
+    site.run("send")
+    ids = subscriber_ids(site)
+    files = sorted(site.outbox.iterdir())
+    assert len(files) == len(READERS)
+    for path in files:
+        raw = path.read_bytes()
+        [address] = strict_addresses(raw_header(raw, "To"))
+        assert_plain_unsubscribe(raw, ids[address])
+
+
+def test_an_address_only_smtputf8_could_carry_still_gets_an_ascii_to_header() -> None:
+    """Readers with one are left out before (see above); an admin's for the alerts is not."""
+    folded = to_header("dåvid@eksempel.no").fold(policy=email.policy.SMTP)
+    assert folded.isascii() and folded.endswith("\r\n")
+    msg = email.message_from_string(folded + "\r\n", policy=email.policy.default)
+    assert [a.addr_spec for a in msg["To"].addresses] == ["dåvid@eksempel.no"]

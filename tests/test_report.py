@@ -324,6 +324,18 @@ def test_the_csv_report_has_its_header_and_one_row_per_ambassador(year_2025: Sit
     assert float(kari["blog_posts_expected_by_now"]) == round(12 * gone, 1)
 
 
+def test_a_name_a_spreadsheet_would_run_is_text_in_the_csv_report(site: Site) -> None:
+    for n, name in enumerate(["=1+2", "-Kari", "@Ola", "+Siri", "Åse Ås"]):
+        ambassador(site, f"a{n}", name)
+
+    out = site.run("report", "--format", "csv").stdout
+
+    table = list(csv.reader(io.StringIO(out)))
+    assert sorted(r[2] for r in table[1:]) == ["'+Siri", "'-Kari", "'=1+2", "'@Ola", "Åse Ås"]
+    # Numbers stay numbers.
+    assert all(float(v) >= 0 for r in table[1:] for v in r[3:])
+
+
 def test_the_html_report_has_a_chart_without_script_that_draws_behind_and_ahead_alike(
     year_2025: Site,
 ) -> None:

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -351,6 +352,22 @@ def test_a_second_scheduler_on_the_same_database_exits_1_naming_the_first(
     )
     assert first.proc.poll() is None
     assert status(site)["scheduler_pid"] == first.pid
+
+
+def test_the_lock_file_is_owner_only_whatever_the_umask(
+    site: Site, start: Callable[..., Running]
+) -> None:
+    use_schedule(site, send="0 8 * * mon")
+    old = os.umask(0o022)  # the usual umask, which `trnews run` inherits
+    try:
+        running = start()
+    finally:
+        os.umask(old)
+    running.wait_started()
+    lock = site.db.with_name(site.db.name + ".lock")
+    assert lock.read_text(encoding="utf-8").strip() == str(running.pid)
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert stat.S_IMODE(site.db.stat().st_mode) == 0o600
 
 
 def test_sigterm_stops_with_exit_0_and_sigkill_leaves_no_stale_lock(

