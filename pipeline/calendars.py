@@ -8,7 +8,8 @@
   An all-day event starts at midnight, like a bare date in a `[[meeting]]` table.
 - An attendee (or the organizer) whose address is an ambassador's `email` links the meeting to
   that ambassador; the address is compared without regard to case, and an attendee who declined
-  is not linked. An override that lists no attendees keeps those of its series.
+  is not linked. Parameters written inside the value (Confluence: `ATTENDEE:X-…;CN=…:mailto:…`)
+  count too. An override that lists no attendees keeps those of its series.
 - Cancelled events (STATUS:CANCELLED) are left out.
 - No duplicates: the same occurrence (same UID and RECURRENCE-ID) from two calendars, or any two
   meetings with the same start and the same title (case and spacing aside), are one meeting, a
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
@@ -52,6 +54,7 @@ since 1920 still passes."""
 DESCRIPTION_CHARS = 300
 """Calendar descriptions carry whole invitations (Teams links, dial-in numbers): cut like an
 item's excerpt."""
+_MAILTO = re.compile("mailto:", re.IGNORECASE)
 UNTITLED = {"nb": "(uten tittel)", "nn": "(utan tittel)", "en": "(untitled)"}
 
 
@@ -159,11 +162,22 @@ def _moment(value: Any, config: Config) -> datetime:
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment.astimezone(tz)
 
 
-def _address(value: Any) -> str:
+def _split_person(value: Any) -> tuple[str, dict[str, str]]:
+    """An ATTENDEE's or ORGANIZER's address (casefolded) and its parameters.
+
+    Confluence writes the parameters inside the value (`ATTENDEE:X-CONFLUENCE-USER-KEY=…;
+    CN=…;CUTYPE=INDIVIDUAL:mailto:a@b`): the address is what follows the last `mailto:`, and
+    the parameters before it count as if written where they belong."""
     text = str(value).strip()
-    if text.lower().startswith("mailto:"):
-        text = text[len("mailto:") :]
-    return text.strip().casefold()
+    params = {str(k).upper(): str(v) for k, v in getattr(value, "params", {}).items()}
+    last = next(reversed(list(_MAILTO.finditer(text))), None)
+    if last is not None:
+        inside, text = text[: last.start()], text[last.end() :]
+        for part in inside.rstrip(":").split(";"):
+            name, eq, param = part.partition("=")
+            if eq:
+                params.setdefault(name.strip().upper(), param.strip().strip('"'))
+    return text.strip().casefold(), params
 
 
 def _people(event: Any) -> list[Any]:
@@ -177,10 +191,10 @@ def _people(event: Any) -> list[Any]:
 def _ambassadors(people: Iterable[Any], by_email: dict[str, str]) -> tuple[str, ...]:
     ids = []
     for person in people:
-        params = getattr(person, "params", {})
-        if str(params.get("PARTSTAT", "")).upper() == "DECLINED":
+        address, params = _split_person(person)
+        if params.get("PARTSTAT", "").upper() == "DECLINED":
             continue  # asked, said no: not at the meeting
-        amb = by_email.get(_address(person))
+        amb = by_email.get(address)
         if amb:
             ids.append(amb)
     return tuple(dict.fromkeys(ids))

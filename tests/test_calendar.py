@@ -389,3 +389,35 @@ def test_calendar_meetings_are_listed_under_upcoming_meetings_in_the_edition(
     assert "Rådhuset" in meetings and "Kari Nordmann" in meetings
     assert "Avlyst kalendermøte" not in text
     assert "Møte om to måneder" not in text
+
+
+# -- shapes of real exports (tests/data/calendars/, described in tests/data/README.md) --------
+
+CALENDARS = Path(__file__).resolve().parent / "data" / "calendars"
+KARI = '[[ambassador]]\nid = "kari-nordmann"\nname = "Kari Nordmann"\nemail = "kari@example.org"\n'
+OLA = '[[ambassador]]\nid = "ola-hansen"\nname = "Ola Hansen"\nemail = "ola@example.org"\n'
+
+
+def export(name: str) -> str:
+    return (CALENDARS / name).read_text(encoding="utf-8")
+
+
+def report_site(site: Site, *files: tuple[str, str]) -> Site:
+    """The site with Kari and Ola, and these (name, text) calendars as local files."""
+    for name, text in files:
+        (site.root / name).write_text(text, encoding="utf-8")
+    urls = ", ".join(f'"{name}"' for name, _ in files)
+    site.extra_toml = f"[calendar]\nurls = [{urls}]\n"
+    site.ambassadors += [KARI, OLA]
+    return site
+
+
+def test_a_confluence_attendee_with_its_parameters_inside_the_value_is_matched(
+    site: Site,
+) -> None:
+    # Confluence Team Calendars: ATTENDEE:X-CONFLUENCE-USER-KEY=…;CN=…:mailto:Kari@Example.org;
+    # Ola's line says PARTSTAT=DECLINED the same way.
+    report_site(site, ("confluence.ics", export("confluence_team_calendar.ics")))
+    data = report_json(site, "--year", "2025", "--as-of", "2025-12-31T12:00:00+01:00")
+    assert meetings_of(data, "kari-nordmann") == 1
+    assert meetings_of(data, "ola-hansen") == 0
