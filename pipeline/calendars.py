@@ -11,9 +11,11 @@
   is not linked. Parameters written inside the value (Confluence: `ATTENDEE:X-…;CN=…:mailto:…`)
   count too. An override that lists no attendees keeps those of its series.
 - Cancelled events (STATUS:CANCELLED) are left out.
-- No duplicates: the same occurrence (same UID and RECURRENCE-ID) from two calendars, or any two
-  meetings with the same start and the same title (case and spacing aside), are one meeting, a
-  `[[meeting]]` table winning over a calendar; the ambassadors of both are kept.
+- No duplicates across sources: the same occurrence (same UID and RECURRENCE-ID) from two
+  calendars, or two meetings from two sources (the `[[meeting]]` tables, each calendar) with the
+  same start and the same title (case and spacing aside), are one meeting, a `[[meeting]]` table
+  winning over a calendar; the ambassadors of both are kept. Events of one calendar are never
+  merged with each other (see `merge`).
 - URLs are fetched as feeds are (pipeline.collect: one deadline per calendar, retries, the size
   cap, decompression under the cap). A calendar that cannot be fetched or read is reported by
   name and reason and never stops the others, the report or the edition.
@@ -327,29 +329,63 @@ def config_meetings(config: Config, start: datetime, end: datetime) -> list[Plan
 
 
 def merge(meetings: Iterable[PlannedMeeting]) -> list[PlannedMeeting]:
-    """One meeting per occurrence, soonest first: a later copy (same UID and occurrence, or
-    same start and title) only adds its ambassadors to the first."""
+    """One meeting per occurrence, soonest first.
+
+    Copies of one meeting from different sources (the `[[meeting]]` tables, each calendar) are
+    one: the same UID and occurrence, or the same start and title (case and spacing aside). The
+    first copy is kept and gains the ambassadors of the others; each kept meeting takes at most
+    one copy from each other source. Within one calendar nothing is merged: its events are
+    told apart by their UIDs, and two of them at one time with one title (or none) are two
+    meetings. `[[meeting]]` tables are told apart by their title and start, their identity.
+    """
     kept: list[PlannedMeeting] = []
-    by_uid: dict[tuple[str, datetime], int] = {}
-    by_start: dict[tuple[datetime, str], int] = {}
+    sources: list[set[str]] = []
+    """The sources whose copies each kept meeting holds."""
+    index: dict[tuple[object, ...], list[int]] = {}
+    """Kept meetings by UID and occurrence, and by start and title."""
+
+    def copy_of(m: PlannedMeeting, keys: list[tuple[object, ...]]) -> int | None:
+        for key in keys:
+            for at in index.get(key, []):
+                if m.source not in sources[at] or not m.source:
+                    return at
+        return None
+
     for m in meetings:
-        uid_key = (m.uid, m.occurrence or m.start) if m.uid else None
-        start_key = (m.start, _same(m.title))
-        at = by_uid.get(uid_key) if uid_key else None
-        if at is None:
-            at = by_start.get(start_key)
+        keys: list[tuple[object, ...]] = [("start", m.start, _same(m.title))]
+        if m.uid:
+            keys.insert(0, ("uid", m.uid, m.occurrence or m.start))
+        at = copy_of(m, keys)
         if at is None:
             at = len(kept)
             kept.append(m)
+            sources.append(set())
         else:
             first = kept[at]
             kept[at] = replace(
                 first, ambassadors=tuple(dict.fromkeys((*first.ambassadors, *m.ambassadors)))
             )
-        if uid_key:
-            by_uid.setdefault(uid_key, at)
-        by_start.setdefault(start_key, at)
-    return sorted(kept, key=lambda m: (m.start, m.title))
+        sources[at].add(m.source)
+        for key in keys:
+            if at not in index.setdefault(key, []):
+                index[key].append(at)
+    return _unique_keys(sorted(kept, key=lambda m: (m.start, m.title)))
+
+
+def _unique_keys(meetings: list[PlannedMeeting]) -> list[PlannedMeeting]:
+    """The meetings, each with a key of its own: the second of two calendar events with one
+    title and start gets a key from its UID too (editions record which meetings they listed
+    by key)."""
+    seen: set[str] = set()
+    out = []
+    for m in meetings:
+        key, n = m.key, 0
+        while key in seen:
+            n += 1
+            key = meeting_key(f"{m.title}\x00{m.uid}\x00{m.occurrence}\x00{n}", m.start)
+        seen.add(key)
+        out.append(m if key == m.key else replace(m, key=key))
+    return out
 
 
 def meetings_between(

@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import FeedServer, Site
+from conftest import FeedServer, Site, text_part
 
 from pipeline import calendars
 from pipeline.config import Config, load_config
@@ -421,3 +421,30 @@ def test_a_confluence_attendee_with_its_parameters_inside_the_value_is_matched(
     data = report_json(site, "--year", "2025", "--as-of", "2025-12-31T12:00:00+01:00")
     assert meetings_of(data, "kari-nordmann") == 1
     assert meetings_of(data, "ola-hansen") == 0
+
+
+def test_events_at_one_time_in_one_calendar_stay_apart_and_copies_from_another_merge(
+    tmp_path: Path, site: Site
+) -> None:
+    # Nextcloud: ten bookings without a title at one time, in ten rooms. The same file from a
+    # second source is a copy of each: still ten meetings, with everyone on each.
+    soon = datetime.now(OSLO).date() + timedelta(days=4)
+    rooms = export("nextcloud_untitled_at_one_time.ics").replace("20261201T", f"{soon:%Y%m%d}T")
+    report_site(site, ("rom.ics", rooms), ("kopi.ics", rooms.replace("mailto:ola@", "mailto:x@")))
+    site.run("subscribers", "add", "leser@example.org")
+    site.run("send")
+    [message] = site.messages()
+    text = text_part(message).split("Kommende møter", 1)[1]
+    assert text.count("(uten tittel)") == 10
+    assert all(f"Møterom {n}\n" in text for n in range(1, 11))
+    found = calendars.meetings_between(
+        load_config(site.config),
+        datetime.combine(soon, datetime.min.time(), OSLO),
+        datetime.combine(soon, datetime.max.time(), OSLO),
+    )
+    assert len(found.meetings) == 10
+    assert [m.ambassadors for m in found.meetings if m.ambassadors] == [
+        ("kari-nordmann",),
+        ("ola-hansen",),
+    ]
+    assert len({m.key for m in found.meetings}) == 10
