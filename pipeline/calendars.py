@@ -267,13 +267,15 @@ class _Readable:
     """Each event left out, named, with why."""
 
 
-def _name(event: Any, place: int) -> str:
-    """An event as a problem line names it: its place in the file, its SUMMARY and UID."""
+def _name(event: Any, place: int, uids: dict[str, str] | None = None) -> str:
+    """An event as a problem line names it: its place in the file, its SUMMARY and UID (as
+    written: `uids` maps a UID given to an event that shared one back)."""
     said = []
     if event.get("SUMMARY"):
         said.append(f'"{_text(event.get("SUMMARY"))[:60]}"')
     if event.get("UID"):
-        said.append(f"UID {_text(event.get('UID'))[:100]}")
+        uid = str(event.get("UID"))
+        said.append(f"UID {_text((uids or {}).get(uid, uid))[:100]}")
     return f"event {place} ({', '.join(said) or 'no SUMMARY or UID'})"
 
 
@@ -398,7 +400,8 @@ def _expand(readable: _Readable, start: datetime, end: datetime) -> list[Any]:
         except Exception as e:
             place, first = events[0]
             why = _text(f"{type(e).__name__}: {e}")[:200]
-            readable.left_out.append(f"{_name(first, place)}: it cannot be expanded ({why})")
+            name = _name(first, place, readable.uids)
+            readable.left_out.append(f"{name}: it cannot be expanded ({why})")
     return out
 
 

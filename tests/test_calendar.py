@@ -557,3 +557,30 @@ def test_a_series_whose_rule_cannot_be_read_is_named_not_dropped_without_a_word(
         'left out event 1 ("Daglig standup", UID standup-25): it cannot be expanded '
         "(BadRuleStringFormat: "
     )
+
+
+def test_a_copied_meeting_that_cannot_be_expanded_is_named_by_the_uid_it_has(
+    tmp_path: Path,
+) -> None:
+    # An Outlook copy of a series keeps the original's UID; this one also has an RRULE that
+    # cannot be expanded (spaces in BYDAY). It is named as the file has it; the original is read.
+    (tmp_path / "kopi.ics").write_text(
+        ics(
+            "UID:040000008200E00074C5B7101A82E008\nSUMMARY:Styremøte\n"
+            "DTSTART:20250313T080000Z\nRRULE:FREQ=WEEKLY;COUNT=2\n"
+            "ATTENDEE:mailto:kari@example.org",
+            "UID:040000008200E00074C5B7101A82E008\nSUMMARY:Styremøte (kopi)\n"
+            "DTSTART:20250320T080000Z\nRRULE:FREQ=WEEKLY;COUNT=3;BYDAY=TH, FR",
+        ),
+        encoding="utf-8",
+    )
+    config = config_with(tmp_path, '[calendar]\nurls = ["kopi.ics"]\n')
+    found = year_2025(config)
+    assert [(m.title, m.ambassadors) for m in found.meetings] == [
+        ("Styremøte", ("kari-nordmann",))
+    ] * 2
+    [problem] = found.problems
+    assert problem.error.startswith(
+        'left out event 2 ("Styremøte (kopi)", UID 040000008200E00074C5B7101A82E008): '
+        "it cannot be expanded"
+    )

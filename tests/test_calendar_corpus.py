@@ -39,7 +39,7 @@ def corpus() -> list[CorpusCalendar]:
     return found
 
 
-def config_at(folder: Path, names: list[str] = []) -> Config:  # noqa: B006 (never changed)
+def config_at(folder: Path, names: tuple[str, ...] | list[str] = ()) -> Config:
     folder.mkdir(parents=True, exist_ok=True)
     people = "".join(
         f'[[ambassador]]\nid = "{i}"\nname = "{i.title()}"\nemail = "{e}"\n\n'
