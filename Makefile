@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TRNEWS := $(BIN)/trnews
 DEMO := var/demo/trnews.toml
 
-.PHONY: help install demo test lint format bench messages clean
+.PHONY: help install demo test corpus lint format bench messages clean
 
 help:
 	@echo "make demo    set up, then collect and send the bundled example offline into var/outbox"
@@ -40,8 +40,13 @@ demo: install
 	@echo "  $(DEMO)  the demo config (config/trnews.toml with its dates moved to today)"
 
 # One worker per core: the tests mostly wait on loopback servers and processes.
-test: install
+test: install corpus
 	$(BIN)/pytest -n auto
+
+# The calendars of tests/test_calendar_corpus.py: the icalendar and recurring-ical-events sdists
+# at the versions installed, fetched from PyPI once into var/corpus (tests/calendar_corpus.py).
+corpus: install
+	$(BIN)/python tests/calendar_corpus.py
 
 lint: install
 	$(BIN)/ruff check pipeline tests bench

@@ -999,11 +999,11 @@ def report(state: State, year: int | None, fmt: str, out: Path | None, as_of: st
             moment = moment.replace(tzinfo=config.newsletter.tz)
     built = report_stage.build(config, year=year, as_of=moment)
     for problem in built.calendar_problems:
-        err.print(
-            f"trnews: calendar {problem.calendar} could not be read: {problem.error}; "
-            "its meetings are not counted",
-            markup=False,
-        )
+        if problem.events_left_out:
+            said = f"{problem.error}; its other meetings are counted"
+        else:
+            said = f"could not be read: {problem.error}; its meetings are not counted"
+        err.print(f"trnews: calendar {problem.calendar} {said}", markup=False)
     text = report_stage.render(built, fmt, config)
     if out is None:
         click.echo(text, nl=False)

@@ -198,10 +198,13 @@ class PlannedMeeting:
 
 @dataclass(frozen=True)
 class CalendarProblem:
-    """A calendar that could not be fetched or read, and why."""
+    """A calendar that could not be fetched or read, or events it left out, and why."""
 
     calendar: str
     error: str
+    events_left_out: int = 0
+    """Events left out of a calendar read otherwise (`error` names them); 0 when the whole
+    calendar could not be read."""
 
     def __str__(self) -> str:
         return f"{self.calendar}: {self.error}"

@@ -58,6 +58,7 @@ WORDS: dict[str, dict[str, str]] = {
         "fortsatt viste dem da.",
         "never": "Ingenting er samlet inn ennå: kjør «trnews collect».",
         "calendar": "Kalenderen {name} kunne ikke leses ({error}): møtene i den er ikke talt med.",
+        "calendar_events": "Kalenderen {name}: {error}. De andre møtene i den er talt med.",
         "chronicles": "Kronikker",
         "blog_posts": "Blogginnlegg",
         "meetings": "Møter",
@@ -87,6 +88,7 @@ WORDS: dict[str, dict[str, str]] = {
         "never": "Ingenting er samla inn enno: køyr «trnews collect».",
         "calendar": "Kalenderen {name} kunne ikkje lesast ({error}): møta i han er ikkje talde "
         "med.",
+        "calendar_events": "Kalenderen {name}: {error}. Dei andre møta i han er talde med.",
         "chronicles": "Kronikkar",
         "blog_posts": "Blogginnlegg",
         "meetings": "Møte",
@@ -116,6 +118,7 @@ WORDS: dict[str, dict[str, str]] = {
         "never": "Nothing has been collected yet: run 'trnews collect'.",
         "calendar": "The calendar {name} could not be read ({error}): its meetings are not "
         "counted.",
+        "calendar_events": "The calendar {name}: {error}. Its other meetings are counted.",
         "chronicles": "Chronicles",
         "blog_posts": "Blog posts",
         "meetings": "Meetings",
@@ -249,7 +252,8 @@ class Report:
             "totals": self.totals,
             "messages": [{"id": m.id, "title": m.title, "items": m.items} for m in self.messages],
             "calendar_errors": [
-                {"calendar": p.calendar, "error": p.error} for p in self.calendar_problems
+                {"calendar": p.calendar, "error": p.error, "events_left_out": p.events_left_out}
+                for p in self.calendar_problems
             ],
         }
 
@@ -436,7 +440,8 @@ def _head(report: Report, words: Words) -> list[str]:
         since = report.counting_since.astimezone(report.as_of.tzinfo)
         lines.append(words["since"].format(date=words.date(since)))
     for p in report.calendar_problems:
-        lines.append(words["calendar"].format(name=p.calendar, error=p.error))
+        said = "calendar_events" if p.events_left_out else "calendar"
+        lines.append(words[said].format(name=p.calendar, error=p.error))
     return lines
 
 

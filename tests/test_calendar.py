@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import FeedServer, Site
+from conftest import FeedServer, Site, text_part
 
 from pipeline import calendars
 from pipeline.config import Config, load_config
@@ -389,3 +389,198 @@ def test_calendar_meetings_are_listed_under_upcoming_meetings_in_the_edition(
     assert "Rådhuset" in meetings and "Kari Nordmann" in meetings
     assert "Avlyst kalendermøte" not in text
     assert "Møte om to måneder" not in text
+
+
+# -- shapes of real exports (tests/data/calendars/, described in tests/data/README.md) --------
+
+CALENDARS = Path(__file__).resolve().parent / "data" / "calendars"
+KARI = '[[ambassador]]\nid = "kari-nordmann"\nname = "Kari Nordmann"\nemail = "kari@example.org"\n'
+OLA = '[[ambassador]]\nid = "ola-hansen"\nname = "Ola Hansen"\nemail = "ola@example.org"\n'
+NOTES_UID = "C1257D3A0048E1F2C1258C3E00456789-Lotus_Notes_Generated"
+
+
+def export(name: str) -> str:
+    return (CALENDARS / name).read_text(encoding="utf-8")
+
+
+def report_site(site: Site, *files: tuple[str, str]) -> Site:
+    """The site with Kari and Ola, and these (name, text) calendars as local files."""
+    for name, text in files:
+        (site.root / name).write_text(text, encoding="utf-8")
+    urls = ", ".join(f'"{name}"' for name, _ in files)
+    site.extra_toml = f"[calendar]\nurls = [{urls}]\n"
+    site.ambassadors += [KARI, OLA]
+    return site
+
+
+def test_a_this_and_all_future_change_keeps_every_later_meeting_of_the_series(
+    site: Site,
+) -> None:
+    # Lotus Notes: ten Tuesdays at 10:00 from 4 March 2025; from the fifth (1 April) on, every
+    # meeting moved to 13:00 with one override, RECURRENCE-ID;RANGE=THISANDFUTURE.
+    report_site(site, ("notes.ics", export("notes_this_and_future.ics")))
+    data = report_json(site, "--year", "2025", "--as-of", "2025-12-31T12:00:00+01:00")
+    assert meetings_of(data, "kari-nordmann") == 10
+    assert data["calendar_errors"] == []
+    config = load_config(site.config)
+    starts = [m.start for m in year_2025(config).meetings]
+    first = datetime(2025, 3, 4, 10, 0, tzinfo=OSLO)
+    assert starts == [first + timedelta(weeks=n, hours=3 if n >= 4 else 0) for n in range(10)]
+
+
+def test_a_copy_from_before_the_change_is_the_same_ten_meetings_not_more(
+    tmp_path: Path,
+) -> None:
+    # The live calendar with the change (Kari's) and an export from before it (Ola's): each
+    # occurrence is the same meeting in both, found by its UID and the slot it was moved from.
+    live = export("notes_this_and_future.ics")
+    change = live[live.rindex("BEGIN:VEVENT") : live.index("END:VCALENDAR")]
+    before = live.replace(change, "").replace("mailto:kari@", "mailto:ola@")
+    assert "THISANDFUTURE" in change and "RRULE" in before and "THISANDFUTURE" not in before
+    (tmp_path / "live.ics").write_text(live, encoding="utf-8")
+    (tmp_path / "before.ics").write_text(before, encoding="utf-8")
+    config = config_with(tmp_path, '[calendar]\nurls = ["live.ics", "before.ics"]\n')
+    found = year_2025(config)
+    assert len(found.meetings) == 10
+    assert {m.ambassadors for m in found.meetings} == {("kari-nordmann", "ola-hansen")}
+    assert {m.uid for m in found.meetings} == {NOTES_UID}
+
+
+def test_an_event_that_cannot_be_read_is_named_and_the_rest_of_the_calendar_still_counts(
+    site: Site,
+) -> None:
+    # A CMS export (plone.app.event) with two good meetings of Kari's and three she is listed
+    # on that cannot be read: no DTSTART, two DTSTART lines, an RDATE that is a time of day.
+    report_site(site, ("arrangementer.ics", export("plone_broken_events.ics")))
+    proc = site.run(
+        "report", "--year", "2025", "--as-of", "2025-12-31T12:00:00+01:00", "--format", "json"
+    )
+    data = json.loads(proc.stdout)
+    assert meetings_of(data, "kari-nordmann") == 2
+    [problem] = data["calendar_errors"]
+    assert problem["calendar"] == "arrangementer.ics"
+    assert problem["events_left_out"] == 3
+    error = problem["error"]
+    assert error.startswith("left out 3 events: ")
+    assert (
+        'event 2 ("Frokostmøte om E6", UID a8b7c6d5e4f30211fedcba9876543210): '
+        "it has no start (DTSTART)" in error
+    )
+    assert 'event 3 ("Regionrådet", UID noend123): it has 2 DTSTART lines' in error
+    assert (
+        'event 4 ("Styremøte", UID test-vtime-named-timezone): '
+        "its RDATE is a time of day without a date" in error
+    )
+    assert "unexpected" not in error
+    assert f"calendar arrangementer.ics {error}; its other meetings are counted" in proc.stderr
+    text = site.run("report", "--year", "2025", "--as-of", "2025-12-31T12:00:00+01:00").stdout
+    assert f"Kalenderen arrangementer.ics: {error}. De andre møtene i den er talt med." in text
+
+
+def test_two_events_sharing_a_uid_are_two_meetings_each_with_its_own_people(
+    site: Site,
+) -> None:
+    # Outlook: a copied meeting keeps the UID of the original. The copy (first in the file, in
+    # November) lists nobody; the original (13 March) lists Kari.
+    report_site(site, ("outlook.ics", export("outlook_shared_uid.ics")))
+    spring = report_json(site, "--year", "2025", "--as-of", "2025-06-30T12:00:00+02:00")
+    assert meetings_of(spring, "kari-nordmann") == 1
+    config = load_config(site.config)
+    found = year_2025(config).meetings
+    assert [(m.title, m.start, m.ambassadors) for m in found] == [
+        ("Styremøte", datetime(2025, 3, 13, 9, 0, tzinfo=OSLO), ("kari-nordmann",)),
+        ("Styremøte (kopi)", datetime(2025, 11, 20, 9, 0, tzinfo=OSLO), ()),
+    ]
+
+
+def test_a_confluence_attendee_with_its_parameters_inside_the_value_is_matched(
+    site: Site,
+) -> None:
+    # Confluence Team Calendars: ATTENDEE:X-CONFLUENCE-USER-KEY=…;CN=…:mailto:Kari@Example.org;
+    # Ola's line says PARTSTAT=DECLINED the same way.
+    report_site(site, ("confluence.ics", export("confluence_team_calendar.ics")))
+    data = report_json(site, "--year", "2025", "--as-of", "2025-12-31T12:00:00+01:00")
+    assert meetings_of(data, "kari-nordmann") == 1
+    assert meetings_of(data, "ola-hansen") == 0
+
+
+def test_events_at_one_time_in_one_calendar_stay_apart_and_copies_from_another_merge(
+    tmp_path: Path, site: Site
+) -> None:
+    # Nextcloud: ten bookings without a title at one time, in ten rooms. The same file from a
+    # second source is a copy of each: still ten meetings, with everyone on each.
+    soon = datetime.now(OSLO).date() + timedelta(days=4)
+    rooms = export("nextcloud_untitled_at_one_time.ics").replace("20261201T", f"{soon:%Y%m%d}T")
+    report_site(site, ("rom.ics", rooms), ("kopi.ics", rooms.replace("mailto:ola@", "mailto:x@")))
+    site.run("subscribers", "add", "leser@example.org")
+    site.run("send")
+    [message] = site.messages()
+    text = text_part(message).split("Kommende møter", 1)[1]
+    assert text.count("(uten tittel)") == 10
+    assert all(f"Møterom {n}\n" in text for n in range(1, 11))
+    found = calendars.meetings_between(
+        load_config(site.config),
+        datetime.combine(soon, datetime.min.time(), OSLO),
+        datetime.combine(soon, datetime.max.time(), OSLO),
+    )
+    assert len(found.meetings) == 10
+    assert [m.ambassadors for m in found.meetings if m.ambassadors] == [
+        ("kari-nordmann",),
+        ("ola-hansen",),
+    ]
+    assert len({m.key for m in found.meetings}) == 10
+
+
+def test_a_series_whose_rule_cannot_be_read_is_named_not_dropped_without_a_word(
+    tmp_path: Path,
+) -> None:
+    # An RRULE with spaces in its BYDAY list, as Microsoft CDO for Exchange wrote it (issue 165
+    # of icalendar): recurring-ical-events cannot expand it.
+    (tmp_path / "sprint.ics").write_text(
+        ics(
+            "UID:standup-25\nSUMMARY:Daglig standup\nDTSTART:20250303T080000Z\n"
+            "RRULE:FREQ=DAILY;UNTIL=20250314T080000Z;INTERVAL=1;BYDAY=MO, TU, WE, TH, FR\n"
+            " ;WKST=SU",
+            "UID:demo-25\nSUMMARY:Sprintdemo\nDTSTART:20250314T130000Z\n"
+            "ATTENDEE:mailto:kari@example.org",
+        ),
+        encoding="utf-8",
+    )
+    config = config_with(tmp_path, '[calendar]\nurls = ["sprint.ics"]\n')
+    found = year_2025(config)
+    assert [(m.title, m.ambassadors) for m in found.meetings] == [
+        ("Sprintdemo", ("kari-nordmann",))
+    ]
+    [problem] = found.problems
+    assert problem.events_left_out == 1
+    assert problem.error.startswith(
+        'left out event 1 ("Daglig standup", UID standup-25): it cannot be expanded '
+        "(BadRuleStringFormat: "
+    )
+
+
+def test_a_copied_meeting_that_cannot_be_expanded_is_named_by_the_uid_it_has(
+    tmp_path: Path,
+) -> None:
+    # An Outlook copy of a series keeps the original's UID; this one also has an RRULE that
+    # cannot be expanded (spaces in BYDAY). It is named as the file has it; the original is read.
+    (tmp_path / "kopi.ics").write_text(
+        ics(
+            "UID:040000008200E00074C5B7101A82E008\nSUMMARY:Styremøte\n"
+            "DTSTART:20250313T080000Z\nRRULE:FREQ=WEEKLY;COUNT=2\n"
+            "ATTENDEE:mailto:kari@example.org",
+            "UID:040000008200E00074C5B7101A82E008\nSUMMARY:Styremøte (kopi)\n"
+            "DTSTART:20250320T080000Z\nRRULE:FREQ=WEEKLY;COUNT=3;BYDAY=TH, FR",
+        ),
+        encoding="utf-8",
+    )
+    config = config_with(tmp_path, '[calendar]\nurls = ["kopi.ics"]\n')
+    found = year_2025(config)
+    assert [(m.title, m.ambassadors) for m in found.meetings] == [
+        ("Styremøte", ("kari-nordmann",))
+    ] * 2
+    [problem] = found.problems
+    assert problem.error.startswith(
+        'left out event 2 ("Styremøte (kopi)", UID 040000008200E00074C5B7101A82E008): '
+        "it cannot be expanded"
+    )
