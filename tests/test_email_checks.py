@@ -47,6 +47,7 @@ import httpx
 import pytest
 from conftest import ROOT, FeedServer, Site, feed_bytes, free_port, html_part, text_part
 from test_corpus import active_content
+from test_render import bylines_around_the_edge, render, write_config
 
 OSLO = ZoneInfo("Europe/Oslo")
 SCREENSHOTS = ROOT / "var" / "screenshots"
@@ -794,6 +795,52 @@ def test_the_logo_is_the_only_image_and_has_the_configured_alt_text(
 def test_without_a_logo_the_edition_has_no_image_at_all(editions: Editions, language: str) -> None:
     """No tracking pixel, and no image from a feed (medium.xml's pixel, blog figures)."""
     assert "<img" not in editions.get(language, False).html.lower()
+
+
+# Every byline ("Kari Nordmann, Ordfører … · 23. november 2026"), character by character,
+# with the top of the line each character is drawn on.
+BYLINE_JS = """
+() => [...document.querySelectorAll('p.trn-muted')]
+  .filter((p) => p.textContent.includes('·'))
+  .map((p) => {
+    const chars = [];
+    const walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (let i = 0; i < node.length; i++) {
+        const range = document.createRange();
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        chars.push([node.data[i], Math.round(range.getBoundingClientRect().top)]);
+      }
+    }
+    return chars;
+  })
+"""
+
+
+@pytest.mark.parametrize("language", ["nb", "en"])
+def test_at_375_px_the_separator_of_a_byline_stays_with_its_date(
+    browser: Any, tmp_path: Path, language: str
+) -> None:
+    """A byline that wraps on a phone left its "·" hanging at the end of a line and the date
+    alone on the next. Wherever a byline wraps, the "·" is on the date's line. Writes
+    var/screenshots/bylines-<language>-375.png."""
+    html = render(write_config(tmp_path, language), bylines_around_the_edge()).html
+    page = Page(browser, html).at(375)
+    try:
+        bylines = page.evaluate(BYLINE_JS)
+        page.screenshot(f"bylines-{language}-375")
+    finally:
+        page.close()
+    assert len(bylines) == len(bylines_around_the_edge().items)
+    wrapped = 0
+    for chars in bylines:
+        text = "".join(c for c, _ in chars)
+        dot = text.rindex("·")
+        tops = {top for c, top in chars[dot:] if not c.isspace()}
+        assert len(tops) == 1, f"the date is not on the line of its '·': {text!r}"
+        wrapped += len({top for c, top in chars if not c.isspace()}) > 1
+    assert wrapped >= 10, f"only {wrapped} bylines wrap at 375 px: the test proves little"
 
 
 # -- rspamd ---------------------------------------------------------------------------------

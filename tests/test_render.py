@@ -586,6 +586,43 @@ def test_plain_text_is_wrapped_for_a_terminal_with_each_link_on_its_own_line(
     assert "\n\nKommende møter\n==============\n\nRegionrådet\n" in text
 
 
+def bylines_around_the_edge() -> EditionPlan:
+    """Items whose byline ends anywhere from 15 columns before to past the 72-column edge of
+    the text part, so that "byline · date" meets the edge at every point of the date."""
+    role = "Ordfører i Melhus og leder av regionrådet i Trondheimsregionen"
+    return plan(
+        items=tuple(
+            item(
+                n,
+                f"Innlegg {n}",
+                date=datetime(2026, 11, 23, 9, 0, tzinfo=UTC) - timedelta(days=n),
+                credits=(Credit(f"a{n}", "Kari Nordmann", role[: n - 15].rstrip()),),
+                excerpt="Tekst.",
+            )
+            for n in range(40, 75)
+        )
+    )
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_text_part_never_breaks_a_date_nor_leaves_its_separator_behind(
+    tmp_path: Path, language: str
+) -> None:
+    """ "Ola Hansen, Ordfører i Melhus · 16." and "februar 2026" on the next line: a reader
+    reads a day without its month. Each date stays on one line with the "·" before it, and
+    still every line is at most 72 columns."""
+    edition = bylines_around_the_edge()
+    text = render(write_config(tmp_path, language), edition).text
+    fmt = Renderer(write_config(tmp_path, language)).fmt
+    lines = text.splitlines()
+    for it in edition.items:
+        date = fmt.date(it.date)
+        assert any(f"· {date}" in line for line in lines), f"{date!r} broken in:\n{text}"
+    assert not [line for line in lines if line.endswith("·") or line.startswith("·")]
+    assert all(len(line) <= 72 for line in lines), max(lines, key=len)
+    assert "\u00a0" not in text, "no-break spaces are for wrapping only"
+
+
 # -- render once, personalise cheaply ---------------------------------------------------------
 
 
