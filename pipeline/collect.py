@@ -53,9 +53,11 @@ from .store import FeedHealth, Store
 logger = logging.getLogger(__name__)
 
 ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
-    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.9, "
+    "*/*;q=0.1"
 )
+"""RSS, Atom and JSON Feed first; the generic XML and JSON types a feed may be served as next."""
 ACCEPT_ENCODING = "gzip, deflate, br"
 """Exactly the codings `_decoder` can decompress under the size cap."""
 

@@ -1,8 +1,9 @@
 """Turn a feed's bytes into clean entries (feedparser → `models.Entry`), safely.
 
 Nothing of feedparser's dicts leaves this module. Parsing is pure (no network, no database):
-plain RSS 2.0 is read with ElementTree exactly as feedparser would read it, anything else by
-feedparser itself, and `parse_async` runs either in worker processes, off the event loop.
+plain RSS 2.0 is read with ElementTree exactly as feedparser would read it, a JSON Feed by
+`jsonfeed` (which feedparser does not read) into the same entry dicts, anything else by
+feedparser itself, and `parse_async` runs any of them in worker processes, off the event loop.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import threading
 import xml.sax
+from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ import feedparser.sanitizer
 import feedparser.urls
 import nh3
 
+from . import jsonfeed
 from .errors import FetchError
 from .models import Entry, inert
 from .sanitize import clean, one_line
@@ -182,16 +185,21 @@ def _charref(m: re.Match[bytes]) -> bytes:
 _FEED_LINK = re.compile(
     r"<link\b[^>]*\btype=[\"']application/(?:rss|atom)\+xml[\"'][^>]*>", re.IGNORECASE
 )
+_JSON_FEED_LINK = re.compile(
+    r"<link\b[^>]*\btype=[\"']application/feed\+json[\"'][^>]*>", re.IGNORECASE
+)
 _HREF = re.compile(r"\bhref=[\"']([^\"']+)[\"']", re.IGNORECASE)
 
 
 def advertised_feed(body: bytes, base: str) -> str | None:
-    """The feed an HTML page names in `<link rel="alternate" type="application/rss+xml">`."""
+    """The feed an HTML page names in `<link rel="alternate" type="application/rss+xml">`
+    (or Atom); else the JSON Feed it names (`application/feed+json`)."""
     head = body[:200_000].decode("utf-8", "replace")
-    for tag in _FEED_LINK.findall(head):
-        href = _HREF.search(tag)
-        if href:
-            return urljoin(base, clean(html.unescape(href.group(1))))
+    for pattern in (_FEED_LINK, _JSON_FEED_LINK):
+        for tag in pattern.findall(head):
+            href = _HREF.search(tag)
+            if href:
+                return urljoin(base, clean(html.unescape(href.group(1))))
     return None
 
 
@@ -442,7 +450,7 @@ def _parse_problem(exc: object) -> str:
     counts the XML declaration feedparser adds)."""
     if isinstance(exc, xml.sax.SAXParseException):
         return f"XML error: {exc.getMessage()}"
-    return str(exc) if exc else "no RSS or Atom content"
+    return str(exc) if exc else "no RSS, Atom or JSON Feed content"
 
 
 def _feedparser_entries(
@@ -474,15 +482,25 @@ def _feedparser_entries(
 def parse_feed(
     body: bytes, url: str, content_type: str | None = None, *, now: datetime | None = None
 ) -> tuple[Entry, ...]:
-    """Parse a feed's bytes into clean entries; FetchError if it is not a feed at all."""
+    """Parse a feed's bytes (RSS, Atom or JSON Feed) into clean entries; FetchError if it is
+    not a feed at all."""
     now = now or datetime.now(UTC)
     if not body.strip():
         raise FetchError(url, "not a feed: the answer is empty")
+    if jsonfeed.is_json(body, content_type):
+        return _unique(jsonfeed.entries(body, url), url, now)
     data, content_type = prepare(body, content_type)
     raws = _plain_rss(data, url) if content_type == _UTF8_XML else None
     atom = False
     if raws is None:
         raws, atom = _feedparser_entries(body, data, url, content_type)
+    return _unique(raws, url, now, atom=atom)
+
+
+def _unique(
+    raws: Iterable[Any], url: str, now: datetime, *, atom: bool = False
+) -> tuple[Entry, ...]:
+    """The entries of a feed, each article once (by its key), in the feed's order."""
     seen: set[str] = set()
     entries = []
     for raw in raws:

@@ -203,7 +203,12 @@ def _meeting_view(meeting: Meeting, fmt: Formatter) -> dict[str, str]:
     }
 
 
+NBSP = "\u00a0"
+
+
 def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
+    """`text` filled to `width` columns. A no-break space holds the words on either side on one
+    line (see `_together`); in the result it is a plain space."""
     return textwrap.fill(
         text,
         width=width,
@@ -211,7 +216,13 @@ def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
         subsequent_indent=indent,
         break_long_words=False,
         break_on_hyphens=False,
-    )
+    ).replace(NBSP, " ")
+
+
+def _together(text: str) -> str:
+    """`text` with no-break spaces, so that `wrap` never breaks a line inside it (a date, the
+    "·" before it): "16." at the end of one line and "februar 2026" on the next reads wrong."""
+    return text.replace(" ", NBSP)
 
 
 def palette(accent: str) -> dict[str, str]:
@@ -259,6 +270,7 @@ class Renderer:
         self.env.policies["ext.i18n.trimmed"] = True
         self.env.install_gettext_translations(self.fmt.t, newstyle=True)  # type: ignore[attr-defined]
         self.env.filters["wrap"] = _wrap
+        self.env.filters["together"] = _together
         self.colours = palette(nl.accent)
 
     def context(self, plan: EditionPlan) -> dict[str, Any]:

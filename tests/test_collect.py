@@ -41,6 +41,7 @@ from conftest import (
 
 from pipeline import collect as collect_stage
 from pipeline.config import load_config
+from pipeline.demo import days_since_anchor
 from pipeline.models import PERSONAL_MARK, FeedOutcome, Item, Kind
 from pipeline.parse import (
     author_matches,
@@ -856,6 +857,401 @@ def test_an_entry_with_a_broken_link_or_character_does_not_sink_its_feed(
     assert outcomes[url].ok, outcomes[url].error
     assert set(items) == {"Feil port", "Halvt tegn her"}
     assert items["Halvt tegn her"].excerpt == "Tekst og mer"
+
+
+# -- JSON Feed ------------------------------------------------------------------------------------
+
+
+def shifted(rfc3339: str) -> datetime:
+    """A date of the JSON fixtures as `feed_bytes` serves it (moved so 2026-11-26 is yesterday)."""
+    return datetime.fromisoformat(rfc3339) + timedelta(days=days_since_anchor())
+
+
+def item_of(text: str, words: str) -> str:
+    """The one item of the text part (on one line) that holds `words`: for untitled posts."""
+    found = [p for p in paragraphs(text) if words in p]
+    assert len(found) == 1, f"expected {words!r} once in:\n{text}"
+    return found[0]
+
+
+@dataclass(frozen=True)
+class JsonEdition:
+    urls: dict[str, str]
+    collected: str
+    stored: dict[str, tuple[Item, list[str]]]
+    text: str
+    html: str
+    accept: dict[str, str]
+    """The Accept header of the request for each feed, by name."""
+
+
+@pytest.fixture(scope="module")
+def json_edition(
+    _feed_server: FeedServer, _smtp_server: SmtpServer, tmp_path_factory: pytest.TempPathFactory
+) -> JsonEdition:
+    """The JSON Feeds of tests/data served as their publishers serve them, collected, and sent
+    to one reader.
+
+    Kari and Ola write on a Hugo site of several writers, each kept to their own posts by the
+    `author` filter; Ola also has a site of his own whose generator writes JSON Feed 1.0 and
+    whose server calls it `application/octet-stream` (only the document says what it is); Eva
+    is on micro.blog.
+    """
+    server = _feed_server
+    paths = {
+        "hugo": "/json/naeringsbloggen/index.json",
+        "microblog": "/json/eva/feed.json",
+        "v1": "/json/ola/feed.json",
+    }
+    urls = {
+        "hugo": server.add_file(
+            paths["hugo"], "jsonfeed_hugo.json", content_type="application/feed+json"
+        ),
+        "microblog": server.add_file(
+            paths["microblog"],
+            "jsonfeed_microblog.json",
+            content_type="application/json; charset=utf-8",
+        ),
+        "v1": server.add_file(
+            paths["v1"], "jsonfeed_1_0.json", content_type="application/octet-stream"
+        ),
+    }
+    site = Site(root=tmp_path_factory.mktemp("json"), smtp_port=_smtp_server.port)
+    site.ambassador(
+        "kari-nordmann",
+        "Kari Nordmann",
+        "Prorektor, NTNU",
+        [{"url": urls["hugo"], "kind": "blog", "author": "Kari Nordmann"}],
+    )
+    site.ambassador(
+        "ola-hansen",
+        "Ola Hansen",
+        "Ordfører",
+        [
+            {"url": urls["hugo"], "kind": "blog", "author": "Ola Hansen"},
+            {"url": urls["v1"], "kind": "blog", "author": "Ola Hansen"},
+        ],
+    )
+    site.ambassador(
+        "eva-strand", "Eva Strand", "Gründer", [{"url": urls["microblog"], "kind": "blog"}]
+    )
+    collected = site.run("collect").stdout
+    accept = {
+        name: server.requests_to(path)[-1].headers.get("accept", "") for name, path in paths.items()
+    }
+    stored = stored_items(site.config)
+    site.run("subscribers", "add", "leser@example.org", "--name", "Anne Abonnent")
+    site.run("send")
+    [msg] = site.messages()
+    return JsonEdition(urls, collected, stored, text_part(msg), html_part(msg), accept)
+
+
+def test_json_feeds_are_read_whatever_they_are_served_as_and_asked_for(
+    json_edition: JsonEdition,
+) -> None:
+    in_feed = {"hugo": 4, "microblog": 4, "v1": 5}
+    for name, entries in in_feed.items():
+        line = collect_line(json_edition.collected, json_edition.urls[name])
+        assert line.startswith("ok"), line
+        assert f"({entries} in feed)" in line, line
+    # Hugo: Kari's two, the co-written one once, her old post; micro.blog: 4; 1.0: 4 of Ola's
+    assert "Collected 3 feeds: 11 new items; 3 ok, 0 not modified, 0 gone, 0 failed." in (
+        json_edition.collected
+    )
+    for name, accept in json_edition.accept.items():
+        assert "application/feed+json" in accept, (name, accept)
+        assert "application/rss+xml" in accept, (name, accept)
+
+
+def test_json_feed_posts_reach_the_edition_like_any_other_post(json_edition: JsonEdition) -> None:
+    text, html = json_edition.text, json_edition.html
+    blogs = section(text, "Blogginnlegg")
+    hugo = paragraph(blogs, "Grønn omstilling i Orkland & Skaun")
+    assert "Kari Nordmann, Prorektor, NTNU · " + long_date(
+        shifted("2026-11-26T09:30:00+01:00")
+    ) in (hugo)
+    assert "Industrien i Orkland går foran: fire bedrifter har kuttet utslippene" in hugo
+    assert hugo.endswith(" https://naeringsbloggen.example.no/innlegg/gronn-omstilling-i-orkland/")
+    assert "Grønn omstilling i Orkland &amp; Skaun" in html
+    assert "<strong>" not in html and "Smelteverket" not in text  # HTML read as its text only
+
+    # 1.0: dated by date_modified when there is no date_published; a link post's
+    # external_url is its link, without utm_*; no url and no date: no link, dated today
+    budget = paragraph(blogs, "Oppdatert: Budsjettet for 2027")
+    assert long_date(shifted("2026-11-19T23:10:00+01:00")) in budget
+    assert "Kommunestyret vedtok budsjettet i kveld. Skolene får mer" in budget
+    linked = paragraph(blogs, "Anbefalt lesning: Distriktsmeldingen")
+    assert linked.endswith(" https://www.regjeringen.example/distriktsmeldingen/")
+    thanks = paragraph(blogs, "Takk for dugnaden")
+    assert long_date(datetime.now(UTC)) in thanks
+    assert "http" not in thanks
+    assert "Ola Hansen, Ordfører" in thanks  # the feed's 1.0 `author`
+
+    # micro.blog: untitled microposts are kept, with their text and the feed's author
+    micropost = item_of(blogs, "Fullt hus på NTNU i kveld")
+    assert micropost.startswith("(uten tittel) Eva Strand, Gründer · ")
+    assert micropost.endswith(" https://eva.example.no/2026/11/25/181503.html")
+    photo = item_of(blogs, "Morgenlys over Trondheimsfjorden fra kontoret.")
+    assert "a1b2c3d4e5.jpg" not in photo
+    # a link post with both: `url` (the post) wins over `external_url` (the thing it is about)
+    read = paragraph(blogs, "Leste dette: Regionen som ble en by")
+    assert read.endswith(" https://eva.example.no/2026/11/21/leste-dette.html")
+
+
+def test_json_feed_authors_drive_the_author_filter(json_edition: JsonEdition) -> None:
+    stored = json_edition.stored
+    cowritten = "Ett bo- og arbeidsmarked: derfor trenger vi Trønderbanen"
+    assert stored[cowritten][1] == ["kari-nordmann", "ola-hansen"]
+    item = paragraph(json_edition.text, cowritten)
+    assert "Kari Nordmann, Prorektor, NTNU" in item and "Ola Hansen, Ordfører" in item
+    assert stored["Grønn omstilling i Orkland & Skaun"][1] == ["kari-nordmann"]
+    # Written by the site's editors (the feed's `authors`) or a guest (an item's 1.0 `author`)
+    for outsider in ("Hva skjer i desember?", "Gjesteinnlegg: Ungdommens stemme i regionrådet"):
+        assert outsider not in stored
+        assert outsider not in json_edition.text
+    # An old post is stored, but older than lookback_days: never sent
+    assert stored["Sommerens gründercamp på Frosta"][1] == ["kari-nordmann"]
+    assert "Sommerens gründercamp på Frosta" not in json_edition.text
+    # micro.blog names the writer once, for the whole feed
+    for words in ("Ferjefri E39", "Fullt hus på NTNU", "Morgenlys over", "Leste dette"):
+        assert "Eva Strand, Gründer" in item_of(json_edition.text, words)
+
+
+def json_feed(*items: dict[str, Any], version: str = "1.1", **feed: Any) -> bytes:
+    """A JSON Feed document with these items (and top-level fields)."""
+    doc = {
+        "version": f"https://jsonfeed.org/version/{version}",
+        "title": "Blogg",
+        "home_page_url": "https://blogg.example.org/",
+        **feed,
+        "items": list(items),
+    }
+    return json.dumps(doc).encode()  # in \u escapes: a lone surrogate can be written too
+
+
+def test_hostile_json_feed_content_reaches_readers_as_plain_text_only(
+    feeds: FeedServer, site: Site
+) -> None:
+    """The attacks of hostile.xml, in the fields of a JSON Feed, and values of the wrong type:
+    a bad field counts as missing, a bad item is passed over, the rest of the feed arrives."""
+    when = YESTERDAY.isoformat()
+    body = json_feed(
+        {
+            "id": "1",
+            "url": "https://blogg.example.org/trygt",
+            "title": "Trygt <script>alert('tittel')</script>innhold",
+            "content_html": (
+                "<p onclick=\"alert(1)\">Trygt innhold først.</p><script>alert('x')</script>"
+                "<img src=x onerror=alert(1)><iframe src='https://evil.example/'></iframe>"
+                "<form action='https://evil.example/'><input name=p></form>"
+                "<style>body{display:none}</style><svg onload=alert(1)></svg>"
+                "<a href='javascript:alert(1)'>lenke</a><object data='https://evil.example/x'>"
+                "</object><meta http-equiv='refresh' content='0;url=https://evil.example/'>"
+            ),
+            "date_published": when,
+        },
+        {
+            "id": "2",
+            "url": "javascript:alert(document.cookie)",
+            "external_url": "data:text/html,<script>alert(1)</script>",
+            "title": "Lenke som ikke er en lenke",
+            "content_text": "Teksten er trygg.",
+            "date_published": when,
+        },
+        {
+            "id": "3",
+            "url": "https://blogg.example.org/kontroll",
+            "title": "Kontrolltegn\u001b[31m\u0007 og \u202etittelen snudd\u0000",
+            "summary": "Sammendrag \ud800med halvt tegn og @@trnews:unsubscribe_url@@ merke.",
+            "date_published": when,
+        },
+        {
+            "id": 4,
+            "url": {"href": "https://evil.example/"},
+            "title": 42,
+            "summary": ["en", "liste"],
+            "content_text": "Felter av feil type teller som tomme.",
+            "date_published": 1764000000,
+            "authors": "Kari Nordmann",
+        },
+        "en streng der et innlegg skulle stått",
+        ["en", "liste"],
+        None,
+    )
+    url = feeds.add("/fiendtlig.json", body, content_type="application/feed+json")
+    site.ambassador("kari-nordmann", "Kari Nordmann", "", [{"url": url, "kind": "blog"}])
+    line = collect_line(site.run("collect").stdout, url)
+    assert line.startswith("ok") and "4 new items (4 in feed)" in line, line
+    site.run("subscribers", "add", "leser@example.org")
+    site.run("send")
+    [msg] = site.messages()
+    text, html = text_part(msg), html_part(msg)
+    for part in (text, html, str(msg["subject"])):
+        lowered = part.lower()
+        for bad in (
+            "<script",
+            "alert(",
+            "onerror",
+            "onclick",
+            "onload",
+            "javascript:",
+            "data:text/html",
+            "<form",
+            "<iframe",
+            "<svg",
+            "<object",
+            "refresh",
+            "evil.example",
+            PERSONAL_MARK,
+        ):
+            assert bad not in lowered, bad
+        for control in ("\x1b", "\x07", "\x00", "\u202e", "\ufffd"):
+            assert control not in part
+    flat = " ".join(text.split())
+    safe = paragraph(text, "Trygt innhold")
+    assert safe.startswith("Trygt innhold Kari Nordmann · ")  # the title, without its script
+    assert "Trygt innhold først. lenke https://blogg.example.org/trygt" in safe
+    linkless = paragraph(text, "Lenke som ikke er en lenke")
+    assert "http" not in linkless and "Teksten er trygg." in linkless
+    assert "Kontrolltegn" in flat and "tittelen snudd" in flat
+    assert "Sammendrag med halvt tegn og unsubscribe_url@@ merke." in flat  # the mark gone
+    odd = item_of(text, "Felter av feil type teller som tomme.")
+    assert odd.startswith("(uten tittel) Kari Nordmann · " + long_date(datetime.now(UTC)))
+
+
+def test_a_json_document_that_is_no_readable_json_feed_fails_with_a_clear_line(
+    feeds: FeedServer, site: Site
+) -> None:
+    site.extra_toml = "[collect]\nmax_size_mb = 0.5"
+    hugo = feed_bytes("jsonfeed_hugo.json")
+    good = feeds.add("/json/god.json", hugo, content_type="application/feed+json")
+    huge_number = json_feed(
+        {
+            "id": "1",
+            "url": "https://blogg.example.org/tall",
+            "title": "Et langt tall",
+            "_stats": {"views": "TALL"},
+        },
+    ).replace(b'"TALL"', b"9" * 5000)  # more digits than Python reads as an int
+    many = [{"id": str(n), "content_text": "tekst " * 100} for n in range(1000)]  # ~600 KB
+    failing = {
+        feeds.add("/json/avkuttet.json", hugo[: len(hugo) // 2]): (
+            "not a feed: JSON error: Unterminated string starting at (line "
+        ),
+        feeds.add(
+            "/json/wp-json.json",
+            b'[{"id": 12, "title": {"rendered": "Et innlegg"}}]',
+            content_type="application/json",
+        ): 'not a feed: JSON, but not a JSON Feed (no "version": "https://jsonfeed.org/',
+        feeds.add(
+            "/json/dyp.json",
+            b'{"version": "https://jsonfeed.org/version/1.1", "items": ' + b"[" * 100_000,
+            content_type="application/feed+json",
+        ): "not a feed: the JSON is nested too deeply",
+        feeds.add(
+            "/json/uten-liste.json",
+            b'{"version": "https://jsonfeed.org/version/1.1", "title": "T", "items": "ingen"}',
+        ): 'not a feed: a JSON Feed without its "items" list',
+        feeds.add("/json/stor.json", json_feed(*many), content_type="application/feed+json"): (
+            "larger than 512 KB: not read further"
+        ),
+    }
+    number = feeds.add("/json/tall.json", huge_number, content_type="application/feed+json")
+    empty = feeds.add("/json/tom.json", json_feed(), content_type="application/feed+json")
+    site.ambassador(
+        "kari-nordmann",
+        "Kari Nordmann",
+        "",
+        [{"url": u, "kind": "blog"} for u in [good, number, empty, *failing]],
+    )
+    proc = site.run("collect", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "unexpected error" not in proc.stdout
+    assert "4 new items (4 in feed)" in collect_line(proc.stdout, good)
+    assert "1 new item (1 in feed)" in collect_line(proc.stdout, number)
+    assert "0 new items (0 in feed)" in collect_line(proc.stdout, empty)
+    for url, reason in failing.items():
+        line = collect_line(proc.stdout, url)
+        assert line.startswith("FAILED"), line
+        assert reason in line, line
+    assert proc.stdout.splitlines()[-1].endswith(" 5 failed.")
+
+
+def test_an_article_in_both_the_rss_and_the_json_feed_of_a_blog_is_one_item(
+    feeds: FeedServer, site: Site
+) -> None:
+    """WordPress can publish a JSON Feed beside its RSS; an admin who adds both gets each
+    article once, whichever way its link is written, and a JSON Feed listing an article twice
+    gives it once."""
+    rss_url = feeds.add_file("/kari/feed/", "blog_wordpress.xml")
+    when = YESTERDAY.isoformat()
+    body = json_feed(
+        {
+            "id": "https://kari.example.org/?p=88",
+            "url": "https://KARI.example.org/samarbeid-gir-resultater?utm_source=jsonfeed#more",
+            "title": "Samarbeid på tvers gir resultater",
+            "content_html": "<p>Samme innlegg.</p>",
+            "date_published": when,
+        },
+        {
+            "id": "https://kari.example.org/?p=84",
+            "url": "https://kari.example.org/ny-forskningspark-pa-tiller/",
+            "title": "Ny forskningspark på Tiller",
+            "content_html": "<p>Samme innlegg.</p>",
+            "date_published": when,
+        },
+        {
+            "id": "https://kari.example.org/?p=90",
+            "url": "https://kari.example.org/bare-i-json/",
+            "title": "Bare i JSON-strømmen",
+            "content_html": "<p>Nytt.</p>",
+            "date_published": when,
+        },
+        {
+            "id": "https://kari.example.org/?p=90-kopi",
+            "url": "https://kari.example.org/bare-i-json?utm_medium=feed",
+            "title": "Bare i JSON-strømmen (kopi)",
+            "content_html": "<p>Nytt.</p>",
+            "date_published": when,
+        },
+        authors=[{"name": "Kari Nordmann"}],
+    )
+    json_url = feeds.add("/kari/feed/json/", body, content_type="application/feed+json")
+    site.ambassador(
+        "kari-nordmann",
+        "Kari Nordmann",
+        "",
+        [{"url": rss_url, "kind": "blog"}, {"url": json_url, "kind": "blog"}],
+    )
+    out = site.run("collect").stdout
+    assert "(3 in feed)" in collect_line(out, json_url)
+    assert "Collected 2 feeds: 6 new items;" in out
+    stored = stored_items(site.config)
+    assert "Bare i JSON-strømmen" in stored
+    assert "Bare i JSON-strømmen (kopi)" not in stored
+    assert len([t for t in stored if t.startswith("Samarbeid på tvers")]) == 1
+
+
+def test_a_json_feed_in_a_local_file_and_a_page_that_names_only_a_json_feed(
+    feeds: FeedServer, site: Site
+) -> None:
+    (site.root / "feeds").mkdir()
+    (site.root / "feeds" / "ola.json").write_bytes(feed_bytes("jsonfeed_1_0.json"))
+    page = feeds.add(
+        "/eva/",
+        b'<!DOCTYPE html><html><head><title>Eva Strand</title><link rel="alternate" '
+        b'type="application/feed+json" title="JSON Feed" href="/eva/feed.json"></head>'
+        b"<body><h1>Eva Strand</h1></body></html>",
+        content_type="text/html; charset=utf-8",
+    )
+    site.ambassador("ola-hansen", "Ola Hansen", "", [{"url": "feeds/ola.json", "kind": "blog"}])
+    site.ambassador("eva-strand", "Eva Strand", "", [{"url": page, "kind": "blog"}])
+    out = site.run("collect").stdout
+    local = collect_line(out, str(site.root / "feeds" / "ola.json"))
+    assert local.startswith("ok") and "5 new items (5 in feed)" in local, local
+    named = collect_line(out, page)
+    assert named.startswith("FAILED"), named
+    assert f"the page names its feed at {feeds.url('/eva/feed.json')}" in named
 
 
 # -- the helpers, with tricky inputs ---------------------------------------------------------------

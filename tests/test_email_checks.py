@@ -7,6 +7,9 @@ logo, and shared by the tests of this module:
 
 - SpamAssassin (Debian's `spamassassin`, offline: no network tests, no Bayes) scores each message
   as the Maildir holds it; a failure names every rule that fired.
+- rspamd (Debian's `rspamd`, a daemon of the test's own on loopback, offline) scores each message
+  too: no rule for hidden text fires (ZERO_FONT, MANY_INVISIBLE_PARTS), and the message's own
+  score stays low.
 - Chromium (Debian's `chromium`, driven by Playwright with `executable_path`; Playwright never
   downloads a browser here) draws the HTML part at 375, 600 and 1024 px and in dark mode, and
   writes full-page screenshots to var/screenshots/ for a person to look at.
@@ -14,18 +17,20 @@ logo, and shared by the tests of this module:
   images meant as tracking pixels) are collected and sent, and the delivered HTML is parsed for
   anything that could run, load or submit.
 
-SpamAssassin and Chromium are system packages: without them their tests skip and name the
-package (`.ci/run` installs both).
+SpamAssassin, rspamd and Chromium are system packages: without them their tests skip and name
+the package (`.ci/run` installs them).
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
 import shutil
 import struct
 import subprocess
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,9 +43,11 @@ from typing import Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
-from conftest import ROOT, FeedServer, Site, feed_bytes, html_part, text_part
+from conftest import ROOT, FeedServer, Site, feed_bytes, free_port, html_part, text_part
 from test_corpus import active_content
+from test_render import bylines_around_the_edge, render, write_config
 
 OSLO = ZoneInfo("Europe/Oslo")
 SCREENSHOTS = ROOT / "var" / "screenshots"
@@ -788,6 +795,208 @@ def test_the_logo_is_the_only_image_and_has_the_configured_alt_text(
 def test_without_a_logo_the_edition_has_no_image_at_all(editions: Editions, language: str) -> None:
     """No tracking pixel, and no image from a feed (medium.xml's pixel, blog figures)."""
     assert "<img" not in editions.get(language, False).html.lower()
+
+
+# Every byline ("Kari Nordmann, Ordfører … · 23. november 2026"), character by character,
+# with the top of the line each character is drawn on.
+BYLINE_JS = """
+() => [...document.querySelectorAll('p.trn-muted')]
+  .filter((p) => p.textContent.includes('·'))
+  .map((p) => {
+    const chars = [];
+    const walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (let i = 0; i < node.length; i++) {
+        const range = document.createRange();
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        chars.push([node.data[i], Math.round(range.getBoundingClientRect().top)]);
+      }
+    }
+    return chars;
+  })
+"""
+
+
+@pytest.mark.parametrize("language", ["nb", "en"])
+def test_at_375_px_the_separator_of_a_byline_stays_with_its_date(
+    browser: Any, tmp_path: Path, language: str
+) -> None:
+    """A byline that wraps on a phone left its "·" hanging at the end of a line and the date
+    alone on the next. Wherever a byline wraps, the "·" is on the date's line. Writes
+    var/screenshots/bylines-<language>-375.png."""
+    html = render(write_config(tmp_path, language), bylines_around_the_edge()).html
+    page = Page(browser, html).at(375)
+    try:
+        bylines = page.evaluate(BYLINE_JS)
+        page.screenshot(f"bylines-{language}-375")
+    finally:
+        page.close()
+    assert len(bylines) == len(bylines_around_the_edge().items)
+    wrapped = 0
+    for chars in bylines:
+        text = "".join(c for c, _ in chars)
+        dot = text.rindex("·")
+        tops = {top for c, top in chars[dot:] if not c.isspace()}
+        assert len(tops) == 1, f"the date is not on the line of its '·': {text!r}"
+        wrapped += len({top for c, top in chars if not c.isspace()}) > 1
+    assert wrapped >= 10, f"only {wrapped} bylines wrap at 375 px: the test proves little"
+
+
+# -- rspamd ---------------------------------------------------------------------------------
+
+RSPAMD_CONF = Path("/etc/rspamd/rspamd.conf")
+RSPAMD_TLDS = Path("/usr/share/rspamd/effective_tld_names.dat")
+HIDDEN_TEXT_RULES = frozenset({"ZERO_FONT", "MANY_INVISIBLE_PARTS", "R_WHITE_ON_WHITE"})
+"""rspamd's rules for text a reader cannot see: a zero-size font, hidden parts, white on white."""
+SMTP_CONTEXT = {  # what an MTA tells rspamd about the message: our relay, our envelope
+    "IP": "192.0.2.25",
+    "Helo": "smtp.example.org",
+    "Hostname": "smtp.example.org",
+    "From": "nyhetsbrev@example.org",
+    "Rcpt": "kari.leser@example.org",
+}
+
+
+@dataclass(frozen=True)
+class RspamdVerdict:
+    score: float
+    symbols: dict[str, float]
+
+    def __str__(self) -> str:
+        fired = sorted(self.symbols.items(), key=lambda s: (-abs(s[1]), s[0]))
+        return f"score {self.score:.2f}, symbols: " + ", ".join(f"{n} ({p:+.2f})" for n, p in fired)
+
+    def hidden_text(self) -> list[str]:
+        return sorted(HIDDEN_TEXT_RULES & set(self.symbols))
+
+    @property
+    def message_score(self) -> float:
+        """The score without rspamd's hfilter rules: they judge the relay (its HELO and host
+        names, looked up in DNS), not the message, and offline every lookup fails."""
+        return round(sum(p for n, p in self.symbols.items() if not n.startswith("HFILTER_")), 2)
+
+
+class Rspamd:
+    """rspamd (Debian's `rspamd`) as a daemon of its own on a loopback port, with the stock
+    rules and offline: no controller, proxy or fuzzy workers, DNS to a closed port (network
+    rules fail at once and score nothing). Only the domain list it matches URLs in text with
+    is cut to the top-level domains: compiling the whole public-suffix list took it 50 s to
+    start, the top-level domains take a few, and the rules looked at here never use it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        for sub in ("local.d", "override.d", "db", "run"):
+            (folder / sub).mkdir()
+        tlds = [
+            line
+            for line in RSPAMD_TLDS.read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("//") and "." not in line
+        ]
+        (folder / "tld.dat").write_text("\n".join(tlds) + "\n", encoding="utf-8")
+        conf = {
+            "local.d/worker-normal.inc": f'bind_socket = "127.0.0.1:{self.port}";\ncount = 1;',
+            "local.d/options.inc": (
+                'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.1s; retransmits = 0; }\n'
+                f'url_tld = "{folder / "tld.dat"}";'
+            ),
+            "override.d/worker-controller.inc": "enabled = false;",
+            "override.d/worker-proxy.inc": "enabled = false;",
+            "override.d/worker-fuzzy.inc": "enabled = false;",
+            "override.d/logging.inc": f'type = "file";\nfilename = "{folder / "rspamd.log"}";\n'
+            'level = "error";',
+        }
+        for name, text in conf.items():
+            (folder / name).write_text(text + "\n", encoding="utf-8")
+        user = ["-u", "root", "-g", "root"] if os.geteuid() == 0 else []
+        command = ["rspamd", "-f", *user, "-c", str(RSPAMD_CONF)]
+        command += [f"--var={k}={folder / v}" for k, v in (("LOCAL_CONFDIR", ""), ("DBDIR", "db"))]
+        command += [f"--var=RUNDIR={folder / 'run'}", f"--var=LOGDIR={folder}"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def check(self, message: bytes) -> RspamdVerdict:
+        """rspamd's verdict on one message; waits (up to 2 minutes) for the daemon to be up."""
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{self.port}/checkv2",
+                    content=message,
+                    headers=SMTP_CONTEXT,
+                    timeout=30,
+                )
+                break
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = self.folder / "rspamd.log"
+                    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                    pytest.fail(f"rspamd did not answer (exit {self.process.poll()}):\n{tail}")
+                time.sleep(0.2)
+        answer.raise_for_status()
+        body = answer.json()
+        symbols = {name: float(s.get("score", 0)) for name, s in body["symbols"].items()}
+        return RspamdVerdict(float(body["score"]), symbols)
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def rspamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rspamd]:
+    """rspamd started in the background (it is up while the editions are built); skips when
+    it is not installed."""
+    if shutil.which("rspamd") is None or not RSPAMD_CONF.exists():
+        pytest.skip("needs rspamd: apt-get install rspamd (Debian package)")
+    daemon = Rspamd(tmp_path_factory.mktemp("rspamd"))
+    yield daemon
+    daemon.close()
+
+
+def with_hidden_text(sent: EmailMessage) -> bytes:
+    """`sent` with what MJML puts in by default and a careless template keeps: the hidden
+    preheader of `mj-preview` and the hair space of a 1 px `mj-spacer`."""
+    preview = (
+        '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
+        'max-width:0px;opacity:0;overflow:hidden;">Nytt fra ambassadørene</div>'
+    )
+    html = re.sub(r"(<body[^>]*>)", lambda m: m[1] + preview, html_part(sent), count=1)
+    spacer = (
+        '<table role="presentation"><tr><td style="font-size:0px;word-break:break-word;">'
+        '<div style="height:1px;line-height:1px;">&#8202;</div></td></tr></table>'
+    )
+    html = html.replace("</body>", spacer + "</body>", 1)
+    careless = EmailMessage(policy=email.policy.SMTP)
+    for header in ("From", "To", "Subject", "Date", "Message-ID"):
+        careless[header] = sent[header]
+    careless.set_content(text_part(sent))
+    careless.add_alternative(html, subtype="html")
+    return bytes(careless)
+
+
+@pytest.mark.parametrize(("language", "logo"), EDITIONS)
+def test_rspamd_finds_no_hidden_text_in_the_full_edition(
+    rspamd: Rspamd, editions: Editions, language: str, logo: bool
+) -> None:
+    delivered = editions.get(language, logo)
+    verdict = rspamd.check(delivered.raw)
+    print(f"rspamd, {delivered.name}: {verdict}")
+    assert not verdict.hidden_text(), f"{delivered.name}: {verdict}"
+    assert verdict.message_score <= 1.0, f"{delivered.name}: {verdict}"
+
+
+def test_the_rspamd_check_notices_hidden_text(rspamd: Rspamd, editions: Editions) -> None:
+    """The check can fail: the bokmål edition with MJML's hidden preheader and 1 px spacer
+    gets the rules the real test forbids."""
+    verdict = rspamd.check(with_hidden_text(editions.get("nb", False).msg))
+    assert {"ZERO_FONT", "MANY_INVISIBLE_PARTS"} <= set(verdict.hidden_text()), verdict
 
 
 # -- nothing active from any feed -----------------------------------------------------------

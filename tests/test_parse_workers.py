@@ -61,3 +61,16 @@ def test_a_worker_killed_mid_run_costs_no_feed() -> None:
     expected = parse.parse_feed(body, URL, "application/rss+xml")
     assert all(r == expected for r in results)
     assert running_pool() is not pool, "the broken pool should have been replaced"
+
+
+def test_a_json_feed_parses_in_worker_processes_and_its_errors_come_back_as_fetch_errors() -> None:
+    body = feed_bytes("jsonfeed_hugo.json")
+    running_pool()
+    entries = asyncio.run(parse.parse_async(body, URL, "application/feed+json"))
+    assert entries == parse.parse_feed(body, URL, "application/feed+json")
+    assert [e.author for e in entries][:2] == ["Kari Nordmann", "Kari Nordmann, Ola Hansen"]
+    deep = b'{"version": "https://jsonfeed.org/version/1.1", "items": ' + b"[" * 100_000
+    with pytest.raises(FetchError, match="not a feed: the JSON is nested too deeply"):
+        asyncio.run(parse.parse_async(deep, URL, "application/feed+json"))
+    with pytest.raises(FetchError, match="not a feed: JSON, but not a JSON Feed"):
+        asyncio.run(parse.parse_async(b'{"error": "rest_no_route"}', URL, "application/json"))

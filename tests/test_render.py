@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -33,6 +33,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from conftest import Site
+from mjml import mjml2html
 
 from pipeline.config import Config, contrast_ratio, load_config
 from pipeline.deliver import build_message
@@ -585,6 +586,43 @@ def test_plain_text_is_wrapped_for_a_terminal_with_each_link_on_its_own_line(
     assert "\n\nKommende møter\n==============\n\nRegionrådet\n" in text
 
 
+def bylines_around_the_edge() -> EditionPlan:
+    """Items whose byline ends anywhere from 15 columns before to past the 72-column edge of
+    the text part, so that "byline · date" meets the edge at every point of the date."""
+    role = "Ordfører i Melhus og leder av regionrådet i Trondheimsregionen"
+    return plan(
+        items=tuple(
+            item(
+                n,
+                f"Innlegg {n}",
+                date=datetime(2026, 11, 23, 9, 0, tzinfo=UTC) - timedelta(days=n),
+                credits=(Credit(f"a{n}", "Kari Nordmann", role[: n - 15].rstrip()),),
+                excerpt="Tekst.",
+            )
+            for n in range(40, 75)
+        )
+    )
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_text_part_never_breaks_a_date_nor_leaves_its_separator_behind(
+    tmp_path: Path, language: str
+) -> None:
+    """ "Ola Hansen, Ordfører i Melhus · 16." and "februar 2026" on the next line: a reader
+    reads a day without its month. Each date stays on one line with the "·" before it, and
+    still every line is at most 72 columns."""
+    edition = bylines_around_the_edge()
+    text = render(write_config(tmp_path, language), edition).text
+    fmt = Renderer(write_config(tmp_path, language)).fmt
+    lines = text.splitlines()
+    for it in edition.items:
+        date = fmt.date(it.date)
+        assert any(f"· {date}" in line for line in lines), f"{date!r} broken in:\n{text}"
+    assert not [line for line in lines if line.endswith("·") or line.startswith("·")]
+    assert all(len(line) <= 72 for line in lines), max(lines, key=len)
+    assert "\u00a0" not in text, "no-break spaces are for wrapping only"
+
+
 # -- render once, personalise cheaply ---------------------------------------------------------
 
 
@@ -777,6 +815,135 @@ class Colours(HTMLParser):
         _, fg, bg, hidden = self.stack[-1]
         if data.strip() and not hidden:
             self.runs.append((" ".join(data.split()), fg, bg))
+
+
+class HiddenText(HTMLParser):
+    """Text a reader cannot see, as spam filters judge it from the inline styles (rspamd's
+    ZERO_FONT and MANY_INVISIBLE_PARTS, SpamAssassin's invisible-text rules): text in a font
+    of 1 px or less, or inside an element that is not displayed, hidden, fully transparent, or
+    squeezed to no height. Hiding text from the eye is what spam does to fool a filter, so a
+    filter holds any of it against the message, a hair space included."""
+
+    VOID = Colours.VOID
+    UNSHOWN = frozenset({"head", "style", "title", "script"})
+
+    def __init__(self, source: str) -> None:
+        super().__init__(convert_charrefs=True)
+        # tag, font size in px, why it is hidden ("" if it is not)
+        self.stack: list[tuple[str, float, str]] = [("", 16.0, "")]
+        self.found: list[str] = []
+        self.feed(source)
+        self.close()
+
+    @staticmethod
+    def _px(value: str, inherited: float) -> float:
+        number = re.match(r"(-?[\d.]+)(px|pt|em|rem|%)?$", value)
+        if not number:
+            return inherited
+        size, unit = float(number[1]), number[2] or "px"
+        scale = {"px": 1, "pt": 4 / 3, "em": inherited, "rem": 16, "%": inherited / 100}
+        return size * scale[unit]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.VOID:
+            return
+        _, size, why = self.stack[-1]
+        style = dict(
+            (k.strip().lower(), v.strip().lower())
+            for k, _, v in (d.partition(":") for d in (dict(attrs).get("style") or "").split(";"))
+            if v.strip()
+        )
+        if "font-size" in style:
+            size = self._px(style["font-size"], size)
+        if not why:
+            if tag in self.UNSHOWN:
+                why = "not shown"
+            elif style.get("display") == "none":
+                why = "display:none"
+            elif style.get("visibility") == "hidden":
+                why = "visibility:hidden"
+            elif style.get("opacity") in ("0", "0.0"):
+                why = "opacity:0"
+            elif style.get("color") == "transparent":
+                why = "color:transparent"
+            elif style.get("max-height") in ("0", "0px") and style.get("overflow") == "hidden":
+                why = "max-height:0"
+        self.stack.append((tag, size, why))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID or tag not in (t for t, _, _ in self.stack):
+            return
+        while self.stack.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        tag, size, why = self.stack[-1]
+        if why == "not shown" or not data.strip(" \t\r\n\f"):
+            return
+        if why or size <= 1:
+            self.found.append(f"<{tag}> {data!r} ({why or f'font-size {size:g}px'})")
+
+
+def hidden_text(html: str) -> list[str]:
+    """Every run of text in `html` that a spam filter would take for hidden (see HiddenText)."""
+    return HiddenText(html).found
+
+
+def compact_report() -> dict[str, object]:
+    """The compact plan table that closes an edition with `[report] in_newsletter = true`."""
+    cells = [{"count": "2 av 4", "gap": "−1,6"}] * 3
+    row = {"name": "Kari Nordmann", "cells": cells, "line": "Kronikker 2 av 4 (−1,6)"}
+    return {
+        "heading": "Ambassadørplanen 2026",
+        "note": "Tallene gjelder per 17. februar 2026.",
+        "ambassador": "Ambassadør",
+        "kinds": ["Kronikker", "Blogginnlegg", "Møter"],
+        "rows": [row],
+        "total": {**row, "name": "Sum"},
+    }
+
+
+@pytest.mark.parametrize("shape", ["golden", "empty", "report", "forty-with-logo"])
+def test_no_text_hides_in_a_tiny_font_or_an_invisible_element(tmp_path: Path, shape: str) -> None:
+    """rspamd scores text in a zero-size font (ZERO_FONT) and text the eye cannot see
+    (MANY_INVISIBLE_PARTS) on every message it finds them in; an edition carries none, at its
+    end (where MJML's mj-spacer put a hair space in a zero-size font) or anywhere else."""
+    editions = {
+        "golden": golden_plan,
+        "empty": plan,
+        "report": lambda: replace(golden_plan(), report=compact_report()),
+        "forty-with-logo": forty_long_items,
+    }
+    config = write_config(tmp_path, extra=LOGO if shape == "forty-with-logo" else "")
+    html = render(config, editions[shape]()).html
+    assert "Kari Nordmann" in html or shape == "empty"
+    assert hidden_text(html) == []
+
+
+def test_the_hidden_text_check_finds_what_spam_filters_look_for() -> None:
+    """The check can fail: on MJML's own spacer and hidden preheader, and on the usual hiding
+    places, while the visible text beside them passes."""
+    spacer = mjml2html(
+        "<mjml><mj-head><mj-preview>Skjult forhåndstekst</mj-preview></mj-head><mj-body>"
+        '<mj-section><mj-column><mj-text>Synlig</mj-text><mj-spacer height="1px" />'
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    found = hidden_text(spacer)
+    assert any("'\\u200a'" in f and "font-size 0px" in f for f in found), found
+    assert any("Skjult forhåndstekst" in f for f in found), found
+    assert not any("Synlig" in f for f in found), found
+    hidden = [
+        '<p style="font-size:1px">liten</p>',
+        '<div style="display: none">borte</div>',
+        '<td style="visibility:hidden"><span>skjult</span></td>',
+        '<span style="opacity:0">gjennomsiktig</span>',
+        '<div style="max-height:0px;overflow:hidden">klemt</div>',
+        '<div style="font-size:0"><b>null</b></div>',
+    ]
+    for snippet in hidden:
+        assert len(hidden_text(f"<body>{snippet}<p>Synlig</p></body>")) == 1, snippet
+    visible = '<td style="font-size:0px"><div style="font-size:16px">Synlig</div></td>'
+    assert hidden_text(visible) == []
 
 
 @pytest.mark.parametrize("accent", ["#003a70", "#8a1538", "#0b6e4f"])
