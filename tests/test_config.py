@@ -541,6 +541,8 @@ def test_intranet_and_test_domains_are_addresses_like_any_other(tmp_path: Path) 
     bad = trnews("-c", "trnews.toml", "check", cwd=tmp_path)
     assert bad.returncode == 2
     assert "alerts.to[0]" in bad.stderr
+
+
 @pytest.mark.parametrize(
     ("host", "refused"),
     [
