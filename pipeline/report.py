@@ -350,7 +350,8 @@ def build(
         )
         # Shown on the public /report: a private calendar's URL is its password.
         problems = tuple(
-            CalendarProblem(redact.url(p.calendar), redact.text(p.error)) for p in found.problems
+            CalendarProblem(redact.url(p.calendar), redact.text(p.error), p.events_left_out)
+            for p in found.problems
         )
         for m in found.meetings:
             for amb_id in m.ambassadors:
