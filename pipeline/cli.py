@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import signal
@@ -21,7 +22,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__, redact, subscribers
+from . import __version__, redact, spreadsheet, subscribers
 from .config import Config, check_address, config_path, load_config, read_toml
 from .errors import ConfigError, DeliveryError, TransportUnavailable, TrnewsError, UsageError
 from .models import FeedOutcome, FeedResult, SubscriberState
@@ -815,14 +816,21 @@ def subscribers_import(state: State, csv_file: Path) -> None:
     Every address is checked first; one malformed address imports nothing (exit 2, each bad
     line named). Addresses that unsubscribed are never signed up again by an import.
 
+    The file may be what Excel in Norway saves: "CSV (semikolondelt)" (windows-1252, `;`) or
+    "CSV UTF-8", with the headers `E-post` (or `epost`) and `Navn`. Commas, semicolons and
+    tabs are all read.
+
     \b
-    Example:
+    Examples:
       printf 'email,name\\nkari@example.org,Kari Nordmann\\n' > readers.csv
       trnews subscribers import readers.csv
+      trnews subscribers import "Lesere fra Excel.csv"    # E-post;Navn
     """
     config = state.config()
     with open_store(config) as store:
         report = subscribers.import_csv(store, csv_file)
+    if report.encoding == spreadsheet.WINDOWS_1252:
+        click.echo(f"Read {csv_file} as windows-1252, since it is not UTF-8.")
     click.echo(
         f"Imported {csv_file}: {len(report.added)} added, {len(report.unchanged)} already "
         f"subscribed, {len(report.kept_out)} left out (unsubscribed or bounced)."
@@ -832,18 +840,29 @@ def subscribers_import(state: State, csv_file: Path) -> None:
 @subscribers_group.command("export")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of CSV.")
+@click.option(
+    "--excel",
+    is_flag=True,
+    help="CSV for Excel in Norway to open as it is: UTF-8 with a byte order mark, semicolons.",
+)
 @click.argument("email", required=False)
 @click.pass_obj
-def subscribers_export(state: State, as_json: bool, email: str | None) -> None:
+def subscribers_export(state: State, as_json: bool, excel: bool, email: str | None) -> None:
     """Print every subscriber as CSV (email, name, state, created), or everything held about
     one person as JSON (GDPR access): the subscriber, the consent records (when, which text,
     which form, confirmed, withdrawn) and the editions delivered.
 
+    Plain CSV (commas, UTF-8) is for other programs; with --excel it is for a person who opens
+    it in Excel. `subscribers import` reads both back.
+
     \b
     Examples:
       trnews subscribers export > subscribers.csv
+      trnews subscribers export --excel > abonnenter.csv
       trnews subscribers export --json kari@example.org
     """
+    if excel and (as_json or email is not None):
+        raise UsageError("--excel is for the CSV export: trnews subscribers export --excel")
     config = state.config()
     with open_store(config) as store:
         if email is not None:
@@ -862,6 +881,12 @@ def subscribers_export(state: State, as_json: bool, email: str | None) -> None:
             ]
             click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
             n = len(rows)
+        elif excel:
+            # Bytes, whatever the terminal's encoding: Excel needs UTF-8 and its byte order mark.
+            dialect = spreadsheet.excel(config.newsletter.language)
+            text = io.StringIO()
+            n = subscribers.export_csv(store.subscribers(), text, dialect)
+            click.echo(dialect.encode(text.getvalue()), nl=False)
         else:
             n = subscribers.export_csv(store.subscribers(), sys.stdout)
     click.echo(f"Exported {n} subscriber(s).", err=True)
@@ -959,6 +984,12 @@ def serve(state: State, host: str, port: int) -> None:
     help="text for a terminal, json and csv for other programs, html to publish or print.",
 )
 @click.option(
+    "--excel",
+    is_flag=True,
+    help="With --format csv: for Excel in Norway to open as it is (semicolons, UTF-8 with a "
+    "byte order mark, numbers with the newsletter language's decimal sign).",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the report to this file instead of standard output.",
@@ -971,7 +1002,9 @@ def serve(state: State, host: str, port: int) -> None:
     help="Count as if it were this moment (tests; a local time is in newsletter.timezone).",
 )
 @click.pass_obj
-def report(state: State, year: int | None, fmt: str, out: Path | None, as_of: str | None) -> None:
+def report(
+    state: State, year: int | None, fmt: str, excel: bool, out: Path | None, as_of: str | None
+) -> None:
     """The open report: each ambassador's plan, what they have done, and the gap.
 
     For every ambassador (the ones at zero too), ordered by name: chronicles, blog posts and
@@ -985,9 +1018,14 @@ def report(state: State, year: int | None, fmt: str, out: Path | None, as_of: st
       trnews report --year 2026 --format json | jq '.ambassadors[] | {name, actual}'
       trnews report --format html --out var/rapport.html
       trnews report --format csv --out rapport-2026.csv
+      trnews report --format csv --excel --out rapport-2026.csv    # opens in Excel
     """
     from . import report as report_stage
 
+    if excel and fmt != "csv":
+        raise UsageError(
+            f"--excel goes with --format csv, not {fmt}: trnews report --format csv --excel"
+        )
     config = state.config()
     moment = None
     if as_of is not None:
@@ -1004,12 +1042,14 @@ def report(state: State, year: int | None, fmt: str, out: Path | None, as_of: st
         else:
             said = f"could not be read: {problem.error}; its meetings are not counted"
         err.print(f"trnews: calendar {problem.calendar} {said}", markup=False)
-    text = report_stage.render(built, fmt, config)
+    dialect = spreadsheet.excel(config.newsletter.language) if excel else spreadsheet.PLAIN
+    text = report_stage.render(built, fmt, config, dialect)
     if out is None:
-        click.echo(text, nl=False)
+        # Excel's CSV as bytes, whatever the terminal's encoding (see subscribers_export).
+        click.echo(dialect.encode(text) if excel else text, nl=False)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    out.write_bytes(dialect.encode(text))
     click.echo(f"Wrote the {fmt} report for {built.year} to {out}")
 
 

@@ -506,9 +506,9 @@ CSV_HEADER = [
 """One row per ambassador; totals and messages are in the other formats."""
 
 
-def to_csv(report: Report) -> str:
+def to_csv(report: Report, dialect: spreadsheet.Dialect = spreadsheet.PLAIN) -> str:
     out = io.StringIO()
-    writer = spreadsheet.Writer(out)
+    writer = spreadsheet.Writer(out, dialect)
     writer.writerow(CSV_HEADER)
     for r in report.ambassadors:
         writer.writerow(
@@ -647,12 +647,14 @@ def to_html(report: Report, config: Config) -> str:
     return environment(config).get_template("report.html").render(html_context(report))
 
 
-def render(report: Report, fmt: str, config: Config) -> str:
-    """The report in `fmt`: "text", "json", "csv" or "html"."""
+def render(
+    report: Report, fmt: str, config: Config, dialect: spreadsheet.Dialect = spreadsheet.PLAIN
+) -> str:
+    """The report in `fmt`: "text", "json", "csv" (in `dialect`) or "html"."""
     if fmt == "json":
         return to_json(report)
     if fmt == "csv":
-        return to_csv(report)
+        return to_csv(report, dialect)
     if fmt == "html":
         return to_html(report, config)
     return to_text(report)

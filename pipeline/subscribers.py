@@ -140,6 +140,18 @@ class ImportReport:
     kept_out: list[str] = field(default_factory=list)
     """Addresses that had unsubscribed, bounced or been forgotten: an import never signs them
     up again."""
+    encoding: str = "utf-8"
+    """What the file was read as (see `spreadsheet.decode`)."""
+
+
+COLUMNS = {
+    "email": ("email", "e-post", "epost", "e-postadresse", "epostadresse"),
+    "name": ("name", "navn"),
+    "state": ("state",),
+}
+"""The header words `import` reads for each column, case and surrounding spaces aside: the
+words `export` writes first (they win when a file has both, as `Name` and `Navn`), then what a
+Norwegian spreadsheet calls them."""
 
 
 def _rows(text: str, source: str) -> list[tuple[int, str, str, str]]:
@@ -148,12 +160,8 @@ def _rows(text: str, source: str) -> list[tuple[int, str, str, str]]:
     A cell `export` made safe for a spreadsheet (a leading single quote) is read as the value
     it stands for. A line the csv module cannot read (a field over its 128 KiB limit, say) is
     a UsageError naming the line."""
-    # Only the delimiter is guessed, from the header line (Excel writes ';' where ',' is the
-    # decimal mark). The rest is the standard dialect: the sniffer, seeing a header without
-    # quotes, would turn off doubled quotes and garble a name like `Bjørn "Bass" Berg`.
-    header = text.split("\n", 1)[0]
-    delimiter = max(",;\t", key=header.count) if any(c in header for c in ",;\t") else ","
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    delimiter = spreadsheet.delimiter(spreadsheet.first_line(text))
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         return _read(reader, source)
     except csv.Error as e:
@@ -167,11 +175,17 @@ def _rows(text: str, source: str) -> list[tuple[int, str, str, str]]:
 
 
 def _read(reader: csv.DictReader[str], source: str) -> list[tuple[int, str, str, str]]:
-    columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
+    header = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
+    columns = {
+        key: next(header[w] for w in words if w in header)
+        for key, words in COLUMNS.items()
+        if any(w in header for w in words)
+    }
     if "email" not in columns:
         raise UsageError(
-            f"{source}: the first line must be a header naming an 'email' column "
-            f"(and optionally 'name'); found {', '.join(columns) or 'nothing'}"
+            f"{source}: the first line must be a header naming an 'email' column ('e-post' "
+            f"and 'epost' do too) and optionally 'name' ('navn'); "
+            f"found {', '.join(header) or 'nothing'}"
         )
     rows = []
     for row in reader:
@@ -188,12 +202,14 @@ def import_csv(store: Store, path: Path, *, now: datetime | None = None) -> Impo
 
     An optional `state` column (as `export` writes it) sets the state of a new address, so an
     export read back into a fresh database never turns an unsubscribed reader active again.
-    Addresses already in the database are left as they are.
+    Addresses already in the database are left as they are. The file may be UTF-8 or, as
+    Excel in Norway saves it, windows-1252 (see `spreadsheet.decode`), with `,`, `;` or tabs.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
+        data = path.read_bytes()
+    except OSError as e:
         raise UsageError(f"cannot read {path}: {e}") from e
+    text, encoding = spreadsheet.decode(data, str(path))
     rows = _rows(text, str(path))
     bad: list[str] = []
     good: list[tuple[str, str, SubscriberState]] = []
@@ -211,7 +227,7 @@ def import_csv(store: Store, path: Path, *, now: datetime | None = None) -> Impo
             + more
         )
     now = now or datetime.now(UTC)
-    report = ImportReport()
+    report = ImportReport(encoding=encoding)
     with store.transaction():
         for email, name, state in good:
             old = store.subscriber(email)
@@ -228,11 +244,13 @@ def import_csv(store: Store, path: Path, *, now: datetime | None = None) -> Impo
     return report
 
 
-def export_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
+def export_csv(
+    subscribers: Iterable[Subscriber], out: TextIO, dialect: spreadsheet.Dialect = spreadsheet.PLAIN
+) -> int:
     """Write every subscriber as CSV (email, name, state, created); returns the count. No cell
     starts as a formula would (see `spreadsheet`); `import_csv` reads the names back as they
-    were."""
-    writer = spreadsheet.Writer(out)
+    were, in either dialect."""
+    writer = spreadsheet.Writer(out, dialect)
     writer.writerow(EXPORT_FIELDS)
     n = 0
     for s in subscribers:

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -322,6 +323,47 @@ def test_the_csv_report_has_its_header_and_one_row_per_ambassador(year_2025: Sit
     assert kari["blog_posts_plan"] == "12"
     assert kari["blog_posts_actual"] == "3"
     assert float(kari["blog_posts_expected_by_now"]) == round(12 * gone, 1)
+
+
+def test_the_csv_report_for_excel_has_semicolons_a_bom_and_decimal_commas(
+    year_2025: Site,
+) -> None:
+    args = ("report", "--year", "2025", "--as-of", "2025-07-02", "--format", "csv")
+    plain = year_2025.run(*args).stdout
+    out = year_2025.root / "rapport" / "excel.csv"
+    year_2025.run(*args, "--excel", "--out", str(out))
+    data = out.read_bytes()
+
+    # Plain CSV stays for other programs: a point in numbers.
+    siri = dict(zip(CSV_HEADER, list(csv.reader(io.StringIO(plain)))[3], strict=True))
+    assert siri["name"] == "Siri Berg" and siri["blog_posts_expected_by_now"] == "2.5"
+    # For Excel in Norway: UTF-8 with a BOM, ';', CRLF, and "2,5" which it reads as a number.
+    assert data.startswith(b"\xef\xbb\xbfyear;id;name;chronicles_plan;")
+    assert data.count(b"\n") == data.count(b"\r\n") == 4
+    table = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=";"))
+    siri = dict(zip(CSV_HEADER, table[3], strict=True))
+    assert siri["blog_posts_plan"] == "5"
+    assert siri["blog_posts_expected_by_now"] == "2,5"
+    assert b"2.5" not in data
+    # Standard output gives the same bytes, whatever the terminal's encoding.
+    proc = subprocess.run(
+        year_2025.command(*args, "--excel"),
+        cwd=year_2025.root,
+        env={**year_2025.process_env(), "PYTHONIOENCODING": "ascii"},
+        capture_output=True,
+        check=True,
+    )
+    assert proc.stdout == data
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "html"])
+def test_excel_goes_with_the_csv_report_only(year_2025: Site, fmt: str) -> None:
+    proc = year_2025.run("report", "--format", fmt, "--excel", check=False)
+
+    assert proc.returncode == 2
+    assert f"--excel goes with --format csv, not {fmt}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
 
 
 def test_a_name_a_spreadsheet_would_run_is_text_in_the_csv_report(site: Site) -> None:

@@ -387,3 +387,108 @@ def test_a_csv_field_too_large_to_read_is_refused_naming_its_line(site: Site) ->
     assert "field larger than field limit" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert in_database(site) == {}
+
+
+# -- what Excel in Norway writes and reads -----------------------------------------------------
+
+NORWEGIAN = {
+    "kari@example.org": "Kari Ødegård",
+    "ola@example.org": "Ola Bjørnstad Åsen",
+    "siri@example.org": "Siri Kvæl",
+}
+"""Names with the letters windows-1252 and UTF-8 write differently."""
+
+
+def run_bytes(site: Site, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """`trnews ARGS` with its output as the bytes it wrote, for what a spreadsheet will open."""
+    site.write()
+    return subprocess.run(
+        site.command(*args),
+        cwd=site.root,
+        env=site.process_env(),
+        capture_output=True,
+        check=check,
+        timeout=120,
+    )
+
+
+def lines(header: str, sep: str, end: str = "\r\n") -> str:
+    return end.join([header, *(f"{e}{sep}{n}" for e, n in NORWEGIAN.items())]) + end
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        # "CSV (semikolondelt)" as Excel in Norway saves it: windows-1252, ';', CRLF, no BOM.
+        (lines("E-post;Navn", ";"), "cp1252"),
+        # "CSV UTF-8 (kommadelt)" on the same machine: a BOM, and still ';'.
+        (lines(" epost ; NAVN ", ";"), "utf-8-sig"),
+        # Tab-separated, as copied out of a sheet, headers in English.
+        (lines("Email\tName", "\t", "\n"), "utf-8"),
+        # "Unicode-tekst": UTF-16 with a BOM, tabs.
+        (lines("E-postadresse\tNavn", "\t"), "utf-16"),
+    ],
+    ids=["semikolondelt-cp1252", "utf8-bom-semicolons", "tabs", "utf16-tabs"],
+)
+def test_import_reads_what_excel_in_norway_saves(site: Site, text: str, encoding: str) -> None:
+    path = site.root / "lesere.csv"
+    path.write_bytes(text.encode(encoding))
+
+    proc = site.run("subscribers", "import", str(path), check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "3 added" in proc.stdout
+    assert ("windows-1252" in proc.stdout) == (encoding == "cp1252")
+    assert {e: name for e, (name, _) in in_database(site).items()} == NORWEGIAN
+
+
+def test_a_file_in_no_encoding_a_spreadsheet_writes_names_the_line_and_the_fix(
+    site: Site,
+) -> None:
+    path = site.root / "lesere.csv"
+    # 0x81 is a letter neither in UTF-8 (alone) nor in windows-1252.
+    path.write_bytes(b"E-post;Navn\r\nkari@example.org;Kari\r\nola@example.org;Ola \x81\r\n")
+
+    proc = site.run("subscribers", "import", str(path), check=False)
+
+    assert proc.returncode == 2
+    assert f"{path}:3:" in proc.stderr
+    assert "CSV UTF-8" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert in_database(site) == {}
+
+
+def test_export_for_excel_opens_as_it_is_and_imports_back_the_same(site: Site) -> None:
+    for address, name in {**NORWEGIAN, **ROUND_TRIP}.items():
+        site.run("subscribers", "add", address, "--name", name)
+    site.run("subscribers", "remove", "ola@example.org")
+
+    data = run_bytes(site, "subscribers", "export", "--excel").stdout
+
+    assert data.startswith(b"\xef\xbb\xbfemail;name;state;created\r\n")
+    assert data.count(b"\n") == data.count(b"\r\n") == 1 + len(NORWEGIAN) + len(ROUND_TRIP)
+    text = data.decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=";"))
+    assert {r["email"]: r["name"] for r in rows if r["email"] in NORWEGIAN} == NORWEGIAN
+    cells = [
+        cell for row in csv.reader(io.StringIO(text, newline=""), delimiter=";") for cell in row
+    ]
+    assert [c for c in cells if FORMULA_START.match(c)] == []
+
+    fresh = Site(root=site.root / "fresh")
+    fresh.root.mkdir()
+    exported = fresh.root / "abonnenter.csv"
+    exported.write_bytes(data)
+    fresh.run("subscribers", "import", str(exported))
+    assert in_database(fresh) == in_database(site)
+    assert in_database(fresh)["ola@example.org"] == (NORWEGIAN["ola@example.org"], "unsubscribed")
+
+
+def test_excel_goes_with_the_csv_export_only(site: Site) -> None:
+    site.run("subscribers", "add", "kari@example.org")
+
+    proc = site.run("subscribers", "export", "--excel", "--json", check=False)
+
+    assert proc.returncode == 2
+    assert "--excel" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
