@@ -153,6 +153,19 @@ keywords = ["by"]
     return site
 
 
+def run_bytes(site: Site, *args: str, **env: str) -> bytes:
+    """What `trnews ARGS` writes on standard output, as bytes: a file for a spreadsheet."""
+    site.write()
+    return subprocess.run(
+        site.command(*args),
+        cwd=site.root,
+        env={**site.process_env(), **env},
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+
+
 def report(site: Site, *args: str) -> dict[str, Any]:
     data = json.loads(site.run("report", "--format", "json", *args).stdout)
     assert isinstance(data, dict)
@@ -346,14 +359,32 @@ def test_the_csv_report_for_excel_has_semicolons_a_bom_and_decimal_commas(
     assert siri["blog_posts_expected_by_now"] == "2,5"
     assert b"2.5" not in data
     # Standard output gives the same bytes, whatever the terminal's encoding.
-    proc = subprocess.run(
-        year_2025.command(*args, "--excel"),
-        cwd=year_2025.root,
-        env={**year_2025.process_env(), "PYTHONIOENCODING": "ascii"},
-        capture_output=True,
-        check=True,
+    assert run_bytes(year_2025, *args, "--excel", PYTHONIOENCODING="ascii") == data
+
+
+@pytest.mark.parametrize(("language", "number"), [("nb", "3,7"), ("nn", "3,7"), ("en", "3.7")])
+def test_the_excel_report_writes_numbers_in_the_newsletter_language(
+    site: Site, language: str, number: str
+) -> None:
+    site.language = language
+    ambassador(site, "kari", "Kari Nordmann", "plan = { blog_posts = 12 }")
+
+    data = run_bytes(
+        site,
+        "report",
+        "--year",
+        "2025",
+        "--as-of",
+        "2025-04-23T12:00",
+        "--format",
+        "csv",
+        "--excel",
     )
-    assert proc.stdout == data
+
+    table = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=";"))
+    kari = dict(zip(table[0], table[1], strict=True))
+    assert kari["blog_posts_expected_by_now"] == number  # 12 × 112.46 / 365 days
+    assert kari["blog_posts_plan"] == "12" and kari["year"] == "2025"
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "html"])
