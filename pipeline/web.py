@@ -444,11 +444,40 @@ class Web:
         ) % {"title": nl.title, "sender": nl.sender_name}
         return ConsentText(self.config.web.consent_version, text, nl.language)
 
-    def render(self, template: str, **values: Any) -> str:
-        return self.env.get_template(f"web/{template}").render({**self.common, **values})
+    def site(self, current: str = "") -> dict[str, Any]:
+        """What web/nav.html shows on every public page: the site's links, with their words in
+        the newsletter's language, and `current`, the key of the page they are on."""
+        t = self.t
+        return {
+            "home": f"{self.base}/",
+            "title": inert(self.config.newsletter.title),
+            "label": t.gettext("The newsletter's pages"),
+            "links": [
+                {"key": "subscribe", "href": f"{self.base}/", "text": t.gettext("Subscribe")},
+                {
+                    "key": "archive",
+                    "href": f"{self.base}/archive",
+                    "text": t.gettext("Past editions"),
+                },
+                {
+                    "key": "report",
+                    "href": f"{self.base}/report",
+                    "text": t.gettext("The ambassador plan"),
+                },
+            ],
+            "colours": self.common["colours"],
+            "current": current,
+        }
 
-    def page(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-        page = self.render(template, **values)
+    def render(self, template: str, current: str = "", **values: Any) -> str:
+        return self.env.get_template(f"web/{template}").render(
+            {**self.common, "site": self.site(current), **values}
+        )
+
+    def page(
+        self, template: str, status: int = 200, current: str = "", **values: Any
+    ) -> HTMLResponse:
+        page = self.render(template, current, **values)
         return HTMLResponse(
             page, status, headers={"Content-Security-Policy": content_security_policy(page)}
         )
@@ -504,6 +533,7 @@ class Web:
         return self.page(
             "subscribe.html",
             status,
+            current="subscribe",
             page_title=self.t.gettext("Subscribe"),
             consent_text=consent.text,
             consent_version=consent.version,
@@ -739,6 +769,7 @@ class Web:
             editions = store.published_editions()
             page = self.render(
                 "archive.html",
+                current="archive",
                 page_title=self.t.gettext("Past editions"),
                 editions=[
                     {
