@@ -7,11 +7,14 @@ Routes, relative to newsletter.public_url:
     GET  /confirm/{token}      follows the confirmation message's link: the reader is active
     GET  /unsubscribe/{token}  a page with a button; a GET never unsubscribes
     POST /unsubscribe/{token}  unsubscribes at once (RFC 8058 one-click too): 200, no redirect
-    GET  /unsubscribe          where the archive's copies point: "use the link in your message"
+    GET  /unsubscribe          "use the link in your message" (an admin's template may put
+                               the unsubscribe link outside the footer an archived copy drops)
     GET  /archive              the editions readers have, newest first
-    GET  /archive/{id}         one edition as sent, with nothing personal in it
+    GET  /archive/{id}         one edition as sent, with nothing personal in it: the site's
+                               navigation on top, a visitor's footer in place of the reader's
     GET  /archive.atom         the same as an Atom feed
-    GET  /report               the open report (pipeline/report.py's HTML page)
+    GET  /report               the open report (pipeline/report.py's HTML page), with the
+                               site's navigation as on every public page (web/nav.html)
     GET  /healthz              200 and a small JSON body while the database answers, else 503
 
 How it keeps people safe:
@@ -86,7 +89,14 @@ from .config import Config, check_address, load_config
 from .deliver import make_signer, make_transport, to_header, wire_address
 from .errors import TrnewsError, UsageError
 from .models import SubscriberState, inert
-from .render import TEXT_WIDTH, builtin_templates, palette, personalise, translations
+from .render import (
+    TEXT_WIDTH,
+    archived_copy,
+    builtin_templates,
+    palette,
+    personalise,
+    translations,
+)
 from .sanitize import one_line
 from .store import Confirmation, ConsentText, Store
 
@@ -798,9 +808,16 @@ class Web:
             if found is None:
                 return None
             # The per-reader parts filled with neutral values: no name, and an unsubscribe
-            # link to a page that says to use one's own message.
+            # link to a page that says to use one's own message; then the site's navigation
+            # on top and a footer for a visitor in place of the subscriber's.
             neutral = personalise(found[1], unsubscribe_url=f"{self.public_url}/unsubscribe")
-            return neutral.html, content_security_policy(neutral.html, self.img_src)
+            page = archived_copy(
+                neutral.html,
+                style=self.render("nav.css", width="600px"),
+                top=self.render("nav.html"),
+                footer=self.render("archived_footer.html"),
+            )
+            return page, content_security_policy(page, self.img_src)
 
         return await self.db(build, limiter=self.builders)
 
