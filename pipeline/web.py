@@ -876,7 +876,7 @@ class Web:
 
         def build(store: Store) -> tuple[str, str]:
             built = report_stage.build(self.config, store=store)
-            page = report_stage.to_html(built, self.config)
+            page = report_stage.to_html(built, self.config, site=self.site("report"))
             return page, content_security_policy(page)
 
         return await self.db(build, limiter=self.builders)
