@@ -458,3 +458,34 @@ def personalise(rendered: Rendered, *, unsubscribe_url: str, name: str = "") -> 
         ),
         text=_fill(rendered.text, {UNSUBSCRIBE_URL: unsubscribe_url, READER_NAME: spaced}),
     )
+
+
+FOOTER_CLASS = "trn-foot"
+"""The css-class of the footer section (templates/footer.mjml): the part of a message that
+speaks to the one reader it was sent to, which the archive's copy replaces."""
+_FOOTER = re.compile(r'<div\b[^>]*\bclass="(?:[^"]*\s)?' + FOOTER_CLASS + r'(?:\s[^"]*)?"[^>]*>')
+_DIV = re.compile(r"<div\b|</div\s*>", re.IGNORECASE)
+
+
+def archived_copy(finished: str, *, style: str, top: str, footer: str) -> str:
+    """The HTML of a sent edition (its placeholders already filled with neutral values) as the
+    archive shows it to anyone: `style` (CSS) added to its head, `top` (the site's header and
+    navigation) first in its body, and `footer` (what this copy is, how to subscribe) in place
+    of the subscriber's footer. Only the web copy: the message itself never changes.
+
+    A template with no footer section (an admin's footer.mjml without its css-class) gets
+    `footer` at the end of the body, after its own."""
+    page = finished.replace("</head>", f"<style>{style}</style></head>", 1)
+    page = re.sub(r"<body\b[^>]*>", lambda m: m.group(0) + top, page, count=1)
+    start = _FOOTER.search(page)
+    if start is not None:
+        depth = 0
+        for tag in _DIV.finditer(page, start.end()):
+            if not tag.group(0).startswith("</"):
+                depth += 1
+            elif depth:
+                depth -= 1
+            else:
+                return page[: start.end()] + footer + page[tag.start() :]
+    head, found, tail = page.rpartition("</body>")
+    return head + footer + found + tail if found else page + footer

@@ -642,9 +642,13 @@ def environment(config: Config) -> jinja2.Environment:
     )
 
 
-def to_html(report: Report, config: Config) -> str:
-    """The report as one HTML page with its charts inline: no script, no outside file."""
-    return environment(config).get_template("report.html").render(html_context(report))
+def to_html(report: Report, config: Config, site: dict[str, Any] | None = None) -> str:
+    """The report as one HTML page with its charts inline: no script, no outside file.
+
+    `site` is the web side's navigation (pipeline/web.py, Web.site) for GET /report; without
+    it the page stands alone, to be mailed, published or printed."""
+    template = environment(config).get_template("report.html")
+    return template.render({**html_context(report), "site": site})
 
 
 def render(

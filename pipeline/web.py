@@ -7,11 +7,14 @@ Routes, relative to newsletter.public_url:
     GET  /confirm/{token}      follows the confirmation message's link: the reader is active
     GET  /unsubscribe/{token}  a page with a button; a GET never unsubscribes
     POST /unsubscribe/{token}  unsubscribes at once (RFC 8058 one-click too): 200, no redirect
-    GET  /unsubscribe          where the archive's copies point: "use the link in your message"
+    GET  /unsubscribe          "use the link in your message" (an admin's template may put
+                               the unsubscribe link outside the footer an archived copy drops)
     GET  /archive              the editions readers have, newest first
-    GET  /archive/{id}         one edition as sent, with nothing personal in it
+    GET  /archive/{id}         one edition as sent, with nothing personal in it: the site's
+                               navigation on top, a visitor's footer in place of the reader's
     GET  /archive.atom         the same as an Atom feed
-    GET  /report               the open report (pipeline/report.py's HTML page)
+    GET  /report               the open report (pipeline/report.py's HTML page), with the
+                               site's navigation as on every public page (web/nav.html)
     GET  /healthz              200 and a small JSON body while the database answers, else 503
 
 How it keeps people safe:
@@ -86,7 +89,14 @@ from .config import Config, check_address, load_config
 from .deliver import make_signer, make_transport, to_header, wire_address
 from .errors import TrnewsError, UsageError
 from .models import SubscriberState, inert
-from .render import TEXT_WIDTH, builtin_templates, palette, personalise, translations
+from .render import (
+    TEXT_WIDTH,
+    archived_copy,
+    builtin_templates,
+    palette,
+    personalise,
+    translations,
+)
 from .sanitize import one_line
 from .store import Confirmation, ConsentText, Store
 
@@ -444,11 +454,40 @@ class Web:
         ) % {"title": nl.title, "sender": nl.sender_name}
         return ConsentText(self.config.web.consent_version, text, nl.language)
 
-    def render(self, template: str, **values: Any) -> str:
-        return self.env.get_template(f"web/{template}").render({**self.common, **values})
+    def site(self, current: str = "") -> dict[str, Any]:
+        """What web/nav.html shows on every public page: the site's links, with their words in
+        the newsletter's language, and `current`, the key of the page they are on."""
+        t = self.t
+        return {
+            "home": f"{self.base}/",
+            "title": inert(self.config.newsletter.title),
+            "label": t.gettext("The newsletter's pages"),
+            "links": [
+                {"key": "subscribe", "href": f"{self.base}/", "text": t.gettext("Subscribe")},
+                {
+                    "key": "archive",
+                    "href": f"{self.base}/archive",
+                    "text": t.gettext("Past editions"),
+                },
+                {
+                    "key": "report",
+                    "href": f"{self.base}/report",
+                    "text": t.gettext("The ambassador plan"),
+                },
+            ],
+            "colours": self.common["colours"],
+            "current": current,
+        }
 
-    def page(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-        page = self.render(template, **values)
+    def render(self, template: str, current: str = "", **values: Any) -> str:
+        return self.env.get_template(f"web/{template}").render(
+            {**self.common, "site": self.site(current), **values}
+        )
+
+    def page(
+        self, template: str, status: int = 200, current: str = "", **values: Any
+    ) -> HTMLResponse:
+        page = self.render(template, current, **values)
         return HTMLResponse(
             page, status, headers={"Content-Security-Policy": content_security_policy(page)}
         )
@@ -504,6 +543,7 @@ class Web:
         return self.page(
             "subscribe.html",
             status,
+            current="subscribe",
             page_title=self.t.gettext("Subscribe"),
             consent_text=consent.text,
             consent_version=consent.version,
@@ -739,6 +779,7 @@ class Web:
             editions = store.published_editions()
             page = self.render(
                 "archive.html",
+                current="archive",
                 page_title=self.t.gettext("Past editions"),
                 editions=[
                     {
@@ -767,9 +808,16 @@ class Web:
             if found is None:
                 return None
             # The per-reader parts filled with neutral values: no name, and an unsubscribe
-            # link to a page that says to use one's own message.
+            # link to a page that says to use one's own message; then the site's navigation
+            # on top and a footer for a visitor in place of the subscriber's.
             neutral = personalise(found[1], unsubscribe_url=f"{self.public_url}/unsubscribe")
-            return neutral.html, content_security_policy(neutral.html, self.img_src)
+            page = archived_copy(
+                neutral.html,
+                style=self.render("nav.css", width="600px"),
+                top=self.render("nav.html"),
+                footer=self.render("archived_footer.html"),
+            )
+            return page, content_security_policy(page, self.img_src)
 
         return await self.db(build, limiter=self.builders)
 
@@ -828,7 +876,7 @@ class Web:
 
         def build(store: Store) -> tuple[str, str]:
             built = report_stage.build(self.config, store=store)
-            page = report_stage.to_html(built, self.config)
+            page = report_stage.to_html(built, self.config, site=self.site("report"))
             return page, content_security_policy(page)
 
         return await self.db(build, limiter=self.builders)
