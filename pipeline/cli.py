@@ -114,7 +114,8 @@ def _fail(e: TrnewsError) -> None:
     else:
         err.print(f"trnews: error: {redact.text(str(e))}", markup=False)
         if e.hint:
-            err.print(f"trnews: {e.hint}", markup=False)
+            for line in e.hint.splitlines():
+                err.print(f"trnews: {line}", markup=False)
         elif isinstance(e, TransportUnavailable):
             err.print(
                 "trnews: nothing is lost: readers not yet sent to stay queued; "
@@ -416,7 +417,7 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
             except DeliveryError as e:
                 # Not the full send's advice: a test marks nothing, so there is nothing to
                 # carry on, and 'trnews send' would mail every subscriber.
-                e.hint = (
+                e.hint = (f"{e.hint}\n" if e.hint else "") + (
                     "the test was not sent (no reader was mailed, nothing was marked); run "
                     f"'trnews send --test {' '.join(addresses)}' again once the server answers"
                 )
