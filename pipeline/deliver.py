@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from . import words
 from .config import Config, SmtpConfig, is_loopback
 from .errors import ConfigError, Problem, RecipientRefused, Refused, TransportUnavailable
 from .models import PERSONAL_MARK, Rendered
@@ -1009,7 +1010,7 @@ class Pool:
             if isinstance(e, Refused) or self.alive == 0:
                 self.failure = self.failure or e
             else:
-                logger.warning("%s; going on with %d connection(s)", e, self.alive)
+                logger.warning("%s; going on with %s", e, words.count(self.alive, "connection"))
             self.cond.notify_all()
 
 
