@@ -146,10 +146,9 @@ def _fail(e: TrnewsError) -> None:
         )
     else:
         err.print(f"trnews: error: {redact.text(str(e))}", markup=False)
-        if e.hint:
-            for line in e.hint.splitlines():
-                err.print(f"trnews: {line}", markup=False)
-        elif isinstance(e, TransportUnavailable):
+        for line in (e.hint or "").splitlines():
+            err.print(f"trnews: {line}", markup=False)
+        if isinstance(e, TransportUnavailable):
             err.print(
                 "trnews: nothing is lost: readers not yet sent to stay queued; "
                 "run 'trnews send' again to carry on"
@@ -448,11 +447,12 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
             except DeliveryError as e:
                 # Not the full send's advice: a test marks nothing, so there is nothing to
                 # carry on, and 'trnews send' would mail every subscriber.
-                e.hint = (f"{e.hint}\n" if e.hint else "") + (
+                failed = DeliveryError(str(e))
+                failed.hint = (f"{e.hint}\n" if e.hint else "") + (
                     "the test was not sent (no reader was mailed, nothing was marked); run "
                     f"'trnews send --test {' '.join(addresses)}' again once the server answers"
                 )
-                raise
+                raise failed from e
         for left_out in d.left_out:
             click.echo(f"Left out {left_out}")
         click.echo(

@@ -400,7 +400,7 @@ def test_sigkill_mid_send_then_a_rerun_loses_nobody_and_sends_the_frozen_edition
     for address in doubled:
         assert len(handler.message_ids(address)) == 1  # a receiver can tell it is the same
     # The ledger knew who was on the wire, and the admin is told.
-    on_wire = re.search(r"(\d+) reader\(s\) of edition 1 may get it twice", rerun.stderr)
+    on_wire = re.search(r"(\d+) readers? of edition 1 may get it twice", rerun.stderr)
     assert on_wire, rerun.stderr
     assert len(doubled) <= int(on_wire.group(1)) <= 4
     for r in handler.received:

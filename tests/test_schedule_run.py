@@ -514,7 +514,7 @@ def test_sigterm_during_a_send_stops_with_exit_0_and_the_next_start_carries_on(
 
         again = start("-v")
         again.wait_log(
-            rf"Carrying on edition\(s\) 1: {edition['owed']} reader\(s\) still owed",
+            rf"Carrying on edition 1: {edition['owed']} readers? still owed",
             "the start to carry on the send",
         )
         again.wait_log(r"Carried on edition 1: ", "the send to be carried on")
