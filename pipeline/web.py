@@ -22,7 +22,9 @@ How it keeps people safe:
   (an IPv4 address or an IPv6 /64) per `client_window_minutes`, so the form cannot be used to
   flood someone's inbox. The message is sent after the answer, which never waits for the mail
   server, and the answer's words are the same for every address: it does not tell whether an
-  address is subscribed.
+  address is subscribed. A message the server does not take stays owed in the database and
+  is tried again (CONFIRM_RETRY_DELAYS, then at each start and by the scheduler); the admins
+  hear of an outage once (alerts.confirmations_unsent).
 - A token that is malformed, forged, names no one or is spelt otherwise than it was made gets
   404 and changes nothing; so does an id of more than 18 digits.
 - Every answer carries a strict Content-Security-Policy (`default-src 'none'`, styles only by
