@@ -15,14 +15,16 @@ import logging
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from gettext import GNUTranslations
 from zoneinfo import ZoneInfo
 
 from . import collect as collect_stage
-from . import redact
+from . import redact, words
 from .config import Config
 from .deliver import make_transport, to_header
 from .errors import DeliveryError, RecipientRefused
 from .models import SendReport
+from .render import translations
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -44,44 +46,72 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
     if not failing and not recovered:
         return
     tz = config.newsletter.tz
+    t = translations(config.newsletter.language)
     lines: list[str] = []
     if failing:
-        lines.append(f"Failing for {threshold} or more runs in a row:")
+        lines.append(
+            t.ngettext(
+                "Failing for %(num)d run or more in a row:",
+                "Failing for %(num)d or more runs in a row:",
+                threshold,
+            )
+            % {"num": threshold}
+        )
         for h in failing:
             who = ", ".join(dict.fromkeys(names[s.ambassador] for s in owners[h.url]))
             since = (
-                f"last worked {_local(h.last_success, tz)}" if h.last_success else "never worked"
+                t.gettext("last worked %(when)s") % {"when": _local(h.last_success, tz)}
+                if h.last_success
+                else t.gettext("never worked")
             )
+            failures = t.ngettext(
+                "%(num)d failure in a row", "%(num)d failures in a row", h.consecutive_failures
+            ) % {"num": h.consecutive_failures}
             lines += [
                 f"- {redact.url(h.url)} ({who})",
-                f"  {h.consecutive_failures} failures in a row, {since}",
-                f"  last error: {redact.text(h.last_error or '')}",
+                f"  {failures}, {since}",
+                "  "
+                + t.gettext("last error: %(error)s") % {"error": redact.text(h.last_error or "")},
             ]
             if h.moved_to:
                 lines.append(
-                    f"  it has moved to {redact.url(h.moved_to)}: put that URL in the config"
+                    "  "
+                    + t.gettext("it has moved to %(url)s: put that URL in the config")
+                    % {"url": redact.url(h.moved_to)}
                 )
         lines += [
             "",
-            "Check the address in a browser; if the feed has moved, 'trnews check --discover'",
-            "finds its new address. Items published meanwhile are picked up when it works again",
-            "(as far back as newsletter.lookback_days).",
+            t.gettext(
+                "Check the address in a browser; if the feed has moved, 'trnews check "
+                "--discover' finds its new address. Items published meanwhile are picked up "
+                "when it works again (as far back as newsletter.lookback_days)."
+            ),
             "",
         ]
     if recovered:
-        lines.append("Working again:")
+        lines.append(t.gettext("Working again:"))
         for h in recovered:
             who = ", ".join(dict.fromkeys(names[s.ambassador] for s in owners[h.url]))
             lines.append(f"- {redact.url(h.url)} ({who})")
         lines.append("")
     parts = []
     if failing:
-        parts.append(f"{len(failing)} feed(s) failing")
+        parts.append(
+            t.ngettext("%(num)d feed failing", "%(num)d feeds failing", len(failing))
+            % {"num": len(failing)}
+        )
     if recovered:
-        parts.append(f"{len(recovered)} feed(s) working again")
-    subject = f"[{config.newsletter.title}] " + " and ".join(parts)
+        parts.append(
+            t.ngettext("%(num)d feed working again", "%(num)d feeds working again", len(recovered))
+            % {"num": len(recovered)}
+        )
+    subject = f"[{config.newsletter.title}] " + (
+        t.gettext("%(first)s and %(last)s") % {"first": parts[0], "last": parts[1]}
+        if len(parts) == 2
+        else parts[0]
+    )
     with store.transaction():
-        _queue(config, store, f"feeds:{now.isoformat()}", subject, _body(lines), now)
+        _queue(config, store, f"feeds:{now.isoformat()}", subject, _body(t, lines), now)
         store.mark_feeds_alerted([h.url for h in failing], now)
         store.mark_feeds_alerted([h.url for h in recovered], None)
     for h in failing:
@@ -94,33 +124,51 @@ def send_unavailable(
     config: Config, store: Store, edition_id: int | None, error: str, now: datetime
 ) -> None:
     """Queue the alert for a send the mail server stopped (once per edition)."""
-    what = f"edition {edition_id}" if edition_id is not None else "the edition"
-    subject = f"[{config.newsletter.title}] Sending {what} failed"
+    t = translations(config.newsletter.language)
+    if edition_id is not None:
+        subject = t.gettext("Sending edition %(id)d failed") % {"id": edition_id}
+        first = t.gettext("Sending edition %(id)d could not finish: %(error)s") % {
+            "id": edition_id,
+            "error": error,
+        }
+    else:
+        subject = t.gettext("Sending the edition failed")
+        first = t.gettext("Sending the edition could not finish: %(error)s") % {"error": error}
     body = _body(
+        t,
         [
-            f"Sending {what} could not finish: {error}",
+            first,
             "",
-            "Nothing is lost: the readers not yet sent to stay queued, and the scheduler carries",
-            "on with every collect run until the mail server answers again ('trnews send' does",
-            "the same at once). 'trnews status' shows how many readers are still owed.",
-        ]
+            t.gettext(
+                "Nothing is lost: the readers not yet sent to stay queued, and the scheduler "
+                "carries on with every collect run until the mail server answers again "
+                "('trnews send' does the same at once). 'trnews status' shows how many readers "
+                "are still owed."
+            ),
+        ],
     )
     key = f"send-unavailable:{edition_id if edition_id is not None else now.date()}"
-    if _queue(config, store, key, subject, body, now):
+    if _queue(config, store, key, f"[{config.newsletter.title}] {subject}", body, now):
+        what = f"edition {edition_id}" if edition_id is not None else "the edition"
         logger.warning("Alert: sending %s failed: %s", what, error)
 
 
 def send_error(config: Config, store: Store, slot: str, error: str, now: datetime) -> None:
     """Queue the alert for a send that could not even start (a broken template, DKIM key)."""
-    subject = f"[{config.newsletter.title}] The scheduled send failed"
+    t = translations(config.newsletter.language)
+    subject = f"[{config.newsletter.title}] " + t.gettext("The scheduled send failed")
     body = _body(
+        t,
         [
-            f"The send scheduled for {slot} failed before any message went out:",
+            t.gettext("The send scheduled for %(slot)s failed before any message went out:")
+            % {"slot": slot},
             f"  {error}",
             "",
-            "Fix the cause (run 'trnews preview' to see the same error), then run 'trnews send',",
-            "or wait for the next scheduled send.",
-        ]
+            t.gettext(
+                "Fix the cause (run 'trnews preview' to see the same error), then run 'trnews "
+                "send', or wait for the next scheduled send."
+            ),
+        ],
     )
     if _queue(config, store, f"send-error:{slot}", subject, body, now):
         logger.warning("Alert: the send of %s failed: %s", slot, error)
@@ -130,22 +178,75 @@ def after_send(config: Config, store: Store, report: SendReport, now: datetime) 
     """Queue the alert for readers refused for good (once per edition)."""
     if not report.refused or report.edition_id is None:
         return
-    subject = (
-        f"[{config.newsletter.title}] Edition {report.edition_id}: "
-        f"{report.failed} reader(s) could not be reached"
-    )
+    t = translations(config.newsletter.language)
+    edition, failed = report.edition_id, report.failed
+    subject = f"[{config.newsletter.title}] " + t.ngettext(
+        "Edition %(id)d: %(num)d reader could not be reached",
+        "Edition %(id)d: %(num)d readers could not be reached",
+        failed,
+    ) % {"id": edition, "num": failed}
+    went = t.ngettext(
+        "Edition %(id)d went to %(num)d reader;",
+        "Edition %(id)d went to %(num)d readers;",
+        report.delivered,
+    ) % {"id": edition, "num": report.delivered}
+    refused = t.ngettext(
+        "%(num)d was refused for good by their mail server. The first reasons:",
+        "%(num)d were refused for good by their mail servers. The first reasons:",
+        failed,
+    ) % {"num": failed}
     lines = [
-        f"Edition {report.edition_id} went to {report.delivered} reader(s); {report.failed} "
-        "were refused for good by their mail servers. The first reasons:",
+        f"{went} {refused}",
         *(f"- {e}" for e in report.refused),
         "",
-        f"A reader refused in {config.delivery.bounce_limit} editions in a row becomes 'bounced'"
-        " and gets no more editions. 'trnews subscribers list' shows each reader's state.",
-    ]
-    if _queue(config, store, f"send-failed:{report.edition_id}", subject, _body(lines), now):
-        logger.warning(
-            "Alert: %d reader(s) of edition %d refused for good", report.failed, report.edition_id
+        t.ngettext(
+            "A reader refused in %(num)d edition in a row becomes 'bounced' and gets no more "
+            "editions. 'trnews subscribers list' shows each reader's state.",
+            "A reader refused in %(num)d editions in a row becomes 'bounced' and gets no more "
+            "editions. 'trnews subscribers list' shows each reader's state.",
+            config.delivery.bounce_limit,
         )
+        % {"num": config.delivery.bounce_limit},
+    ]
+    if _queue(config, store, f"send-failed:{edition}", subject, _body(t, lines), now):
+        logger.warning(
+            "Alert: %s of edition %d refused for good", words.count(failed, "reader"), edition
+        )
+
+
+def confirmations_unsent(config: Config, store: Store, now: datetime) -> None:
+    """Queue the alert for confirmation messages of web sign-ups that could not be sent (once
+    per outage: the outage is named by its oldest sign-up still owed a message)."""
+    count, oldest, error = store.unsent_confirmations()
+    if not count:
+        return
+    t = translations(config.newsletter.language)
+    subject = f"[{config.newsletter.title}] " + t.ngettext(
+        "%(num)d confirmation mail not sent",
+        "%(num)d confirmation mails not sent",
+        count,
+    ) % {"num": count}
+    body = _body(
+        t,
+        [
+            t.ngettext(
+                "%(num)d visitor signed up on the web page, but the confirmation mail could "
+                "not be sent: %(error)s",
+                "%(num)d visitors signed up on the web page, but the confirmation mails could "
+                "not be sent: %(error)s",
+                count,
+            )
+            % {"num": count, "error": error or ""},
+            "",
+            t.gettext(
+                "Nothing is lost: 'trnews serve' tries again for a few minutes, then each time "
+                "it starts and with every collect of the scheduler. Check delivery.smtp in the "
+                "config and that the mail server answers."
+            ),
+        ],
+    )
+    if _queue(config, store, f"confirmations-unsent:{oldest}", subject, body, now):
+        logger.warning("Alert: %s not sent: %s", words.count(count, "confirmation message"), error)
 
 
 def _queue(config: Config, store: Store, key: str, subject: str, body: str, now: datetime) -> bool:
@@ -168,7 +269,9 @@ def flush(config: Config, store: Store) -> int:
     try:
         transport = make_transport(config)
     except DeliveryError as e:
-        logger.warning("Could not send %d alert(s) to the admins now: %s", len(pending), e)
+        logger.warning(
+            "Could not send %s to the admins now: %s", words.count(len(pending), "alert"), e
+        )
         return 0
     try:
         for alert in pending:
@@ -219,8 +322,10 @@ def _message(config: Config, subject: str, body: str, to: str) -> EmailMessage:
     return msg
 
 
-def _body(lines: list[str]) -> str:
-    return "\n".join([*lines, "", "-- ", "trnews ('trnews status' shows the whole picture)", ""])
+def _body(t: GNUTranslations, lines: list[str]) -> str:
+    """The lines and the signature; a mail reader wraps the long ones."""
+    signature = t.gettext("trnews ('trnews status' shows the whole picture)")
+    return "\n".join([*lines, "", "-- ", signature, ""])
 
 
 def _local(value: datetime, tz: ZoneInfo) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -14,18 +15,28 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from gettext import GNUTranslations
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+from babel.dates import format_date
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__, redact, spreadsheet, subscribers
+from . import __version__, redact, spreadsheet, subscribers, words
 from .config import Config, check_address, config_path, load_config, read_toml
-from .errors import ConfigError, DeliveryError, TransportUnavailable, TrnewsError, UsageError
+from .errors import (
+    ConfigError,
+    DeliveryError,
+    RenderError,
+    TransportUnavailable,
+    TrnewsError,
+    UsageError,
+)
 from .models import FeedOutcome, FeedResult, SubscriberState
+from .render import translations
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -107,16 +118,38 @@ class TrnewsGroup(click.Group):
             ctx.exit(1)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""A log line of a service (`serve`), and of every command's INFO and DEBUG lines (-v)."""
+
+
+class _CommandLog(logging.Formatter):
+    """A warning during a command as one line in the voice of its errors ("trnews: warning:
+    ..."); the detail of -v and -vv as log lines with time and source."""
+
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno < logging.WARNING:
+            return super().format(record)
+        line = f"trnews: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 def _fail(e: TrnewsError) -> None:
     if isinstance(e, ConfigError):
         for problem in e.problems:
             err.print(f"trnews: {e.path}: {redact.text(str(problem))}", markup=False)
-        err.print(f"trnews: {len(e.problems)} problem(s) in the config; nothing was done.")
+        err.print(
+            f"trnews: {words.count(len(e.problems), 'problem')} in the config; nothing was done."
+        )
     else:
         err.print(f"trnews: error: {redact.text(str(e))}", markup=False)
-        if e.hint:
-            err.print(f"trnews: {e.hint}", markup=False)
-        elif isinstance(e, TransportUnavailable):
+        for line in (e.hint or "").splitlines():
+            err.print(f"trnews: {line}", markup=False)
+        if isinstance(e, TransportUnavailable):
             err.print(
                 "trnews: nothing is lost: readers not yet sent to stay queued; "
                 "run 'trnews send' again to carry on"
@@ -157,9 +190,9 @@ def cli(ctx: click.Context, config_opt: Path | None, verbose: int, debug: bool) 
     state.debug = debug
     state.verbose = verbose
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_CommandLog())
+    logging.basicConfig(level=level, handlers=[handler])
     redact.install_log_redaction()  # for every handler, uvicorn's and `run`'s too
 
 
@@ -235,12 +268,14 @@ def _discover(path: Path, config: Config, fix: bool) -> None:
         click.echo(f"No better URL found for the {len(web)} web feeds.")
     elif not fix:
         click.echo(
-            f"{len(found)} URL(s) to change: edit {path}, or run "
+            f"{words.count(len(found), 'URL')} to change: edit {path}, or run "
             f"'trnews -c {path} check --discover --fix' to have them replaced."
         )
     else:
         replaced, backup = discover.apply(path, found)
-        click.echo(f"Replaced {replaced} URL(s) in {path}; the file as it was is in {backup}.")
+        click.echo(
+            f"Replaced {words.count(replaced, 'URL')} in {path}; the file as it was is in {backup}."
+        )
 
 
 def _who(ambassadors: tuple[str, ...], shown: int = 3) -> str:
@@ -283,17 +318,13 @@ def _feed_line(o: FeedOutcome, tz: ZoneInfo) -> str:
     if o.not_modified:
         what = "not modified"
     else:
-        what = f"{_count(o.new_items, 'new item')} ({o.entries} in feed)"
+        what = f"{words.count(o.new_items, 'new item')} ({o.entries} in feed)"
     if o.attempts > 1:
         what += f" (on try {o.attempts})"
     moved = ""
     if o.moved_to:
         moved = f"; moved permanently to {redact.url(o.moved_to)}: update the config"
     return f"ok      {head}: {what}{moved}"
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _summary(outcomes: list[FeedOutcome]) -> str:
@@ -303,7 +334,7 @@ def _summary(outcomes: list[FeedOutcome]) -> str:
     counts = [f"{states[s]} {s}" for s in shown if states[s] or s != "waiting"]
     new = sum(o.new_items for o in outcomes)
     return (
-        f"Collected {_count(len(outcomes), 'feed')}: {_count(new, 'new item')}; "
+        f"Collected {words.count(len(outcomes), 'feed')}: {words.count(new, 'new item')}; "
         f"{', '.join(counts)}."
     )
 
@@ -417,11 +448,12 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
             except DeliveryError as e:
                 # Not the full send's advice: a test marks nothing, so there is nothing to
                 # carry on, and 'trnews send' would mail every subscriber.
-                e.hint = (
+                failed = DeliveryError(str(e))
+                failed.hint = (f"{e.hint}\n" if e.hint else "") + (
                     "the test was not sent (no reader was mailed, nothing was marked); run "
                     f"'trnews send --test {' '.join(addresses)}' again once the server answers"
                 )
-                raise
+                raise failed from e
         for left_out in d.left_out:
             click.echo(f"Left out {left_out}")
         click.echo(
@@ -451,12 +483,16 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
         click.echo(f"  {line}")
     if report.deferred:
         click.echo(
-            f"{report.deferred} reader(s) wait for a later run ('trnews send' retries them)."
+            f"{words.count(report.deferred, 'reader')} "
+            f"{'waits' if report.deferred == 1 else 'wait'} for a later run "
+            "('trnews send' retries them)."
         )
     if caught:
         click.echo(
-            f"Stopped by {caught[0]} after the messages in flight: {report.remaining} reader(s) "
-            "are still owed this edition; run 'trnews send' again to carry on."
+            f"Stopped by {caught[0]} after the messages in flight: "
+            f"{words.count(report.remaining, 'reader')} "
+            f"{'is' if report.remaining == 1 else 'are'} still owed this edition; "
+            "run 'trnews send' again to carry on."
         )
 
 
@@ -567,7 +603,9 @@ def status(state: State, as_json: bool) -> None:
         with Store.open(db) as store:
             data = cycle.status(config, store)
         click.echo(
-            json.dumps(data, indent=2, ensure_ascii=False) if as_json else _status_text(data)
+            json.dumps(data, indent=2, ensure_ascii=False)
+            if as_json
+            else _status_text(data, _status_words(config, state.path))
         )
     if problem is not None:
         sys.exit(problem.exit_code)
@@ -585,9 +623,47 @@ def _database_despite(path: Path) -> Path:
     return db if db.is_absolute() else path.parent / db
 
 
-def _when(value: str | None) -> str:
-    # Stored times are UTC; say so, since an admin reads them against a local clock.
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M %Z") if value else "never"
+@dataclass(frozen=True)
+class _Words:
+    """How `status` speaks to the admin: the newsletter's language and time zone."""
+
+    t: GNUTranslations
+    tz: ZoneInfo
+    language: str
+
+    def when(self, value: str | None) -> str:
+        """A stored time (UTC) on the admin's clock; the zone is named once, at the top."""
+        if not value:
+            return self.t.gettext("never")
+        return datetime.fromisoformat(value).astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+
+    def at(self, value: str | None) -> str:
+        """A time the scheduler gave, with its weekday."""
+        if not value:
+            return self.t.gettext("never")
+        at = datetime.fromisoformat(value).astimezone(self.tz)
+        return f"{at:%Y-%m-%d %H:%M} ({format_date(at, 'EEE', locale=self.language)})"
+
+
+def _status_words(config: Config | None, path: Path) -> _Words:
+    """The language and zone of the config, as far as a broken one can still be read."""
+    if config is not None:
+        nl = config.newsletter
+        return _Words(translations(nl.language), nl.tz, nl.language)
+    language, zone = "nb", "Europe/Oslo"
+    with contextlib.suppress(ConfigError, AttributeError):
+        raw = read_toml(path).get("newsletter", {})
+        language = str(raw.get("language", language))
+        zone = str(raw.get("timezone", zone))
+    try:
+        t = translations(language)
+    except RenderError:
+        language, t = "nb", translations("nb")
+    try:
+        tz = ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        tz = ZoneInfo("Europe/Oslo")
+    return _Words(t, tz, language)
 
 
 _FEED_GROUPS = ("failing", "gone", "moved", "not fetched yet", "ok")
@@ -604,101 +680,210 @@ def _feed_group(f: dict[str, Any]) -> str:
     return "not fetched yet" if f["ok"] is None else "ok"
 
 
-def _feed_status_line(f: dict[str, Any], group: str) -> str:
+def _group_names(t: GNUTranslations) -> dict[str, str]:
+    """Each group of feeds as the summary line counts it."""
+    return {
+        # Translators: `trnews status` counts the feeds: "1 failing, 2 ok".
+        "failing": t.gettext("failing"),
+        "gone": t.gettext("gone"),
+        "moved": t.gettext("moved"),
+        "not fetched yet": t.gettext("not fetched yet"),
+        "ok": t.gettext("ok"),
+    }
+
+
+def _labels(t: GNUTranslations) -> dict[str, str]:
+    """The label in front of each feed's line, padded to one width."""
+    labels = {
+        # Translators: labels in front of each feed in `trnews status`, short and upper case
+        # for trouble.
+        "gone": t.gettext("GONE"),
+        "waiting": t.gettext("WAITING"),
+        "failing": t.gettext("FAILING"),
+        "moved": t.gettext("MOVED"),
+        "not fetched yet": t.gettext("never"),
+        "ok": t.gettext("ok"),
+    }
+    width = max(len(label) for label in labels.values())
+    return {k: v.ljust(width) for k, v in labels.items()}
+
+
+def _feed_status_line(f: dict[str, Any], group: str, w: _Words) -> str:
+    t, label = w.t, _labels(w.t)
     head = f"{f['url']} ({f['ambassador']})"
-    last_success = f"last success {_when(f['last_success'])}"
+    last_success = t.gettext("last success %(when)s") % {"when": w.when(f["last_success"])}
     if group == "gone":
-        return (
-            f"  GONE    {head}: gone (HTTP 410) since {_when(f['gone_since'])}, not fetched "
-            "any more: remove it from the config"
-        )
+        return f"  {label['gone']} {head}: " + t.gettext(
+            "gone (HTTP 410) since %(when)s, not fetched any more: remove it from the config"
+        ) % {"when": w.when(f["gone_since"])}
     if group == "failing":
-        failures = f"{f['consecutive_failures']} failure(s) in a row, {last_success}"
+        n = f["consecutive_failures"]
+        failures = t.ngettext("%(num)d failure in a row", "%(num)d failures in a row", n) % {
+            "num": n
+        }
+        failures += f", {last_success}"
         waits = f["retry_after"] and datetime.fromisoformat(f["retry_after"]) > datetime.now(UTC)
         if waits:
-            return (
-                f"  WAITING {head}: its server asked to wait until {_when(f['retry_after'])} "
-                f"({f['last_error']}); {failures}"
-            )
-        return f"  FAILING {head}: {failures}: {f['last_error']}"
+            return f"  {label['waiting']} {head}: " + t.gettext(
+                "its server asked to wait until %(when)s (%(error)s); %(failures)s"
+            ) % {"when": w.when(f["retry_after"]), "error": f["last_error"], "failures": failures}
+        return f"  {label['failing']} {head}: {failures}: {f['last_error']}"
     if group == "moved":
-        return (
-            f"  MOVED   {head}: moved permanently to {f['moved_to']}: update the config; "
-            f"{last_success}"
-        )
+        return f"  {label['moved']} {head}: " + t.gettext(
+            "moved permanently to %(url)s: update the config; %(last_success)s"
+        ) % {"url": f["moved_to"], "last_success": last_success}
     if group == "not fetched yet":
-        return f"  never   {head}: not fetched yet"
-    return f"  ok      {head}: {last_success}"
+        return f"  {label['not fetched yet']} {head}: " + t.gettext("not fetched yet")
+    return f"  {label['ok']} {head}: {last_success}"
 
 
-def _scheduler_lines(data: dict[str, Any]) -> list[str]:
+def _scheduler_lines(data: dict[str, Any], w: _Words) -> list[str]:
+    t = w.t
     if data["scheduler_pid"] is None:
-        lines = ["Scheduler: not running (start it with 'trnews run')"]
+        lines = [t.gettext("Scheduler: not running (start it with 'trnews run')")]
     else:
         lines = [
-            f"Scheduler: running, pid {data['scheduler_pid']}",
-            f"  next collect {_at(data['next_collect'])}",
-            f"  next send    {_at(data['next_send'])}",
+            t.gettext("Scheduler: running, pid %(pid)d") % {"pid": data["scheduler_pid"]},
+            "  " + t.gettext("next collect: %(when)s") % {"when": w.at(data["next_collect"])},
+            "  " + t.gettext("next send: %(when)s") % {"when": w.at(data["next_send"])},
         ]
         problem = data.get("scheduler", {}).get("config_problem")
         if problem:
             lines.append(
-                f"  the config file has problems and was not taken up: {problem}; "
-                "the scheduler runs the last good config"
+                "  "
+                + t.gettext(
+                    "the config file has problems and was not taken up: %(problem)s; the "
+                    "scheduler runs the last good config"
+                )
+                % {"problem": problem}
             )
+    jobs = {"collect": t.gettext("last collect"), "send": t.gettext("last send")}
+    outcomes = {
+        "ok": t.gettext("ok"),
+        "failed": t.gettext("failed"),
+        "stopped": t.gettext("stopped"),
+        "skipped": t.gettext("skipped"),
+    }
     for job, last in data.get("last_runs", {}).items():
+        what = jobs.get(job, job)
         if last is None:
-            lines.append(f"  last {job:<7} never")
+            lines.append(f"  {what}: {t.gettext('never')}")
             continue
         detail = f": {last['detail']}" if last.get("detail") else ""
+        started = w.when(last["started"])
         lines.append(
-            f"  last {job:<7} {last['slot'].replace('T', ' ')} {last['outcome']}"
-            f" (started {_when(last['started'])}){detail}"
+            f"  {what}: "
+            + t.gettext("%(slot)s, %(outcome)s (started %(started)s)")
+            % {
+                "slot": last["slot"].replace("T", " ")[:16],
+                "outcome": outcomes.get(last["outcome"], last["outcome"]),
+                "started": started,
+            }
+            + detail
         )
     return lines
 
 
-def _at(value: str | None) -> str:
-    """A time the scheduler gave, already in the newsletter's zone."""
-    if not value:
-        return "never"
-    at = datetime.fromisoformat(value)
-    return f"{at:%Y-%m-%d %H:%M} {at.isoformat()[19:]} ({at:%a})"
-
-
-def _status_text(data: dict[str, Any]) -> str:
+def _status_text(data: dict[str, Any], w: _Words) -> str:
+    t = w.t
     groups: dict[str, list[dict[str, Any]]] = {g: [] for g in _FEED_GROUPS}
     for f in data["feeds"]:
         groups[_feed_group(f)].append(f)
-    feed_counts = ", ".join(f"{len(fs)} {g}" for g, fs in groups.items() if fs)
+    names = _group_names(t)
+    feed_counts = ", ".join(f"{len(fs)} {names[g]}" for g, fs in groups.items() if fs)
     lines = [
-        f"Database: {data['database']} ({data['items']} items)",
-        *_scheduler_lines(data),
+        t.gettext("Times are in %(zone)s.") % {"zone": w.tz.key},
+        t.ngettext(
+            "Database: %(path)s (%(num)d item)", "Database: %(path)s (%(num)d items)", data["items"]
+        )
+        % {"path": data["database"], "num": data["items"]},
+        *_scheduler_lines(data, w),
         "",
-        f"Feeds: {feed_counts}" if feed_counts else "Feeds: none",
+        (t.gettext("Feeds: %(counts)s") % {"counts": feed_counts})
+        if feed_counts
+        else t.gettext("Feeds: none"),
     ]
     for group, feeds in groups.items():
-        lines += [_feed_status_line(f, group) for f in feeds]
-    lines += ["", "Editions:"]
+        lines += [_feed_status_line(f, group, w) for f in feeds]
+    lines += ["", t.gettext("Editions:")]
     for e in data["editions"]:
-        lines.append(
-            f"  #{e['id']:<4} {_when(e['created'])}  {e['status']:<8} {e['items']} items, "
-            f"{e['delivered']}/{e['recipients']} delivered, {e['deferred']} deferred, "
-            f"{e['failed']} failed" + (f", {e['owed']} still owed" if e.get("owed") else "")
-        )
+        parts = [
+            t.ngettext("%(num)d item", "%(num)d items", e["items"]) % {"num": e["items"]},
+            t.gettext("%(delivered)d/%(recipients)d delivered")
+            % {"delivered": e["delivered"], "recipients": e["recipients"]},
+            t.gettext("%(num)d deferred") % {"num": e["deferred"]},
+            t.gettext("%(num)d failed") % {"num": e["failed"]},
+        ]
+        if e.get("owed"):
+            parts.append(t.gettext("%(num)d still owed") % {"num": e["owed"]})
+        status = _edition_states(t).get(e["status"], e["status"])
+        lines.append(f"  #{e['id']:<4} {w.when(e['created'])}  {status:<8} " + ", ".join(parts))
     if not data["editions"]:
-        lines.append("  none yet")
+        lines.append("  " + t.gettext("none yet"))
     if data.get("left_out"):
-        lines += ["", "Left out of editions (a template or MJML could not take them):"]
+        lines += [
+            "",
+            t.gettext("Left out of editions (a template or MJML could not take them):"),
+        ]
         for lo in data["left_out"]:
-            edition = f"edition #{lo['edition']}" if lo["edition"] else "no edition built"
+            edition = (
+                t.gettext("edition #%(id)d") % {"id": lo["edition"]}
+                if lo["edition"]
+                else t.gettext("no edition built")
+            )
             lines.append(
-                f"  item {lo['item']} {lo['title']!r} ({lo['link'] or 'no link'}, feed "
-                f"{lo['feed']}), {edition}: {lo['reason']}"
+                "  "
+                + t.gettext(
+                    "item %(id)d %(title)s (%(link)s, feed %(feed)s), %(edition)s: %(reason)s"
+                )
+                % {
+                    "id": lo["item"],
+                    "title": repr(lo["title"]),
+                    "link": lo["link"] or t.gettext("no link"),
+                    "feed": lo["feed"],
+                    "edition": edition,
+                    "reason": lo["reason"],
+                }
             )
     counts = data["subscribers"]
-    lines += ["", "Subscribers: " + ", ".join(f"{n} {state}" for state, n in counts.items())]
+    states = _subscriber_states(t)
+    lines += [
+        "",
+        t.gettext("Subscribers: %(counts)s")
+        % {"counts": ", ".join(f"{n} {states.get(state, state)}" for state, n in counts.items())},
+    ]
+    unsent = data.get("confirmations_unsent", 0)
+    if unsent:
+        lines.append(
+            "  "
+            + t.ngettext(
+                "%(num)d confirmation mail not sent (the mail server did not take it; it is "
+                "tried again)",
+                "%(num)d confirmation mails not sent (the mail server did not take them; they "
+                "are tried again)",
+                unsent,
+            )
+            % {"num": unsent}
+        )
     return "\n".join(lines)
+
+
+def _edition_states(t: GNUTranslations) -> dict[str, str]:
+    return {
+        # Translators: an edition's state in `trnews status`.
+        "sending": t.gettext("sending"),
+        "sent": t.gettext("sent"),
+    }
+
+
+def _subscriber_states(t: GNUTranslations) -> dict[str, str]:
+    return {
+        # Translators: subscriber counts in `trnews status`: "3 active, 1 pending".
+        "active": t.gettext("active"),
+        "pending": t.gettext("pending"),
+        "unsubscribed": t.gettext("unsubscribed"),
+        "bounced": t.gettext("bounced"),
+    }
 
 
 @cli.group("subscribers")
@@ -801,7 +986,7 @@ def subscribers_list(state: State, as_json: bool, state_filter: str | None) -> N
         return
     for s in rows:
         click.echo(f"{s.email:<40} {s.state.value:<13} {s.name}")
-    click.echo(f"{len(rows)} subscriber(s).", err=True)
+    click.echo(f"{words.count(len(rows), 'subscriber')}.", err=True)
 
 
 @subscribers_group.command("import")
@@ -889,7 +1074,7 @@ def subscribers_export(state: State, as_json: bool, excel: bool, email: str | No
             click.echo(dialect.encode(text.getvalue()), nl=False)
         else:
             n = subscribers.export_csv(store.subscribers(), sys.stdout)
-    click.echo(f"Exported {n} subscriber(s).", err=True)
+    click.echo(f"Exported {words.count(n, 'subscriber')}.", err=True)
 
 
 @subscribers_group.command("forget")
@@ -936,8 +1121,9 @@ def backup(state: State, file: Path) -> None:
         items = store.item_count()
         editions = store.edition_count()
     click.echo(
-        f"Wrote a copy of {config.database_path} to {file} (owner-only): {items} items, "
-        f"{editions} editions, {sum(counts.values())} subscribers."
+        f"Wrote a copy of {config.database_path} to {file} (owner-only): "
+        f"{words.count(items, 'item')}, "
+        f"{words.count(editions, 'edition')}, {words.count(sum(counts.values()), 'subscriber')}."
     )
 
 
@@ -962,6 +1148,8 @@ def serve(state: State, host: str, port: int) -> None:
     from . import web
 
     config = state.config()  # a config error is exit 2, before anything listens
+    for handler in logging.getLogger().handlers:  # a service's log: every line with its time
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
     click.echo(
         f"Serving {config.newsletter.public_url} at http://{host}:{port} (Ctrl-C stops)", err=True
     )

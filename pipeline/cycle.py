@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import alerts, redact
+from . import alerts, redact, words
 from . import collect as collect_stage
 from .config import Config
 from .deliver import (
@@ -190,10 +190,10 @@ def _send(
         logger.info("Resuming edition %d", edition_id)
         if doubtful := store.on_the_wire(edition_id):
             logger.warning(
-                "%d reader(s) of edition %d may get it twice: their message was on the wire "
-                "when the last run was killed; it goes again with the same Message-ID, so mail "
-                "programs can tell",
-                doubtful,
+                "%s of edition %d may get it twice: their message was on the wire when the last "
+                "run was killed; it goes again with the same Message-ID, so mail programs can "
+                "tell",
+                words.count(doubtful, "reader"),
                 edition_id,
             )
     elif build:
@@ -245,11 +245,11 @@ def _build(config: Config, store: Store, now: datetime, report: SendReport) -> i
         left_out=left_out,
     )
     logger.info(
-        "Built edition %d: %d items, %d meetings, %d recipients",
+        "Built edition %d: %s, %s, %s",
         edition_id,
-        len(plan.items) + len(plan.overflow),
-        len(plan.meetings),
-        recipients,
+        words.count(len(plan.items) + len(plan.overflow), "item"),
+        words.count(len(plan.meetings), "meeting"),
+        words.count(recipients, "recipient"),
     )
     return edition_id
 
@@ -401,7 +401,8 @@ def deliver_editions(
     for edition_id in editions:
         store.finish_edition_if_done(edition_id, _now())
     logger.info(
-        "Delivered edition(s) %s through %s: %d sent, %d deferred, %d failed",
+        "Delivered %s %s through %s: %d sent, %d deferred, %d failed",
+        "edition" if len(editions) == 1 else "editions",
         ", ".join(map(str, editions)),
         config.delivery.transport,
         report.delivered,
@@ -488,7 +489,8 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
     its server asked to be fetched again (429 or 503 with Retry-After), if it did. An
     edition's `owed` counts the readers a later `send` still delivers it to. `left_out` names
     the latest items left out of an edition because a template or MJML could not take them
-    (`edition` null when, without them, no edition was built). URLs are shown redacted
+    (`edition` null when, without them, no edition was built). `confirmations_unsent` counts
+    the web sign-ups whose confirmation message failed and is still owed. URLs are shown redacted
     (pipeline.redact): no password, query or key in the path.
     """
     health = store.feed_health()
@@ -544,6 +546,7 @@ def status(config: Config | None, store: Store) -> dict[str, Any]:
             for e in store.editions()
         ],
         "subscribers": store.subscriber_counts(),
+        "confirmations_unsent": store.unsent_confirmations()[0],
         "left_out": [
             {
                 "item": r.item_id,

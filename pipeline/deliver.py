@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from . import words
 from .config import Config, SmtpConfig, is_loopback
 from .errors import ConfigError, Problem, RecipientRefused, Refused, TransportUnavailable
 from .models import PERSONAL_MARK, Rendered
@@ -598,6 +599,10 @@ class MaildirTransport:
         self.box.close()
 
 
+NAME_MISMATCH = (62, 64)
+"""OpenSSL's verify codes for a certificate made out to another host name or IP address than
+the one dialled (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH)."""
+
 CLOSING = 421
 """RFC 5321 "service not available, closing transmission channel": the server is going away
 (a restart, a connection limit), which says nothing about the reader; reconnect and retry."""
@@ -678,12 +683,54 @@ class SmtpTransport:
             ) from e
         except ssl.SSLError as e:
             _close(conn)
-            raise Refused(f"SMTP {self.where}: TLS failed: {e}") from e
+            refused = Refused(f"SMTP {self.where}: TLS failed: {e}")
+            refused.hint = self._tls_hint(e)
+            raise refused from e
+        except smtplib.SMTPServerDisconnected as e:
+            _close(conn)
+            unavailable = TransportUnavailable(f"cannot reach SMTP server {self.where}: {e}")
+            if conn is None and cfg.security != "tls":
+                # Connected, but no greeting came: a server on an implicit-TLS port waits for
+                # our TLS handshake as we wait for its "220".
+                unavailable.hint = (
+                    f"the server on port {cfg.port} sent no SMTP greeting; if it expects TLS "
+                    'from the start (port 465 usually does), set delivery.smtp.security = "tls"'
+                    ' (or use port 587 with "starttls")'
+                )
+            raise unavailable from e
         except (smtplib.SMTPException, OSError) as e:
             _close(conn)
             raise TransportUnavailable(f"cannot reach SMTP server {self.where}: {e}") from e
         logger.info("Connected to SMTP server %s (%s)", self.where, cfg.security)
         return conn
+
+    def _tls_hint(self, e: ssl.SSLError) -> str | None:
+        """The setting that fixes a failed TLS handshake, when the error tells which."""
+        cfg = self.cfg
+        if isinstance(e, ssl.SSLCertVerificationError):
+            if e.verify_code in NAME_MISMATCH:
+                return (
+                    f"the certificate of the SMTP server is not made out to {cfg.host!r}: set "
+                    "delivery.smtp.host to a name the certificate carries (not an IP address or "
+                    "an alias)"
+                )
+            if self.ca_file is None:
+                return (
+                    f"the certificate of {cfg.host} is not signed by a CA this machine trusts: "
+                    "if the relay uses an internal CA, set delivery.smtp.ca_file to your CA's "
+                    "PEM file"
+                )
+            return (
+                f"the certificate of {cfg.host} is not signed by the CA in "
+                f"delivery.smtp.ca_file ({self.ca_file}): give it the CA that signed the "
+                "server's certificate"
+            )
+        if e.reason == "WRONG_VERSION_NUMBER" and cfg.security == "tls":
+            return (
+                f"the server on port {cfg.port} speaks plain SMTP first: set "
+                'delivery.smtp.security = "starttls" (or use port 465 for "tls")'
+            )
+        return None
 
     def send(self, msg: EmailMessage | bytes, sender: str, recipient: str) -> None:
         data = _wire(msg)
@@ -963,7 +1010,7 @@ class Pool:
             if isinstance(e, Refused) or self.alive == 0:
                 self.failure = self.failure or e
             else:
-                logger.warning("%s; going on with %d connection(s)", e, self.alive)
+                logger.warning("%s; going on with %s", e, words.count(self.alive, "connection"))
             self.cond.notify_all()
 
 

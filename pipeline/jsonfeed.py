@@ -29,6 +29,7 @@ from urllib.parse import urljoin
 
 import feedparser.datetimes
 
+from . import words
 from .errors import FetchError
 
 logger = logging.getLogger(__name__)
@@ -177,5 +178,7 @@ def _items(items: list[Any], url: str, feed_authors: list[str]) -> Iterator[dict
             yield raw
     if passed_over:
         logger.debug(
-            "%s: %d items of the JSON Feed passed over (empty or not objects)", url, passed_over
+            "%s: %s of the JSON Feed passed over (empty or not objects)",
+            url,
+            words.count(passed_over, "item"),
         )

@@ -41,7 +41,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from . import alerts, cron, cycle
+from . import alerts, cron, cycle, words
 from .config import Config, load_config
 from .errors import ConfigError, SchedulerRunning, TransportUnavailable, TrnewsError
 from .models import JobRun
@@ -459,10 +459,9 @@ class Scheduler:
         tz = config.newsletter.tz
         if decision.missed and decision.first_missed is not None:
             logger.warning(
-                "Skipped %d missed %s run(s) from %s (trnews run was not running or busy); "
+                "Skipped %s from %s (trnews run was not running or busy); "
                 "only the latest is made up, and only if at most %d min late",
-                decision.missed,
-                job,
+                words.count(decision.missed, f"missed {job} run"),
                 _local(decision.first_missed.at, tz),
                 GRACE // MINUTE,
             )
@@ -519,9 +518,15 @@ class Scheduler:
 
     def _collect(self, config: Config, store: Store) -> tuple[str, str]:
         outcomes = cycle.collect(config, store, stop=self.stop)
+        from .web import send_owed_confirmations
+
+        send_owed_confirmations(config, store)  # those a stopped `serve` could not send
         failing = [o for o in outcomes if o.error and not o.skipped]
         new = sum(o.new_items for o in outcomes)
-        detail = f"{len(outcomes)} feed(s), {new} new item(s), {len(failing)} failing"
+        detail = (
+            f"{words.count(len(outcomes), 'feed')}, {words.count(new, 'new item')}, "
+            f"{len(failing)} failing"
+        )
         if self.stop.is_set():
             return "stopped", detail + "; stopped before every feed was fetched"
         return "ok", detail
@@ -546,7 +551,7 @@ class Scheduler:
             f"{report.deferred} deferred, {report.failed} failed"
         )
         if self.stop.is_set() and report.remaining:
-            return "stopped", f"{detail}; {report.remaining} reader(s) still owed"
+            return "stopped", f"{detail}; {words.count(report.remaining, 'reader')} still owed"
         return "ok", detail
 
     def resume_owed(self) -> None:
@@ -566,9 +571,10 @@ class Scheduler:
         owed = store.owed_counts()
         if owed:
             logger.info(
-                "Carrying on edition(s) %s: %d reader(s) still owed",
+                "Carrying on %s %s: %s still owed",
+                "edition" if len(owed) == 1 else "editions",
                 ", ".join(map(str, sorted(owed))),
-                sum(owed.values()),
+                words.count(sum(owed.values()), "reader"),
             )
         try:
             report = cycle.send(
@@ -626,10 +632,10 @@ class Scheduler:
             logger.error("Config %s: %s", path, p)
         self._problem = "; ".join(problems)
         logger.error(
-            "Config %s not taken up (%d problem(s)); still running the config loaded %s. "
+            "Config %s not taken up (%s); still running the config loaded %s. "
             "Fix the file: it is read again within seconds of the next save",
             path,
-            len(problems),
+            words.count(len(problems), "problem"),
             _local(self._loaded, self.config.newsletter.tz),
         )
         self._write_state()

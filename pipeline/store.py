@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from . import words
 from .errors import StoreError
 from .models import (
     AlertRow,
@@ -248,6 +249,20 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX consents_mailbox ON consents (mailbox, confirmation_sent);
         """,
     ),
+    (
+        # A confirmation message is owed from the sign-up until the server takes it:
+        # `confirmation_sent` is set only then, `confirmation_retry` is when the next try is
+        # due (null when none is owed), `confirmation_tries` counts the failed ones and
+        # `confirmation_error` keeps the last reason. Records made before this owe nothing.
+        "0008_confirmation_retries",
+        """
+        ALTER TABLE consents ADD COLUMN confirmation_retry TEXT;
+        ALTER TABLE consents ADD COLUMN confirmation_tries INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE consents ADD COLUMN confirmation_error TEXT;
+        CREATE INDEX consents_owed ON consents (confirmation_retry)
+            WHERE confirmation_retry IS NOT NULL;
+        """,
+    ),
 ]
 
 
@@ -334,6 +349,8 @@ class Confirmation:
     name: str
     nonce: str
     consent_id: int
+    tries: int = 0
+    """Tries of its message that failed so far."""
 
 
 @dataclass(frozen=True)
@@ -1109,9 +1126,12 @@ class Store:
             sub = self.subscriber(email)
             if sub is not None and sub.state is SubscriberState.ACTIVE:
                 return None
+            # A message sent within the hour, or one still owed (it goes when the server
+            # answers), holds back another.
             recent = self._q(
                 """SELECT 1 FROM consents
-                   WHERE (mailbox = ? OR subscriber_id = ?) AND confirmation_sent > ?
+                   WHERE (mailbox = ? OR subscriber_id = ?)
+                     AND (confirmation_sent > ? OR confirmation_retry IS NOT NULL)
                    LIMIT 1""",
                 (box, sub.id if sub else 0, iso(now - resend_after)),
             ).fetchone()
@@ -1124,7 +1144,7 @@ class Store:
             nonce = secrets.token_urlsafe(12)
             consent_id = self._q(
                 """INSERT INTO consents (subscriber_id, nonce, form, text_version, text,
-                                         text_sha256, language, name, given, confirmation_sent,
+                                         text_sha256, language, name, given, confirmation_retry,
                                          mailbox)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    RETURNING id""",
@@ -1144,9 +1164,71 @@ class Store:
             ).fetchone()["id"]
         return Confirmation(sub.id, sub.email, name, nonce, consent_id)
 
-    def confirmation_not_sent(self, consent_id: int) -> None:
-        """The confirmation message of this sign-up could not go: it may be asked for again."""
-        self._q("UPDATE consents SET confirmation_sent = NULL WHERE id = ?", (consent_id,))
+    def owed_confirmations(
+        self, due: datetime, *, max_tries: int | None = None
+    ) -> list[Confirmation]:
+        """The confirmation messages owed whose next try is due by `due` (and that failed
+        fewer than `max_tries` times), oldest sign-up first."""
+        rows = self._q(
+            """SELECT c.id, c.subscriber_id, s.email, c.name, c.nonce, c.confirmation_tries
+               FROM consents c
+               JOIN subscribers s ON s.id = c.subscriber_id
+               WHERE c.confirmation_retry IS NOT NULL AND c.confirmation_retry <= ?
+                 AND c.confirmation_tries < ? AND s.state != 'active'
+               ORDER BY c.id""",
+            (iso(due), max_tries if max_tries is not None else 1 << 62),
+        ).fetchall()
+        return [
+            Confirmation(
+                r["subscriber_id"],
+                r["email"],
+                r["name"],
+                r["nonce"],
+                r["id"],
+                r["confirmation_tries"],
+            )
+            for r in rows
+        ]
+
+    def confirmation_sent(self, consent_id: int, now: datetime) -> None:
+        """The server took this sign-up's confirmation message: nothing is owed any more."""
+        self._q(
+            """UPDATE consents SET confirmation_sent = ?, confirmation_retry = NULL,
+                                   confirmation_error = NULL
+               WHERE id = ?""",
+            (iso(now), consent_id),
+        )
+
+    def confirmation_failed(self, consent_id: int, error: str, retry: datetime | None) -> None:
+        """A try of this sign-up's confirmation failed: try again at `retry`, or never (None:
+        the address can never get it)."""
+        self._q(
+            """UPDATE consents SET confirmation_tries = confirmation_tries + 1,
+                                   confirmation_error = ?, confirmation_retry = ?
+               WHERE id = ?""",
+            (error, iso(retry) if retry else None, consent_id),
+        )
+
+    def retry_confirmations(self, now: datetime) -> int:
+        """Make every owed confirmation due now with a fresh count of tries; returns how many."""
+        cur = self._q(
+            """UPDATE consents SET confirmation_retry = ?, confirmation_tries = 0
+               WHERE confirmation_retry IS NOT NULL""",
+            (iso(now),),
+        )
+        return cur.rowcount
+
+    def unsent_confirmations(self) -> tuple[int, int | None, str | None]:
+        """The confirmation messages owed that failed at least once: how many, the oldest
+        sign-up's consent id and the last reason."""
+        row = self._q(
+            """SELECT count(*) AS n, min(id) AS oldest,
+                      (SELECT confirmation_error FROM consents
+                       WHERE confirmation_retry IS NOT NULL AND confirmation_tries > 0
+                       ORDER BY id DESC LIMIT 1) AS error
+               FROM consents WHERE confirmation_retry IS NOT NULL AND confirmation_tries > 0"""
+        ).fetchone()
+        return int(row["n"]), row["oldest"], row["error"]
 
     def consents(self, subscriber_id: int) -> list[Consent]:
         """Every consent record of a subscriber, oldest first."""
@@ -1216,7 +1298,9 @@ class Store:
                 self._q("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
                 self._retire_id(subscriber_id)
         if ids:
-            logger.info("Purged %d sign-up(s) not confirmed since %s", len(ids), cutoff)
+            logger.info(
+                "Purged %s not confirmed since %s", words.count(len(ids), "sign-up"), cutoff
+            )
         return len(ids)
 
     def person(self, email: str) -> dict[str, Any] | None:

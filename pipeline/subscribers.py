@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import spreadsheet
+from . import spreadsheet, words
 from .config import check_address
 from .errors import UsageError
 from .models import Subscriber, SubscriberState
@@ -222,9 +222,8 @@ def import_csv(store: Store, path: Path, *, now: datetime | None = None) -> Impo
     if bad:
         more = f"\n… and {len(bad) - 20} more" if len(bad) > 20 else ""
         raise UsageError(
-            f"nothing imported: {len(bad)} bad line(s); fix these lines and run again:\n"
-            + "\n".join(bad[:20])
-            + more
+            f"nothing imported: {words.count(len(bad), 'bad line')}; "
+            "fix these lines and run again:\n" + "\n".join(bad[:20]) + more
         )
     now = now or datetime.now(UTC)
     report = ImportReport(encoding=encoding)

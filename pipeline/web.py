@@ -25,7 +25,9 @@ How it keeps people safe:
   (an IPv4 address or an IPv6 /64) per `client_window_minutes`, so the form cannot be used to
   flood someone's inbox. The message is sent after the answer, which never waits for the mail
   server, and the answer's words are the same for every address: it does not tell whether an
-  address is subscribed.
+  address is subscribed. A message the server does not take stays owed in the database and
+  is tried again (CONFIRM_RETRY_DELAYS, then at each start and by the scheduler); the admins
+  hear of an outage once (alerts.confirmations_unsent).
 - A token that is malformed, forged, names no one or is spelt otherwise than it was made gets
   404 and changes nothing; so does an id of more than 18 digits.
 - Every answer carries a strict Content-Security-Policy (`default-src 'none'`, styles only by
@@ -49,6 +51,7 @@ between threads); the config is read once, at start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.policy
 import functools
 import hashlib
@@ -60,7 +63,7 @@ import threading
 import time
 from base64 import b64encode
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -84,10 +87,10 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import tokens
+from . import alerts, tokens
 from .config import Config, check_address, load_config
 from .deliver import make_signer, make_transport, to_header, wire_address
-from .errors import TrnewsError, UsageError
+from .errors import RecipientRefused, TrnewsError, UsageError
 from .models import SubscriberState, inert
 from .render import (
     TEXT_WIDTH,
@@ -109,6 +112,18 @@ FORM = "web:/"
 """The form a consent record names: the subscribe page at the root of public_url."""
 RESEND_AFTER = timedelta(hours=1)
 """At most one confirmation message per mailbox (store.mailbox) in this time."""
+CONFIRM_RETRY_DELAYS = (5.0, 20.0, 60.0, 120.0, 300.0)
+"""Seconds before each new try of a confirmation message that could not go (the mail server
+down, a 4xx reply): six tries over about eight minutes; after those, the next when `serve`
+starts again or the scheduler collects (`send_owed_confirmations`)."""
+CONFIRM_ALERT_AFTER = 2
+"""Failed tries of one confirmation message before the admins are alerted: a mail server that
+is down for a moment is no outage."""
+CONFIRM_POLL = 2.0
+"""Seconds between looks for confirmation messages whose next try is due."""
+STALE = timedelta(minutes=15)
+"""How long a confirmation owed waits before the scheduler tries it: a running `serve` has
+tried it by then (its longest wait is five minutes)."""
 MAX_FORM_BYTES = 8 * 1024
 MAX_NAME = 100
 
@@ -424,6 +439,9 @@ class Web:
             "an archived edition", self._edition, fresh_for=None, kept=ARCHIVE_KEPT
         )
         """Archived editions as served (their HTML and CSP), by id: frozen, so kept."""
+        self.wake = threading.Event()
+        """Set when a confirmation message is owed now (a sign-up), to send it at once."""
+        self.stopping = threading.Event()
         self._local = threading.local()
         self.writing = threading.Lock()
         """Writes from the server's threads take turns here rather than in SQLite's busy
@@ -626,7 +644,9 @@ class Web:
             )
 
         confirmation = await self.db(sign_up)
-        task = BackgroundTask(self.send_confirmation, confirmation) if confirmation else None
+        # Sent by the thread of `send_confirmations`, after the answer: never waits on the
+        # mail server, and tried again while the server is down.
+        task = BackgroundTask(self.wake.set) if confirmation else None
         # The same answer for every address: whether one was sent is nobody's business here.
         response = self.message(
             t.gettext("Check your e-mail"),
@@ -666,27 +686,75 @@ class Web:
         return msg
 
     def send_confirmation(self, c: Confirmation) -> None:
-        """Send the confirmation message of a sign-up (after the answer, in a worker thread).
-        If it cannot go, the sign-up may ask again at once rather than in an hour."""
+        """Send the confirmation message of a sign-up; raises TrnewsError if it cannot go."""
         to = wire_address(c.email)
+        if to is None:
+            raise UsageError(f"{c.email}: a non-ASCII local part needs SMTPUTF8")
+        data = self.confirmation_message(c, to, datetime.now(UTC)).as_bytes()
+        signer = make_signer(self.config)
+        if signer is not None:
+            data = signer.sign(data)
+        transport = make_transport(self.config)
         try:
-            if to is None:
-                raise UsageError(f"{c.email}: a non-ASCII local part needs SMTPUTF8")
-            data = self.confirmation_message(c, to, datetime.now(UTC)).as_bytes()
-            signer = make_signer(self.config)
-            if signer is not None:
-                data = signer.sign(data)
-            transport = make_transport(self.config)
+            transport.send(data, self.config.newsletter.sender_address, to)
+        finally:
+            transport.close()
+
+    def send_owed(self, store: Store, due: datetime, *, max_tries: int | None = None) -> int:
+        """Try each confirmation message owed whose try is due by `due`; returns how many went.
+
+        One that fails is tried again after the next of CONFIRM_RETRY_DELAYS (never, when the
+        address can never get it); the admins hear of an outage once, when a message has
+        failed CONFIRM_ALERT_AFTER times, and get that alert as soon as a message goes."""
+        sent = 0
+        for c in store.owed_confirmations(due, max_tries=max_tries):
+            if self.stopping.is_set():
+                break
+            now = datetime.now(UTC)
             try:
-                transport.send(data, self.config.newsletter.sender_address, to)
-            finally:
-                transport.close()
-        except TrnewsError as e:
-            logger.warning("The confirmation message to %s could not be sent: %s", c.email, e)
-            with Store.open(self.config.database_path) as store:
-                store.confirmation_not_sent(c.consent_id)
-            return
-        logger.info("Sent a confirmation message to %s", c.email)
+                self.send_confirmation(c)
+            except TrnewsError as e:
+                never = isinstance(e, UsageError) or (
+                    isinstance(e, RecipientRefused) and e.permanent
+                )
+                tries = c.tries + 1
+                delay = CONFIRM_RETRY_DELAYS[min(tries, len(CONFIRM_RETRY_DELAYS)) - 1]
+                retry = None if never else now + timedelta(seconds=delay)
+                store.confirmation_failed(c.consent_id, str(e), retry)
+                if not never:
+                    logger.warning(
+                        "The confirmation message to %s could not be sent (try %d): %s",
+                        c.email,
+                        tries,
+                        e,
+                    )
+                else:
+                    logger.warning("The confirmation message to %s cannot be sent: %s", c.email, e)
+                if tries == CONFIRM_ALERT_AFTER and not never:
+                    alerts.confirmations_unsent(self.config, store, now)
+                    alerts.flush(self.config, store)
+                continue
+            store.confirmation_sent(c.consent_id, now)
+            sent += 1
+            logger.info("Sent a confirmation message to %s", c.email)
+            alerts.flush(self.config, store)  # an alert held up by the same outage
+        return sent
+
+    def send_confirmations(self) -> None:
+        """The thread that sends every confirmation message owed, until `stopping` is set.
+
+        At start every message still owed is tried again (a restart is a new round of
+        tries); then each sign-up (`wake`) and each retry when it falls due."""
+        with Store.open(self.config.database_path) as store:
+            store.retry_confirmations(datetime.now(UTC))
+            limit = len(CONFIRM_RETRY_DELAYS) + 1
+            while not self.stopping.is_set():
+                try:
+                    self.send_owed(store, datetime.now(UTC), max_tries=limit)
+                except TrnewsError as e:  # the database: said, and tried again
+                    logger.warning("Could not send the confirmation messages owed: %s", e)
+                self.wake.wait(CONFIRM_POLL)
+                self.wake.clear()
 
     async def confirm(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -956,9 +1024,30 @@ def _stopped(signum: int, _frame: object) -> None:
     logger.info("Stopped by %s", signal.Signals(signum).name)
 
 
+def send_owed_confirmations(config: Config, store: Store) -> int:
+    """Try the confirmation messages owed for a while (STALE), such as those a stopped `serve`
+    could not send; the scheduler calls it with every collect. Returns how many went."""
+    due = datetime.now(UTC) - STALE
+    if not store.owed_confirmations(due):
+        return 0
+    return Web(config).send_owed(store, due)
+
+
 def make_app(config_path: Path | str) -> Starlette:
     """The web application for the config file at `config_path` (read now, once)."""
     web = Web(load_config(config_path))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        sender = threading.Thread(target=web.send_confirmations, name="confirmations", daemon=True)
+        sender.start()
+        try:
+            yield
+        finally:
+            web.stopping.set()
+            web.wake.set()
+            await anyio.to_thread.run_sync(sender.join, 10)
+
     routes = [
         Route("/", web.home, methods=["GET"]),
         Route("/subscribe", web.subscribe, methods=["POST"]),
@@ -973,6 +1062,7 @@ def make_app(config_path: Path | str) -> Starlette:
     ]
     return Starlette(
         routes=routes,
+        lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={
             HTTPException: web.http_error,

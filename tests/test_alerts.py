@@ -104,11 +104,11 @@ def test_a_failing_feed_is_reported_once_after_three_runs_and_once_when_it_works
 
     collect(site)
     [alert] = to_admins(site)
-    assert str(alert["Subject"]) == f"[{TITLE}] 1 feed(s) failing"
+    assert str(alert["Subject"]) == f"[{TITLE}] 1 strøm feiler"
     text = body(alert)
     assert f"- {broken} (Kari Nordmann)" in text  # the URL and whose feed it is
-    assert "3 failures in a row, never worked" in text
-    assert "last error: HTTP 500 Internal Server Error" in text
+    assert "3 feil på rad, har aldri virket" in text
+    assert "siste feil: HTTP 500 Internal Server Error" in text
     assert healthy not in text
 
     collect(site, 2)
@@ -118,8 +118,8 @@ def test_a_failing_feed_is_reported_once_after_three_runs_and_once_when_it_works
     collect(site)
     alerts = to_admins(site)
     assert len(alerts) == 2
-    assert str(alerts[1]["Subject"]) == f"[{TITLE}] 1 feed(s) working again"
-    assert f"Working again:\n- {broken} (Kari Nordmann)" in body(alerts[1])
+    assert str(alerts[1]["Subject"]) == f"[{TITLE}] 1 strøm virker igjen"
+    assert f"Virker igjen:\n- {broken} (Kari Nordmann)" in body(alerts[1])
 
     # A new episode: failing again is news again, counted from the recovery.
     failing(feeds, "/kari.xml", status=502)
@@ -128,11 +128,11 @@ def test_a_failing_feed_is_reported_once_after_three_runs_and_once_when_it_works
     collect(site)
     alerts = to_admins(site)
     assert len(alerts) == 3
-    assert str(alerts[2]["Subject"]) == f"[{TITLE}] 1 feed(s) failing"
+    assert str(alerts[2]["Subject"]) == f"[{TITLE}] 1 strøm feiler"
     text = body(alerts[2])
     assert f"- {broken} (Kari Nordmann)" in text
-    assert "3 failures in a row, last worked " in text
-    assert "last error: HTTP 502 Bad Gateway" in text
+    assert "3 feil på rad, virket sist " in text
+    assert "siste feil: HTTP 502 Bad Gateway" in text
 
 
 def test_feeds_crossing_the_threshold_in_one_run_make_one_message_that_lists_them_all(
@@ -156,7 +156,7 @@ def test_feeds_crossing_the_threshold_in_one_run_make_one_message_that_lists_the
     failing(feeds, "/siri.xml")  # Siri's feed fails from now on: one failure after this run
     collect(site)
     [alert] = to_admins(site)
-    assert str(alert["Subject"]) == f"[{TITLE}] 3 feed(s) failing"
+    assert str(alert["Subject"]) == f"[{TITLE}] 3 strømmer feiler"
     text = body(alert)
     assert f"- {kari_blog} (Kari Nordmann)" in text
     assert f"- {kari_other} (Kari Nordmann)" in text
@@ -172,8 +172,8 @@ def test_feeds_crossing_the_threshold_in_one_run_make_one_message_that_lists_the
     collect(site)
     alerts = to_admins(site)
     assert len(alerts) == 2
-    assert str(alerts[1]["Subject"]) == f"[{TITLE}] 1 feed(s) failing and 2 feed(s) working again"
-    failing_part, _, recovered_part = body(alerts[1]).partition("Working again:")
+    assert str(alerts[1]["Subject"]) == f"[{TITLE}] 1 strøm feiler og 2 strømmer virker igjen"
+    failing_part, _, recovered_part = body(alerts[1]).partition("Virker igjen:")
     assert f"- {siri} (Siri Berg)" in failing_part
     assert kari_blog in recovered_part
     assert ola in recovered_part
@@ -224,13 +224,13 @@ def test_a_send_the_mail_server_stops_is_reported_once_with_the_next_job(
     # The server is still down: the alert cannot go, the collect is not the worse for it.
     down = site.run("collect")
     assert "Could not send the alert" in down.stderr
-    assert "Sending edition 1 failed" in down.stderr
+    assert "Utsendingen av utgave 1 feilet" in down.stderr
 
     site.smtp_port = smtp.port  # the server is back
     site.write()
     site.run("collect")
     [alert] = received_by(smtp, ADMIN)
-    assert str(alert["Subject"]) == f"[{TITLE}] Sending edition 1 failed"
+    assert str(alert["Subject"]) == f"[{TITLE}] Utsendingen av utgave 1 feilet"
     assert f"cannot reach SMTP server 127.0.0.1:{dead}" in body(alert)
     assert received_by(smtp, "kari@example.org") == []  # a collect sends no edition
 
@@ -253,7 +253,7 @@ def test_readers_refused_for_good_are_reported_once_per_edition(
     first = site.run("send")
     assert "Sent edition 1: 1 delivered, 1 deferred, 1 failed." in first.stdout
     [alert] = received_by(smtp, ADMIN)
-    assert str(alert["Subject"]) == f"[{TITLE}] Edition 1: 1 reader(s) could not be reached"
+    assert str(alert["Subject"]) == f"[{TITLE}] Utgave 1: 1 leser kunne ikke nås"
     text = body(alert)
     assert f"- borte@example.org: {NO_SUCH_USER}" in text
 
@@ -286,7 +286,7 @@ def test_an_admin_address_refused_for_good_is_logged_and_does_not_hold_up_later_
     assert "gammel-admin@example.org" in first.stderr
     assert NO_SUCH_USER in first.stderr
     [alert] = received_by(smtp, ADMIN)
-    assert str(alert["Subject"]) == f"[{TITLE}] 1 feed(s) failing"
+    assert str(alert["Subject"]) == f"[{TITLE}] 1 strøm feiler"
     [(envelope, _)] = smtp.handler.messages
     assert envelope.mail_from == SENDER[1]
     assert envelope.rcpt_tos == [ADMIN]
@@ -296,8 +296,8 @@ def test_an_admin_address_refused_for_good_is_logged_and_does_not_hold_up_later_
     alerts = received_by(smtp, ADMIN)
     # The refused alert was settled, not retried: the next alert goes, the first not twice.
     assert [str(a["Subject"]) for a in alerts] == [
-        f"[{TITLE}] 1 feed(s) failing",
-        f"[{TITLE}] 1 feed(s) working again",
+        f"[{TITLE}] 1 strøm feiler",
+        f"[{TITLE}] 1 strøm virker igjen",
     ]
 
 
@@ -312,7 +312,7 @@ def test_an_admin_refused_first_in_the_list_does_not_keep_the_alert_from_the_nex
 
     site.run("collect")
     [alert] = received_by(smtp, ADMIN)
-    assert str(alert["Subject"]) == f"[{TITLE}] 1 feed(s) failing"
+    assert str(alert["Subject"]) == f"[{TITLE}] 1 strøm feiler"
 
 
 def test_an_alert_an_admin_server_asks_to_retry_later_goes_with_the_next_job(
@@ -330,7 +330,7 @@ def test_an_alert_an_admin_server_asks_to_retry_later_goes_with_the_next_job(
     del smtp.handler.refuse[ADMIN]
     site.run("collect")  # still failing: no new alert, but the one queued goes now
     [alert] = received_by(smtp, ADMIN)
-    assert str(alert["Subject"]) == f"[{TITLE}] 1 feed(s) failing"
+    assert str(alert["Subject"]) == f"[{TITLE}] 1 strøm feiler"
 
 
 # -- the message itself ---------------------------------------------------------------------------
@@ -355,7 +355,7 @@ def test_an_alert_is_a_plain_utf8_message_from_the_sender_to_the_admins_marked_a
     for name in ("From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted"):
         assert len(msg.get_all(name) or []) == 1, f"{name}: {msg.get_all(name)}"
     assert parseaddr(str(msg["From"])) == SENDER
-    assert str(msg["Subject"]) == f"[{TITLE}] 1 feed(s) failing"  # non-ASCII title intact
+    assert str(msg["Subject"]) == f"[{TITLE}] 1 strøm feiler"  # non-ASCII title intact
     assert str(msg["Auto-Submitted"]) == "auto-generated"  # RFC 3834: no vacation replies
     assert before <= parsedate_to_datetime(str(msg["Date"])) <= after
     assert re.fullmatch(r"<[^<>@\s]+@example\.org>", str(msg["Message-ID"]))
@@ -363,3 +363,26 @@ def test_an_alert_is_a_plain_utf8_message_from_the_sender_to_the_admins_marked_a
     assert msg.get_content_charset() == "utf-8"
     assert broken in body(msg)
     assert msg["List-Unsubscribe"] is None  # not a newsletter: nothing to unsubscribe from
+
+
+def test_an_alert_speaks_the_newsletters_language_with_real_plurals(
+    site: Site, feeds: FeedServer
+) -> None:
+    """A nynorsk newsletter's admins read nynorsk, and "1 feed", never "1 feed(s)", in English."""
+    broken = failing(feeds, "/kari.xml", status=500)
+    site.ambassador("kari-nordmann", "Kari Nordmann", feeds=[{"url": broken, "kind": "blog"}])
+    site.language = "nn"
+    alerts_config(site, feed_failures=1)
+    collect(site)
+    [alert] = to_admins(site)
+    assert str(alert["Subject"]) == f"[{TITLE}] 1 straum feilar"
+    assert "1 feil på rad, har aldri verka" in body(alert)
+    assert "siste feil: HTTP 500 Internal Server Error" in body(alert)
+
+    site.language = "en"
+    working(feeds, "/kari.xml")
+    alerts_config(site, feed_failures=1)
+    collect(site)
+    alerts = to_admins(site)
+    assert str(alerts[1]["Subject"]) == f"[{TITLE}] 1 feed working again"
+    assert "(s)" not in str(alerts[1]["Subject"]) + body(alerts[1])

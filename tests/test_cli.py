@@ -194,11 +194,11 @@ def test_status_after_collect_and_send_shows_feeds_editions_and_subscribers(
     assert counts["active"] + counts["bounced"] == 3
 
     text = site.run("status").stdout
-    assert "not running" in text
-    assert f"FAILING {bad}" in text and "1 failure(s) in a row" in text
+    assert "Planlegger: kjører ikke" in text
+    assert f"FEILER  {bad}" in text and "1 feil på rad" in text
     assert f"ok      {good}" in text
-    assert "#1" in text and "2/3 delivered" in text and "1 failed" in text
-    assert "1 unsubscribed" in text
+    assert "#1" in text and "2/3 levert" in text and "1 feilet" in text
+    assert "1 avmeldt" in text
 
 
 def test_status_keeps_working_when_the_config_is_broken(

@@ -193,7 +193,7 @@ def test_every_mistake_in_the_file_is_reported_at_once_with_file_and_key(tmp_pat
     assert sorted(found) == sorted(BROKEN_KEYS), proc.stderr
     wrong = {k: found[k] for k, part in BROKEN_KEYS.items() if part not in found[k]}
     assert not wrong, f"messages that do not say what is wrong: {wrong}"
-    assert f"{len(BROKEN_KEYS)} problem(s)" in proc.stderr
+    assert f"{len(BROKEN_KEYS)} problems" in proc.stderr
     # The secret someone pasted into the file is not echoed back onto the terminal or a log.
     assert "hunter2" not in proc.stderr
 

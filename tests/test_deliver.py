@@ -448,7 +448,7 @@ def test_4xx_defers_a_reader_to_the_next_run_and_5xx_fails_for_good(
     first = site.run("send").stdout
     assert "1 delivered, 1 deferred, 1 failed" in first
     assert f"{later}: 451" in first and f"{gone}: 550" in first
-    assert "wait for a later run" in first
+    assert "1 reader waits for a later run" in first
     assert recipients(smtp.handler) == {fine: 1}
 
     smtp.handler.refuse.clear()

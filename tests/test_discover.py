@@ -55,7 +55,7 @@ def test_discover_names_the_better_url_and_the_key_that_holds_the_old_one(
     ) in out
     assert f"ambassador[2].feeds[0].url: {urls['broken']} fails (HTTP 404" in out
     assert urls["good"] not in out
-    assert "2 URL(s) to change" in out and "--discover --fix" in out
+    assert "2 URLs to change" in out and "--discover --fix" in out
     assert site.config.read_text(encoding="utf-8") == before, "discover alone changes nothing"
     assert not site.db.exists(), "discover stores nothing"
 
@@ -66,7 +66,7 @@ def test_fix_writes_the_new_urls_keeps_the_rest_and_the_old_file(
     urls = config_with_four_feeds(feeds, site)
     before = site.config.read_text(encoding="utf-8")
     out = site.run("check", "--discover", "--fix").stdout
-    assert "Replaced 2 URL(s)" in out
+    assert "Replaced 2 URLs" in out
     after = site.config.read_text(encoding="utf-8")
     assert after == before.replace(f'"{urls["page"]}"', f'"{urls["feed"]}"').replace(
         f'"{urls["old"]}"', f'"{urls["new"]}"'

@@ -496,17 +496,19 @@ def test_status_lists_failing_then_gone_then_moved_then_ok_feeds(
     )
 
     text = site.run("status").stdout
-    assert "Feeds: 1 failing, 1 gone, 1 moved, 1 ok" in text
+    assert "Strømmer: 1 feiler, 1 borte, 1 flyttet, 1 ok" in text
     lines = [line for line in text.splitlines() if " http://" in line]
     assert [line.split()[:2] for line in lines] == [
-        ["FAILING", failing],
-        ["GONE", gone],
-        ["MOVED", moved],
+        ["FEILER", failing],
+        ["BORTE", gone],
+        ["FLYTTET", moved],
         ["ok", healthy],
     ]
-    assert "2 failure(s) in a row" in lines[0] and "HTTP 404 Not Found" in lines[0]
-    assert "remove it from the config" in lines[1]
-    assert f"moved permanently to {feeds.url('/helse/ny.xml')}: update the config" in lines[2]
+    assert "2 feil på rad" in lines[0] and "HTTP 404 Not Found" in lines[0]
+    assert "fjern den fra konfigurasjonen" in lines[1]
+    assert (
+        f"flyttet for godt til {feeds.url('/helse/ny.xml')}: oppdater konfigurasjonen" in lines[2]
+    )
 
     data = json.loads(site.run("status", "--json").stdout)
     by_url = {f["url"]: f for f in data["feeds"]}

@@ -173,6 +173,8 @@ def test_a_pending_sign_up_is_purged_once_its_last_link_is_older_than_the_limit(
 ) -> None:
     with Store.open(tmp_path / "trnews.db") as store:
         first = sign_up(store, "kari@example.org", "Kari", NOW)
+        assert first is not None
+        store.confirmation_sent(first.consent_id, NOW)  # a message still owed holds back another
         later = sign_up(store, "kari@example.org", "Kari N.", NOW + timedelta(days=6))
         assert first is not None and later is not None
 

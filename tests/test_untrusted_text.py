@@ -265,7 +265,7 @@ def test_an_unsafe_item_stored_before_costs_only_itself_and_only_once(
     assert "1 delivered" in sent.stdout, sent.stdout + sent.stderr
     assert f"Left out item {bad_id}" in sent.stdout
     log = sent.stderr
-    assert "WARNING" in log and f"item {bad_id}" in log and "U+FFFF" in log, log
+    assert "trnews: warning: " in log and f"item {bad_id}" in log and "U+FFFF" in log, log
 
     [test_message, edition] = delivered(site)
     for message in (test_message, edition):
@@ -282,17 +282,17 @@ def test_an_unsafe_item_stored_before_costs_only_itself_and_only_once(
     assert left_out["edition"] == status["editions"][0]["id"]
     assert "U+FFFF" in left_out["reason"]
     text = site.run("status").stdout
-    line = next(line for line in text.splitlines() if f"item {bad_id}" in line)
+    line = next(line for line in text.splitlines() if f"sak {bad_id}" in line)
     for shown in ("'Ødelagt\\uffff tittel'", "https://kari.example.org/odelagt", blog, "U+FFFF"):
         assert shown in line
-    assert f"edition #{left_out['edition']}" in line
+    assert f"utgave #{left_out['edition']}" in line
 
     # The next edition: a new item goes out; the bad one is not tried again
     feeds.add("/blogg.xml", rss_with(("Tredje nyhet", "Om den.", "https://kari.example.org/tre")))
     site.run("collect")
     again = site.run("send")
     assert "1 delivered" in again.stdout, again.stdout
-    assert "Left out" not in again.stdout and "WARNING" not in again.stderr
+    assert "Left out" not in again.stdout and "warning" not in again.stderr
     assert "Tredje nyhet" in delivered(site)[-1]
     assert len(json.loads(site.run("status", "--json").stdout)["left_out"]) == 1
 
@@ -313,9 +313,9 @@ def test_an_edition_whose_only_news_cannot_be_shown_is_not_sent_and_the_item_not
     assert not site.outbox.exists() or not list(site.outbox.iterdir())
     [left_out] = json.loads(site.run("status", "--json").stdout)["left_out"]
     assert left_out["edition"] is None and "U+001B" in left_out["reason"]
-    assert "no edition built" in site.run("status").stdout
+    assert "ingen utgave laget" in site.run("status").stdout
     again = site.run("send")
-    assert "Left out" not in again.stdout and "WARNING" not in again.stderr
+    assert "Left out" not in again.stdout and "warning" not in again.stderr
 
 
 def test_a_template_that_fails_for_every_edition_still_stops_the_send(
