@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import alerts, cycle, words
+from . import cycle, words
 from .config import Config, load_config
 from .cron import GRACE, MINUTE, SLOT_FORMAT, Slot, WallClock, decide
 from .errors import ConfigError, SchedulerRunning, TransportUnavailable, TrnewsError
@@ -396,17 +396,27 @@ class Scheduler:
         return "ok", detail
 
     def _send(self, config: Config, store: Store, slot: Slot) -> tuple[str, str]:
-        _, collected = self._collect(config, store)  # a send always collects first
-        if self.stop.is_set():
-            return "stopped", "stopped while collecting, before sending"
+        collected = ""
+
+        def collect_first() -> None:
+            nonlocal collected
+            _, collected = self._collect(config, store)
+
         try:
-            report = cycle.send(config, store, now=self.clock(), stop=self.stop)
+            report = cycle.send_job(
+                config,
+                store,
+                slot=slot.key,
+                collect_first=collect_first,
+                now=self.clock(),
+                stop=self.stop,
+            )
         except TransportUnavailable as e:
             return "failed", f"{e}; the readers not yet sent to stay queued"
         except TrnewsError as e:
-            alerts.send_error(config, store, slot.key, str(e), self.clock())
-            alerts.flush(config, store)
             return "failed", str(e)
+        if report is None:
+            return "stopped", "stopped while collecting, before sending"
         if report.edition_id is None:
             return "ok", f"{collected}; no edition: {report.reason}"
         verb = "resumed" if report.resumed else "sent"
