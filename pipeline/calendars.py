@@ -43,8 +43,8 @@ import icalendar
 import recurring_ical_events  # type: ignore[import-untyped]
 from dateutil.rrule import rrulestr  # type: ignore[import-untyped]
 
-from .collect import fetch_documents, user_agent
 from .config import Config, meeting_end, meeting_start
+from .fetch import fetch_documents, user_agent
 from .models import CalendarProblem, Meetings, PlannedMeeting
 from .sanitize import one_line
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -14,29 +13,25 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from gettext import GNUTranslations
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import click
-from babel.dates import format_date
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__, redact, spreadsheet, subscribers, words
-from .config import Config, check_address, config_path, load_config, read_toml
+from .config import Config, check_address, config_path, load_config
 from .errors import (
     ConfigError,
     DeliveryError,
-    RenderError,
     TransportUnavailable,
     TrnewsError,
     UsageError,
 )
 from .models import FeedOutcome, FeedResult, SubscriberState
-from .render import translations
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -463,12 +458,13 @@ def send(state: State, test_addresses: tuple[str, ...], more_addresses: tuple[st
     stop = threading.Event()
     with open_store(config) as store, _progress() as bar, _stop_on_signals(stop) as caught:
         task = bar.add_task("Sending", total=None)
-        report = cycle.send(
+        report = cycle.send_job(
             config,
             store,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             stop=stop,
         )
+    assert report is not None  # only a job that collects first can stop before sending
     for left_out in report.left_out:
         click.echo(f"Left out {left_out}")
     if report.edition_id is None:
@@ -585,305 +581,24 @@ def status(state: State, as_json: bool) -> None:
       trnews status
       trnews status --json | jq '.feeds[] | select(.ok == false)'
     """
-    from . import cycle
+    from . import status as view
 
-    problem: ConfigError | None = None
-    config: Config | None = None
-    try:
-        config = state.config()
-        db = config.database_path
-    except ConfigError as e:
-        problem = e
-        for p in e.problems:
-            err.print(f"trnews: {e.path}: {p}", markup=False)
-        db = _database_despite(state.path)
-    if not db.exists():
-        click.echo(f"No database at {db} yet: run 'trnews collect' first.")
+    setting = view.setting(state.path)
+    if setting.problem is not None:
+        for p in setting.problem.problems:
+            err.print(f"trnews: {setting.problem.path}: {p}", markup=False)
+    if not setting.database.exists():
+        click.echo(f"No database at {setting.database} yet: run 'trnews collect' first.")
     else:
-        with Store.open(db) as store:
-            data = cycle.status(config, store)
+        with Store.open(setting.database) as store:
+            data = view.data(setting.config, store)
         click.echo(
             json.dumps(data, indent=2, ensure_ascii=False)
             if as_json
-            else _status_text(data, _status_words(config, state.path))
+            else view.text(data, setting.words)
         )
-    if problem is not None:
-        sys.exit(problem.exit_code)
-
-
-def _database_despite(path: Path) -> Path:
-    """The database a broken config names, as far as it can still be read."""
-    default = Path("var/trnews.db")
-    try:
-        raw = read_toml(path)
-        value = raw.get("storage", {}).get("database", default)
-        db = Path(str(value)).expanduser()
-    except (ConfigError, AttributeError):
-        db = default
-    return db if db.is_absolute() else path.parent / db
-
-
-@dataclass(frozen=True)
-class _Words:
-    """How `status` speaks to the admin: the newsletter's language and time zone."""
-
-    t: GNUTranslations
-    tz: ZoneInfo
-    language: str
-
-    def when(self, value: str | None) -> str:
-        """A stored time (UTC) on the admin's clock; the zone is named once, at the top."""
-        if not value:
-            return self.t.gettext("never")
-        return datetime.fromisoformat(value).astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
-
-    def at(self, value: str | None) -> str:
-        """A time the scheduler gave, with its weekday."""
-        if not value:
-            return self.t.gettext("never")
-        at = datetime.fromisoformat(value).astimezone(self.tz)
-        return f"{at:%Y-%m-%d %H:%M} ({format_date(at, 'EEE', locale=self.language)})"
-
-
-def _status_words(config: Config | None, path: Path) -> _Words:
-    """The language and zone of the config, as far as a broken one can still be read."""
-    if config is not None:
-        nl = config.newsletter
-        return _Words(translations(nl.language), nl.tz, nl.language)
-    language, zone = "nb", "Europe/Oslo"
-    with contextlib.suppress(ConfigError, AttributeError):
-        raw = read_toml(path).get("newsletter", {})
-        language = str(raw.get("language", language))
-        zone = str(raw.get("timezone", zone))
-    try:
-        t = translations(language)
-    except RenderError:
-        language, t = "nb", translations("nb")
-    try:
-        tz = ZoneInfo(zone)
-    except (ValueError, ZoneInfoNotFoundError):
-        tz = ZoneInfo("Europe/Oslo")
-    return _Words(t, tz, language)
-
-
-_FEED_GROUPS = ("failing", "gone", "moved", "not fetched yet", "ok")
-
-
-def _feed_group(f: dict[str, Any]) -> str:
-    """Where `status` lists a feed: the unhealthy first, in the order of _FEED_GROUPS."""
-    if f["gone"]:
-        return "gone"
-    if f["ok"] is False:
-        return "failing"
-    if f["moved_to"]:
-        return "moved"
-    return "not fetched yet" if f["ok"] is None else "ok"
-
-
-def _group_names(t: GNUTranslations) -> dict[str, str]:
-    """Each group of feeds as the summary line counts it."""
-    return {
-        # Translators: `trnews status` counts the feeds: "1 failing, 2 ok".
-        "failing": t.gettext("failing"),
-        "gone": t.gettext("gone"),
-        "moved": t.gettext("moved"),
-        "not fetched yet": t.gettext("not fetched yet"),
-        "ok": t.gettext("ok"),
-    }
-
-
-def _labels(t: GNUTranslations) -> dict[str, str]:
-    """The label in front of each feed's line, padded to one width."""
-    labels = {
-        # Translators: labels in front of each feed in `trnews status`, short and upper case
-        # for trouble.
-        "gone": t.gettext("GONE"),
-        "waiting": t.gettext("WAITING"),
-        "failing": t.gettext("FAILING"),
-        "moved": t.gettext("MOVED"),
-        "not fetched yet": t.gettext("never"),
-        "ok": t.gettext("ok"),
-    }
-    width = max(len(label) for label in labels.values())
-    return {k: v.ljust(width) for k, v in labels.items()}
-
-
-def _feed_status_line(f: dict[str, Any], group: str, w: _Words) -> str:
-    t, label = w.t, _labels(w.t)
-    head = f"{f['url']} ({f['ambassador']})"
-    last_success = t.gettext("last success %(when)s") % {"when": w.when(f["last_success"])}
-    if group == "gone":
-        return f"  {label['gone']} {head}: " + t.gettext(
-            "gone (HTTP 410) since %(when)s, not fetched any more: remove it from the config"
-        ) % {"when": w.when(f["gone_since"])}
-    if group == "failing":
-        n = f["consecutive_failures"]
-        failures = t.ngettext("%(num)d failure in a row", "%(num)d failures in a row", n) % {
-            "num": n
-        }
-        failures += f", {last_success}"
-        waits = f["retry_after"] and datetime.fromisoformat(f["retry_after"]) > datetime.now(UTC)
-        if waits:
-            return f"  {label['waiting']} {head}: " + t.gettext(
-                "its server asked to wait until %(when)s (%(error)s); %(failures)s"
-            ) % {"when": w.when(f["retry_after"]), "error": f["last_error"], "failures": failures}
-        return f"  {label['failing']} {head}: {failures}: {f['last_error']}"
-    if group == "moved":
-        return f"  {label['moved']} {head}: " + t.gettext(
-            "moved permanently to %(url)s: update the config; %(last_success)s"
-        ) % {"url": f["moved_to"], "last_success": last_success}
-    if group == "not fetched yet":
-        return f"  {label['not fetched yet']} {head}: " + t.gettext("not fetched yet")
-    return f"  {label['ok']} {head}: {last_success}"
-
-
-def _scheduler_lines(data: dict[str, Any], w: _Words) -> list[str]:
-    t = w.t
-    if data["scheduler_pid"] is None:
-        lines = [t.gettext("Scheduler: not running (start it with 'trnews run')")]
-    else:
-        lines = [
-            t.gettext("Scheduler: running, pid %(pid)d") % {"pid": data["scheduler_pid"]},
-            "  " + t.gettext("next collect: %(when)s") % {"when": w.at(data["next_collect"])},
-            "  " + t.gettext("next send: %(when)s") % {"when": w.at(data["next_send"])},
-        ]
-        problem = data.get("scheduler", {}).get("config_problem")
-        if problem:
-            lines.append(
-                "  "
-                + t.gettext(
-                    "the config file has problems and was not taken up: %(problem)s; the "
-                    "scheduler runs the last good config"
-                )
-                % {"problem": problem}
-            )
-    jobs = {"collect": t.gettext("last collect"), "send": t.gettext("last send")}
-    outcomes = {
-        "ok": t.gettext("ok"),
-        "failed": t.gettext("failed"),
-        "stopped": t.gettext("stopped"),
-        "skipped": t.gettext("skipped"),
-    }
-    for job, last in data.get("last_runs", {}).items():
-        what = jobs.get(job, job)
-        if last is None:
-            lines.append(f"  {what}: {t.gettext('never')}")
-            continue
-        detail = f": {last['detail']}" if last.get("detail") else ""
-        started = w.when(last["started"])
-        lines.append(
-            f"  {what}: "
-            + t.gettext("%(slot)s, %(outcome)s (started %(started)s)")
-            % {
-                "slot": last["slot"].replace("T", " ")[:16],
-                "outcome": outcomes.get(last["outcome"], last["outcome"]),
-                "started": started,
-            }
-            + detail
-        )
-    return lines
-
-
-def _status_text(data: dict[str, Any], w: _Words) -> str:
-    t = w.t
-    groups: dict[str, list[dict[str, Any]]] = {g: [] for g in _FEED_GROUPS}
-    for f in data["feeds"]:
-        groups[_feed_group(f)].append(f)
-    names = _group_names(t)
-    feed_counts = ", ".join(f"{len(fs)} {names[g]}" for g, fs in groups.items() if fs)
-    lines = [
-        t.gettext("Times are in %(zone)s.") % {"zone": w.tz.key},
-        t.ngettext(
-            "Database: %(path)s (%(num)d item)", "Database: %(path)s (%(num)d items)", data["items"]
-        )
-        % {"path": data["database"], "num": data["items"]},
-        *_scheduler_lines(data, w),
-        "",
-        (t.gettext("Feeds: %(counts)s") % {"counts": feed_counts})
-        if feed_counts
-        else t.gettext("Feeds: none"),
-    ]
-    for group, feeds in groups.items():
-        lines += [_feed_status_line(f, group, w) for f in feeds]
-    lines += ["", t.gettext("Editions:")]
-    for e in data["editions"]:
-        parts = [
-            t.ngettext("%(num)d item", "%(num)d items", e["items"]) % {"num": e["items"]},
-            t.gettext("%(delivered)d/%(recipients)d delivered")
-            % {"delivered": e["delivered"], "recipients": e["recipients"]},
-            t.gettext("%(num)d deferred") % {"num": e["deferred"]},
-            t.gettext("%(num)d failed") % {"num": e["failed"]},
-        ]
-        if e.get("owed"):
-            parts.append(t.gettext("%(num)d still owed") % {"num": e["owed"]})
-        status = _edition_states(t).get(e["status"], e["status"])
-        lines.append(f"  #{e['id']:<4} {w.when(e['created'])}  {status:<8} " + ", ".join(parts))
-    if not data["editions"]:
-        lines.append("  " + t.gettext("none yet"))
-    if data.get("left_out"):
-        lines += [
-            "",
-            t.gettext("Left out of editions (a template or MJML could not take them):"),
-        ]
-        for lo in data["left_out"]:
-            edition = (
-                t.gettext("edition #%(id)d") % {"id": lo["edition"]}
-                if lo["edition"]
-                else t.gettext("no edition built")
-            )
-            lines.append(
-                "  "
-                + t.gettext(
-                    "item %(id)d %(title)s (%(link)s, feed %(feed)s), %(edition)s: %(reason)s"
-                )
-                % {
-                    "id": lo["item"],
-                    "title": repr(lo["title"]),
-                    "link": lo["link"] or t.gettext("no link"),
-                    "feed": lo["feed"],
-                    "edition": edition,
-                    "reason": lo["reason"],
-                }
-            )
-    counts = data["subscribers"]
-    states = _subscriber_states(t)
-    lines += [
-        "",
-        t.gettext("Subscribers: %(counts)s")
-        % {"counts": ", ".join(f"{n} {states.get(state, state)}" for state, n in counts.items())},
-    ]
-    unsent = data.get("confirmations_unsent", 0)
-    if unsent:
-        lines.append(
-            "  "
-            + t.ngettext(
-                "%(num)d confirmation mail not sent (the mail server did not take it; it is "
-                "tried again)",
-                "%(num)d confirmation mails not sent (the mail server did not take them; they "
-                "are tried again)",
-                unsent,
-            )
-            % {"num": unsent}
-        )
-    return "\n".join(lines)
-
-
-def _edition_states(t: GNUTranslations) -> dict[str, str]:
-    return {
-        # Translators: an edition's state in `trnews status`.
-        "sending": t.gettext("sending"),
-        "sent": t.gettext("sent"),
-    }
-
-
-def _subscriber_states(t: GNUTranslations) -> dict[str, str]:
-    return {
-        # Translators: subscriber counts in `trnews status`: "3 active, 1 pending".
-        "active": t.gettext("active"),
-        "pending": t.gettext("pending"),
-        "unsubscribed": t.gettext("unsubscribed"),
-        "bounced": t.gettext("bounced"),
-    }
+    if setting.problem is not None:
+        sys.exit(setting.problem.exit_code)
 
 
 @cli.group("subscribers")

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from . import alerts, redact, words
+from . import alerts, words
 from . import collect as collect_stage
 from .config import Config
+from .cron import SLOT_FORMAT
 from .deliver import (
     DkimSigner,
     Job,
@@ -31,7 +31,7 @@ from .deliver import (
     wire_address,
 )
 from .edition import plan_edition
-from .errors import RecipientRefused, TransportUnavailable, UsageError
+from .errors import RecipientRefused, TransportUnavailable, TrnewsError, UsageError
 from .models import (
     DeliveryState,
     EditionPlan,
@@ -169,6 +169,40 @@ def send(
     alerts.after_send(config, store, report, now)
     alerts.flush(config, store)
     return report
+
+
+def send_job(
+    config: Config,
+    store: Store,
+    *,
+    slot: str | None = None,
+    collect_first: Callable[[], object] | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> SendReport | None:
+    """The send job, whichever door runs it: the scheduler's slots and `trnews send`.
+
+    `collect_first` is run before anything is sent (the scheduler's collect run: a scheduled
+    send always collects first); None when `stop` was set meanwhile, before sending. A send
+    that fails before it can finish is alerted (`[alerts]`) under `slot` (the minute it was
+    due; now, by default) and raised: one the mail server stopped by `send` itself, any other
+    (a broken template, a DKIM key) here.
+    """
+    now = now or datetime.now(UTC)
+    if collect_first is not None:
+        collect_first()
+        if stop is not None and stop.is_set():
+            return None
+    try:
+        return send(config, store, now=now, progress=progress, stop=stop)
+    except TransportUnavailable:
+        raise
+    except TrnewsError as e:
+        key = slot or now.astimezone(config.newsletter.tz).strftime(SLOT_FORMAT)
+        alerts.send_error(config, store, key, str(e), now)
+        alerts.flush(config, store)
+        raise
 
 
 def _send(
@@ -474,93 +508,3 @@ def collect(
     alerts.after_collect(config, store, now)
     alerts.flush(config, store)
     return outcomes
-
-
-def status(config: Config | None, store: Store) -> dict[str, Any]:
-    """What `trnews status --json` prints: feed health, editions, subscribers, scheduler.
-
-    `next_collect`, `next_send` and `scheduler_pid` come from the running `trnews run` (null
-    when none runs); `last_runs` has each job's last run and its outcome, whether or not a
-    scheduler runs now.
-
-    With a config, every configured feed is listed in config order (one never fetched has
-    `ok: null`); without one (the file is broken), every feed the database knows. `gone` is
-    true from a feed's first 410 answer until it answers anything else; `retry_after` is when
-    its server asked to be fetched again (429 or 503 with Retry-After), if it did. An
-    edition's `owed` counts the readers a later `send` still delivers it to. `left_out` names
-    the latest items left out of an edition because a template or MJML could not take them
-    (`edition` null when, without them, no edition was built). `confirmations_unsent` counts
-    the web sign-ups whose confirmation message failed and is still owed. URLs are shown redacted
-    (pipeline.redact): no password, query or key in the path.
-    """
-    health = store.feed_health()
-    owed = store.owed_counts()
-    owners: dict[str, str | None]
-    if config is not None:
-        owners = {
-            location: ", ".join(dict.fromkeys(s.ambassador for s in subs))
-            for location, subs in collect_stage.subscriptions(config).items()
-        }
-    else:
-        owners = dict.fromkeys(health)
-    feeds = []
-    for location, ambassador in owners.items():
-        h = health.get(location)
-        fetched = h is not None and h.last_attempt is not None
-        feeds.append(
-            {
-                "url": redact.url(location),
-                "ambassador": ambassador,
-                "ok": h.consecutive_failures == 0 if h is not None and fetched else None,
-                "last_attempt": _iso(h.last_attempt) if h else None,
-                "last_success": _iso(h.last_success) if h else None,
-                "last_status": h.last_status if h else None,
-                "consecutive_failures": h.consecutive_failures if h else 0,
-                "last_error": redact.optional(h.last_error) if h else None,
-                "gone": h is not None and h.gone_since is not None,
-                "gone_since": _iso(h.gone_since) if h else None,
-                "moved_to": redact.optional(h.moved_to) if h else None,
-                "retry_after": _iso(h.retry_after) if h else None,
-            }
-        )
-    from .schedule import scheduler_status
-
-    return {
-        **scheduler_status(store),
-        "database": str(store.path),
-        "items": store.item_count(),
-        "feeds": feeds,
-        "editions": [
-            {
-                "id": e.id,
-                "created": _iso(e.created),
-                "status": str(e.status),
-                "subject": e.subject,
-                "items": e.items,
-                "recipients": e.recipients,
-                "delivered": e.delivered,
-                "failed": e.failed,
-                "deferred": e.deferred,
-                "owed": owed.get(e.id, 0),
-            }
-            for e in store.editions()
-        ],
-        "subscribers": store.subscriber_counts(),
-        "confirmations_unsent": store.unsent_confirmations()[0],
-        "left_out": [
-            {
-                "item": r.item_id,
-                "title": r.title,
-                "link": r.link,
-                "feed": r.feed_url,
-                "reason": r.reason,
-                "edition": r.edition_id,
-                "when": _iso(r.when),
-            }
-            for r in store.left_out_items()
-        ],
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

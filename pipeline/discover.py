@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .collect import Source, fetch_all, user_agent
+from .collect import fetch_all
 from .config import Config, load_config
 from .errors import ConfigError, Problem
+from .fetch import Source, user_agent
 from .models import FeedResult
 
 

@@ -2,7 +2,7 @@
 
 APScheduler 3 runs the jobs, with its traps closed (LIBRARIES.md):
 - The cron lines are read as wall-clock times in `newsletter.timezone` by our own trigger,
-  `WallClock`, never in the host's zone. A time the autumn night shows twice is one slot, run
+  `cron.WallClock`, never in the host's zone. A time the autumn night shows twice is one slot, run
   at its first occurrence; a time the spring night skips runs when the clocks jump (03:00 in
   Oslo), as cron does.
 - Every run first claims its slot in the database (`job_runs`, unique per job and slot), so a
@@ -31,7 +31,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -39,10 +38,10 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
 
-from . import alerts, cron, cycle, words
+from . import cycle, words
 from .config import Config, load_config
+from .cron import GRACE, MINUTE, SLOT_FORMAT, Slot, WallClock, decide
 from .errors import ConfigError, SchedulerRunning, TransportUnavailable, TrnewsError
 from .models import JobRun
 from .store import Store, iso, open_owner_only, parse_iso
@@ -50,8 +49,6 @@ from .store import Store, iso, open_owner_only, parse_iso
 logger = logging.getLogger(__name__)
 
 JOBS = ("collect", "send")
-GRACE = timedelta(hours=1)
-"""A slot missed by at most this much (the machine was down, a long job ran) is still run."""
 WATCH_SECONDS = 2.0
 """How often the config file is looked at."""
 SETTLE_SECONDS = 0.2
@@ -60,145 +57,12 @@ being written is not reported as broken."""
 RETRY_WAIT = timedelta(minutes=30)
 """Readers deferred by a 4xx reply are tried again by collect runs at most this often
 (RFC 5321 asks for at least 30 minutes between tries)."""
-SLOT_FORMAT = "%Y-%m-%dT%H:%M"
-MINUTE = timedelta(minutes=1)
 
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# -- time ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One time a cron line names: its wall-clock time, and the instant it falls due."""
-
-    wall: datetime
-    """Naive, in the newsletter's zone."""
-    at: datetime
-    """Aware, UTC: when it runs."""
-
-    @property
-    def key(self) -> str:
-        return self.wall.strftime(SLOT_FORMAT)
-
-
-class WallClock(BaseTrigger):  # type: ignore[misc]
-    """A 5-field cron line read as wall-clock times in `tz`, one run per wall-clock time.
-
-    The line's times are found by APScheduler's CronTrigger (as `cron.triggers` builds them,
-    with cron's own weekday numbers) over naive wall-clock time (read as if in UTC, which has
-    no DST), then each is placed in `tz`: an ambiguous time (the autumn
-    night) at its first occurrence; a time that does not exist (the spring night) at the
-    moment the clocks jump. Slot instants therefore never go backwards.
-    """
-
-    def __init__(self, line: str, tz: ZoneInfo) -> None:
-        self.line = line
-        self.tz = tz
-        self._crons = cron.triggers(line, UTC)
-
-    def __repr__(self) -> str:
-        return f"WallClock({self.line!r}, {self.tz.key!r})"
-
-    def wall_of(self, instant: datetime) -> datetime:
-        return instant.astimezone(self.tz).replace(tzinfo=None)
-
-    def instant_of(self, wall: datetime) -> datetime:
-        """When `wall` happens in the zone: its first occurrence, or the end of the gap."""
-        first = wall.replace(tzinfo=self.tz, fold=0).astimezone(UTC)
-        if self.wall_of(first) == wall:
-            return first
-        # In a gap, fold=0 reads the time with the offset from before the jump (which puts it
-        # after the jump) and fold=1 with the offset after (before the jump): the jump lies
-        # between; find its minute.
-        t = wall.replace(tzinfo=self.tz, fold=1).astimezone(UTC)
-        after = first.astimezone(self.tz).utcoffset()
-        while t.astimezone(self.tz).utcoffset() != after and t < first:
-            t += MINUTE
-        return t
-
-    def slot_after(self, wall: datetime) -> Slot | None:
-        """The first slot whose wall-clock time is later than `wall`."""
-        start = (wall + timedelta(seconds=1)).replace(tzinfo=UTC)
-        fires = [t for c in self._crons if (t := c.get_next_fire_time(None, start))]
-        if not fires:
-            return None
-        w = min(fires).replace(tzinfo=None)
-        return Slot(w, self.instant_of(w))
-
-    def slots(self, after: datetime, until: datetime) -> Iterator[Slot]:
-        """The slots that fall due after the instant `after`, up to and including `until`."""
-        # A slot moved to the end of a spring gap has a wall-clock time up to the gap's length
-        # before its instant: start looking early enough to find it.
-        slot = self.slot_after(self.wall_of(after) - timedelta(hours=3))
-        while slot is not None and slot.at <= until:
-            if slot.at > after:
-                yield slot
-            slot = self.slot_after(slot.wall)
-
-    def next_slot(self, now: datetime, after_wall: datetime | None = None) -> Slot | None:
-        """The first slot due at or after `now` (and later than `after_wall`, if given)."""
-        start = self.wall_of(now) - timedelta(hours=3)
-        if after_wall is not None:
-            start = max(start, after_wall)
-        slot = self.slot_after(start)
-        while slot is not None and slot.at < now:
-            slot = self.slot_after(slot.wall)
-        return slot
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        """APScheduler's question: when to fire next (never twice for one wall-clock time)."""
-        after = self.wall_of(previous_fire_time) if previous_fire_time else None
-        slot = self.next_slot(now, after)
-        return slot.at if slot else None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What a job does at one moment: run a slot, skip it (too late), or nothing."""
-
-    run: Slot | None = None
-    """The slot to run now."""
-    late: Slot | None = None
-    """The latest slot, missed by more than GRACE: recorded as skipped, not run."""
-    missed: int = 0
-    """Earlier slots that were missed and are skipped (never run in a burst)."""
-    first_missed: Slot | None = None
-
-
-MAX_COUNTED = 100_000
-"""Missed slots counted at most, for the log line after a long time down."""
-
-
-def decide(trigger: WallClock, since: datetime, now: datetime) -> Decision:
-    """Which slot of `trigger` is due at `now`, counting only slots after the instant `since`
-    (the last slot handled, or when the line took effect).
-
-    The latest due slot runs if at most GRACE late; every earlier one is skipped. A latest slot
-    later than that is skipped too, and says so.
-    """
-    latest: Slot | None = None
-    first: Slot | None = None
-    count = 0
-    for slot in trigger.slots(since, now):
-        first = first or slot
-        latest = slot
-        count += 1
-        if count >= MAX_COUNTED:
-            break
-    if latest is None:
-        return Decision()
-    earlier = count - 1
-    if now - latest.at <= GRACE:
-        return Decision(run=latest, missed=earlier, first_missed=first if earlier else None)
-    return Decision(late=latest, missed=earlier, first_missed=first if earlier else None)
 
 
 # -- the lock -----------------------------------------------------------------------------------
@@ -532,17 +396,27 @@ class Scheduler:
         return "ok", detail
 
     def _send(self, config: Config, store: Store, slot: Slot) -> tuple[str, str]:
-        _, collected = self._collect(config, store)  # a send always collects first
-        if self.stop.is_set():
-            return "stopped", "stopped while collecting, before sending"
+        collected = ""
+
+        def collect_first() -> None:
+            nonlocal collected
+            _, collected = self._collect(config, store)
+
         try:
-            report = cycle.send(config, store, now=self.clock(), stop=self.stop)
+            report = cycle.send_job(
+                config,
+                store,
+                slot=slot.key,
+                collect_first=collect_first,
+                now=self.clock(),
+                stop=self.stop,
+            )
         except TransportUnavailable as e:
             return "failed", f"{e}; the readers not yet sent to stay queued"
         except TrnewsError as e:
-            alerts.send_error(config, store, slot.key, str(e), self.clock())
-            alerts.flush(config, store)
             return "failed", str(e)
+        if report is None:
+            return "stopped", "stopped while collecting, before sending"
         if report.edition_id is None:
             return "ok", f"{collected}; no edition: {report.reason}"
         verb = "resumed" if report.resumed else "sent"

@@ -33,7 +33,7 @@ from test_hostile import one_ambassador
 
 from pipeline import redact
 from pipeline import store as store_module
-from pipeline.collect import WAIT_AT_MOST, retry_after
+from pipeline.fetch import WAIT_AT_MOST, retry_after
 from pipeline.store import Store
 
 OSLO = ZoneInfo("Europe/Oslo")

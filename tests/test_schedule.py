@@ -25,13 +25,12 @@ from apscheduler.triggers.cron import CronTrigger
 
 from pipeline import cycle
 from pipeline.config import load_config
+from pipeline.cron import WallClock, decide
 from pipeline.models import FeedOutcome
 from pipeline.schedule import (
     STATE_KEY,
     Scheduler,
     SchedulerLock,
-    WallClock,
-    decide,
     scheduler_status,
 )
 from pipeline.store import Store
