@@ -31,7 +31,7 @@ from .deliver import (
     wire_address,
 )
 from .edition import plan_edition
-from .errors import RecipientRefused, TransportUnavailable, TrnewsError, UsageError
+from .errors import RecipientRefused, StoreError, TransportUnavailable, TrnewsError, UsageError
 from .models import (
     DeliveryState,
     EditionPlan,
@@ -196,12 +196,17 @@ def send_job(
             return None
     try:
         return send(config, store, now=now, progress=progress, stop=stop)
-    except TransportUnavailable:
+    except (TransportUnavailable, StoreError):
+        # The mail server: `send` alerted it. The database: an alert is recorded there, so
+        # it could not be; the error says to retry, and the next run that can write alerts.
         raise
     except TrnewsError as e:
         key = slot or now.astimezone(config.newsletter.tz).strftime(SLOT_FORMAT)
-        alerts.send_error(config, store, key, str(e), now)
-        alerts.flush(config, store)
+        try:
+            alerts.send_error(config, store, key, str(e), now)
+            alerts.flush(config, store)
+        except TrnewsError as alert_error:  # never hide the send's own error behind it
+            logger.warning("could not alert the failed send: %s", alert_error)
         raise
 
 
