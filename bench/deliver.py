@@ -231,10 +231,10 @@ def send_child(config_path: Path, sample: Path) -> None:
     and write one reader's message, as sent, to `sample`."""
     logging.basicConfig(level=logging.ERROR)
     from pipeline.config import load_config
-    from pipeline.cycle import send, unsubscribe_url
+    from pipeline.cycle import send
     from pipeline.deliver import MessageTemplate, message_id
     from pipeline.store import Store
-    from pipeline.tokens import link_secret
+    from pipeline.tokens import link_secret, unsubscribe_url
 
     config = load_config(config_path)
     with Store.open(config.database_path) as store:

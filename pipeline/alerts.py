@@ -10,19 +10,16 @@ redacted (pipeline.redact): a mailbox is no place for a feed's password or key.
 
 from __future__ import annotations
 
-import email.policy
 import logging
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from gettext import GNUTranslations
 from zoneinfo import ZoneInfo
 
 from . import collect as collect_stage
 from . import redact, words
 from .config import Config
-from .deliver import make_transport, to_header
-from .errors import DeliveryError, RecipientRefused
+from .deliver import notify
+from .errors import ConfigError, DeliveryError, RecipientRefused
 from .models import SendReport
 from .render import translations
 from .store import Store
@@ -267,17 +264,17 @@ def flush(config: Config, store: Store) -> int:
         return 0
     sent = 0
     try:
-        transport = make_transport(config)
-    except DeliveryError as e:
+        sender = notify.Sender(config)
+    except (DeliveryError, ConfigError) as e:  # a DKIM key that cannot sign: kept for later
         logger.warning(
             "Could not send %s to the admins now: %s", words.count(len(pending), "alert"), e
         )
         return 0
     try:
         for alert in pending:
-            msg = _message(config, alert.subject, alert.body, alert.recipient)
+            msg = notify.message(config, to=alert.recipient, subject=alert.subject, text=alert.body)
             try:
-                transport.send(msg, config.newsletter.sender_address, alert.recipient)
+                sender.send(msg, alert.recipient)
             except RecipientRefused as e:
                 if e.permanent or alert.tries + 1 >= MAX_TRIES:
                     store.alert_sent(alert.id, datetime.now(UTC), str(e))
@@ -302,24 +299,12 @@ def flush(config: Config, store: Store) -> int:
             sent += 1
             logger.info("Sent the alert %r to %s", alert.subject, alert.recipient)
     finally:
-        transport.close()
+        sender.close()
     return sent
 
 
 MAX_TRIES = 48
 """Tries of one admin's copy before it is given up (a day of half-hourly collects)."""
-
-
-def _message(config: Config, subject: str, body: str, to: str) -> EmailMessage:
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = config.newsletter.sender
-    msg["To"] = to_header(to)
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=config.newsletter.sender_address.rpartition("@")[2])
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a robot
-    msg.set_content(body, charset="utf-8")
-    return msg
 
 
 def _body(t: GNUTranslations, lines: list[str]) -> str:

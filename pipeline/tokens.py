@@ -1,4 +1,5 @@
-"""Signed tokens for per-reader links: they name a subscriber and cannot be guessed or forged."""
+"""Signed tokens for per-reader links, and every public URL trnews writes (in messages, feeds
+and pages that leave the site): a token names a subscriber and cannot be guessed or forged."""
 
 from __future__ import annotations
 
@@ -64,3 +65,40 @@ def link_secret(config: Config, store: Store) -> str:
     """The key that signs links: from the environment variable the config names, else the
     database's own (made once, then kept)."""
     return os.environ.get(config.newsletter.secret_env) or store.secret()
+
+
+# -- public URLs, all relative to newsletter.public_url ----------------------------------------
+
+
+def unsubscribe_url(config: Config, secret: str, subscriber_id: int) -> str:
+    """A reader's own unsubscribe link, as their messages carry it."""
+    token = sign(secret, "unsubscribe", subscriber_id)
+    return f"{config.newsletter.public_url}/unsubscribe/{token}"
+
+
+def preview_unsubscribe_url(config: Config) -> str:
+    """Where the unsubscribe link of a preview or test message points: a token that names no one."""
+    return f"{config.newsletter.public_url}/unsubscribe/preview"
+
+
+def neutral_unsubscribe_url(config: Config) -> str:
+    """The unsubscribe page that names no one ("use the link in your message"): the archive's
+    copy of an edition links there."""
+    return f"{config.newsletter.public_url}/unsubscribe"
+
+
+def confirm_url(config: Config, secret: str, subscriber_id: int, nonce: str) -> str:
+    """The link of a sign-up's confirmation message: it confirms that sign-up and no later one."""
+    token = sign(secret, f"confirm:{nonce}", subscriber_id)
+    return f"{config.newsletter.public_url}/confirm/{token}"
+
+
+def archive_url(config: Config, edition_id: int | None = None) -> str:
+    """The archive of past editions, or one edition in it."""
+    base = f"{config.newsletter.public_url}/archive"
+    return base if edition_id is None else f"{base}/{edition_id}"
+
+
+def archive_feed_url(config: Config) -> str:
+    """The archive as an Atom feed."""
+    return f"{config.newsletter.public_url}/archive.atom"

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.policy
 import functools
 import hashlib
 import ipaddress
@@ -66,7 +65,6 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -89,7 +87,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import alerts, tokens
 from .config import Config, check_address, load_config
-from .deliver import make_signer, make_transport, to_header, wire_address
+from .deliver import notify, wire_address
 from .errors import RecipientRefused, TrnewsError, UsageError
 from .models import SubscriberState, inert
 from .render import (
@@ -662,43 +660,24 @@ class Web:
 
     def confirmation_message(self, c: Confirmation, to: str, now: datetime) -> EmailMessage:
         nl = self.config.newsletter
-        token = tokens.sign(self.secret, f"confirm:{c.nonce}", c.subscriber_id)
         subject = self.t.gettext("Confirm your subscription to %(title)s") % {"title": nl.title}
         values = {
             **self.common,
             "subject": subject,
             "address": c.email,
-            "confirm_url": f"{nl.public_url}/confirm/{token}",
+            "confirm_url": tokens.confirm_url(self.config, self.secret, c.subscriber_id, c.nonce),
         }
         text = self.env.get_template("web/confirm.txt").render(values)
         html = self.env.get_template("web/confirm_email.html").render(values)
-        msg = EmailMessage(policy=email.policy.SMTP)
-        msg["From"] = nl.sender
-        msg["To"] = to_header(to)
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = make_msgid(domain=nl.sender_address.rpartition("@")[2])
-        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to it
-        if nl.reply_to:
-            msg["Reply-To"] = nl.reply_to
-        msg.set_content(text, charset="utf-8")
-        msg.add_alternative(html, subtype="html", charset="utf-8")
-        return msg
+        return notify.message(self.config, to=to, subject=subject, text=text, html=html, when=now)
 
     def send_confirmation(self, c: Confirmation) -> None:
         """Send the confirmation message of a sign-up; raises TrnewsError if it cannot go."""
         to = wire_address(c.email)
         if to is None:
             raise UsageError(f"{c.email}: a non-ASCII local part needs SMTPUTF8")
-        data = self.confirmation_message(c, to, datetime.now(UTC)).as_bytes()
-        signer = make_signer(self.config)
-        if signer is not None:
-            data = signer.sign(data)
-        transport = make_transport(self.config)
-        try:
-            transport.send(data, self.config.newsletter.sender_address, to)
-        finally:
-            transport.close()
+        with notify.Sender(self.config) as sender:
+            sender.send(self.confirmation_message(c, to, datetime.now(UTC)), to)
 
     def send_owed(self, store: Store, due: datetime, *, max_tries: int | None = None) -> int:
         """Try each confirmation message owed whose try is due by `due`; returns how many went.
@@ -878,7 +857,9 @@ class Web:
             # The per-reader parts filled with neutral values: no name, and an unsubscribe
             # link to a page that says to use one's own message; then the site's navigation
             # on top and a footer for a visitor in place of the subscriber's.
-            neutral = personalise(found[1], unsubscribe_url=f"{self.public_url}/unsubscribe")
+            neutral = personalise(
+                found[1], unsubscribe_url=tokens.neutral_unsubscribe_url(self.config)
+            )
             page = archived_copy(
                 neutral.html,
                 style=self.render("nav.css", width="600px"),
@@ -906,17 +887,17 @@ class Web:
         lines = [
             '<?xml version="1.0" encoding="utf-8"?>',
             f'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang={quoteattr(nl.language)}>',
-            f"  <id>{escape(nl.public_url)}/archive</id>",
+            f"  <id>{escape(tokens.archive_url(self.config))}</id>",
             f"  <title>{escape(nl.title)}</title>",
             f"  <updated>{_rfc3339(updated)}</updated>",
             f"  <author><name>{escape(nl.sender_name)}</name></author>",
             f'  <link rel="self" type="application/atom+xml" '
-            f"href={quoteattr(nl.public_url + '/archive.atom')}/>",
+            f"href={quoteattr(tokens.archive_feed_url(self.config))}/>",
             '  <link rel="alternate" type="text/html" '
-            f"href={quoteattr(nl.public_url + '/archive')}/>",
+            f"href={quoteattr(tokens.archive_url(self.config))}/>",
         ]
         for e in editions:
-            url = f"{nl.public_url}/archive/{e.id}"
+            url = tokens.archive_url(self.config, e.id)
             # A tag URI: the same for this edition forever, even if public_url moves.
             entry_id = f"tag:{host},{e.created.astimezone(UTC).date().isoformat()}:edition-{e.id}"
             lines += [

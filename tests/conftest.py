@@ -6,6 +6,7 @@ by whole days so that 26 November 2026 is always yesterday (see pipeline/demo.py
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import gzip
@@ -26,6 +27,13 @@ from typing import Any, Self
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from pipeline.demo import days_since_anchor, shift_dates
 
@@ -508,3 +516,34 @@ def text_part(msg: EmailMessage) -> str:
     part = msg.get_body(("plain",))
     assert part is not None
     return str(part.get_content()).replace("\r\n", "\n")
+
+
+# -- DKIM ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DkimKey:
+    pem: bytes
+    txt: bytes
+    """The DNS TXT record that publishes the public key."""
+
+    def dns(self, name: bytes, timeout: int = 5) -> bytes | None:
+        """dkimpy's `dnsfunc`: this key's record at `nyhetsbrev._domainkey.example.org`."""
+        return self.txt if name.rstrip(b".") == b"nyhetsbrev._domainkey.example.org" else None
+
+
+@pytest.fixture(scope="session")
+def dkim_key() -> DkimKey:
+    """A 2048-bit RSA key for `[delivery.dkim]` (DKIM_TOML), made once."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption())
+    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return DkimKey(pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der))
+
+
+DKIM_TOML = """\
+[delivery.dkim]
+domain = "example.org"
+selector = "nyhetsbrev"
+key_file = "{key_file}"
+"""

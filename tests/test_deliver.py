@@ -11,7 +11,6 @@ mid-send, are in test_delivery_faults.py.
 
 from __future__ import annotations
 
-import base64
 import csv
 import email
 import email.policy
@@ -36,7 +35,9 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from conftest import (
+    DKIM_TOML,
     ROOT,
+    DkimKey,
     Site,
     SmtpHandler,
     SmtpServer,
@@ -44,13 +45,6 @@ from conftest import (
     free_port,
     html_part,
     text_part,
-)
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
 )
 
 from pipeline.config import Config, SmtpConfig, load_config
@@ -685,29 +679,6 @@ def test_non_ascii_addresses_get_it_when_smtp_can_carry_them_and_a_reason_when_n
 
 
 # -- DKIM -------------------------------------------------------------------------------------
-
-
-@dataclass
-class DkimKey:
-    pem: bytes
-    txt: bytes
-    """The DNS TXT record that publishes the public key."""
-
-
-@pytest.fixture(scope="module")
-def dkim_key() -> DkimKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption())
-    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return DkimKey(pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der))
-
-
-DKIM_TOML = """\
-[delivery.dkim]
-domain = "example.org"
-selector = "nyhetsbrev"
-key_file = "{key_file}"
-"""
 
 
 def test_each_message_carries_a_dkim_signature_that_verifies(

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
+import dkim
 import feedparser
 import httpx
 import pytest
-from conftest import Site, feed_bytes, free_port, text_part
+from conftest import DKIM_TOML, DkimKey, Site, SmtpServer, feed_bytes, free_port, text_part
 
 from pipeline import subscribers, tokens
 from pipeline.store import ConsentText, Store
@@ -237,6 +238,30 @@ def test_a_sign_up_is_pending_until_the_link_in_its_message_is_followed(
     again = httpx.get(shared.local(confirm_link(msg)))  # a second click: still fine
     assert again.status_code == 200
     assert "Du abonnerer nå" in again.text
+
+
+def test_a_confirmation_message_is_signed_with_dkim_and_carries_reply_to(
+    site: Site, smtp: SmtpServer, dkim_key: DkimKey
+) -> None:
+    (site.root / "dkim.pem").write_bytes(dkim_key.pem)
+    site.extra_toml = DKIM_TOML.format(key_file="dkim.pem")
+    site.transport = "smtp"
+    server = WebServer.start(site)
+    try:
+        assert subscribe(server, "carla@example.org").status_code == 200
+        deadline = time.monotonic() + 10
+        while not smtp.handler.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    [(envelope, msg)] = smtp.handler.messages
+    raw = envelope.original_content
+    assert isinstance(raw, bytes) and envelope.rcpt_tos == ["carla@example.org"]
+    assert "/confirm/" in text_part(msg)
+    assert dkim.verify(raw, dnsfunc=dkim_key.dns)
+    assert str(msg["Reply-To"]) == "post@example.org"
+    forged = raw.replace(b"/confirm/", b"/confirm/x", 1)  # a link changed on the way
+    assert forged != raw and not dkim.verify(forged, dnsfunc=dkim_key.dns)
 
 
 def test_the_answer_is_the_same_whatever_the_address(shared: WebServer) -> None:

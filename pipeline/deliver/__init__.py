@@ -1,0 +1,71 @@
+"""Delivery: build each reader's message and hand it to a transport, a Maildir or SMTP.
+
+- `message`: the message itself (headers, body encoded once per edition, DKIM, Message-ID);
+- `transports`: where it goes (Maildir, SMTP with pacing and TLS hints);
+- `pool`: many connections at once, telling a `Ledger` how each message went;
+- `editions`: the readers owed frozen editions, queued in batches and marked in the store;
+- `notify`: one message now (a test send, an alert, a confirmation), signed like the rest.
+"""
+
+from __future__ import annotations
+
+from .editions import BATCH, MAX_REASONS, NON_ASCII_LOCAL_PART, Progress, deliver_editions
+from .message import (
+    LIST_UNSUBSCRIBE_POST,
+    DkimSigner,
+    MessageTemplate,
+    PlainHeader,
+    build_message,
+    display_name,
+    header_url,
+    list_id,
+    list_unsubscribe,
+    make_signer,
+    message_id,
+    to_header,
+    wire_address,
+)
+from .pool import RECONNECT_DELAYS, REFUSE_ALL, RETRY_DELAYS, Job, Ledger, Pool
+from .transports import (
+    MaildirTransport,
+    Pacer,
+    SmtpTransport,
+    Transport,
+    check_setup,
+    connector,
+    make_transport,
+)
+
+__all__ = [
+    "BATCH",
+    "LIST_UNSUBSCRIBE_POST",
+    "MAX_REASONS",
+    "NON_ASCII_LOCAL_PART",
+    "RECONNECT_DELAYS",
+    "REFUSE_ALL",
+    "RETRY_DELAYS",
+    "DkimSigner",
+    "Job",
+    "Ledger",
+    "MaildirTransport",
+    "MessageTemplate",
+    "Pacer",
+    "PlainHeader",
+    "Pool",
+    "Progress",
+    "SmtpTransport",
+    "Transport",
+    "build_message",
+    "check_setup",
+    "connector",
+    "deliver_editions",
+    "display_name",
+    "header_url",
+    "list_id",
+    "list_unsubscribe",
+    "make_signer",
+    "make_transport",
+    "message_id",
+    "to_header",
+    "wire_address",
+]
