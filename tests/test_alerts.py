@@ -386,3 +386,26 @@ def test_an_alert_speaks_the_newsletters_language_with_real_plurals(
     alerts = to_admins(site)
     assert str(alerts[1]["Subject"]) == f"[{TITLE}] 1 feed working again"
     assert "(s)" not in str(alerts[1]["Subject"]) + body(alerts[1])
+
+
+def test_a_send_from_the_command_line_that_cannot_start_is_alerted_as_a_scheduled_one(
+    site: Site,
+) -> None:
+    """One send job for both doors: `trnews send` failing before any message (here an admin's
+    footer template that MJML refuses) tells the admins as the scheduler's send does."""
+    site.meeting(f'title = "Regionrådet"\nstart = {soon()}')
+    alerts_config(site)
+    add_readers(site, "kari@example.org")
+    (site.root / "maler").mkdir()
+    (site.root / "maler" / "footer.mjml").write_text("<mj-section>\x1b</mj-section>\n", "utf-8")
+    config = site.config.read_text("utf-8")
+    site.config.write_text(config.replace("max_items", 'templates = "maler"\nmax_items', 1))
+
+    failed = site.run("send", check=False)
+
+    assert failed.returncode == 1
+    assert "did not give valid MJML" in failed.stderr
+    assert [m for m in site.messages() if str(m["To"]) != ADMIN] == []  # no reader mailed
+    [alert] = to_admins(site)
+    assert str(alert["Subject"]) == f"[{TITLE}] Den planlagte utsendingen feilet"
+    assert "did not give valid MJML" in body(alert)
