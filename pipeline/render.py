@@ -4,11 +4,8 @@ but reading the templates and the message catalogues.
 The edition is rendered once; the few per-reader values (the unsubscribe link, the reader's name
 in the greeting) are placeholders filled into the finished HTML and text by `personalise`.
 
-The newsletter's words come from gettext catalogues, `pipeline/locale/<lang>/LC_MESSAGES/
-trnews.po`, used in the templates through Jinja's i18n extension (`{% trans %}`, `_()`) and
-here through `Formatter`. The catalogues are compiled from the .po files in memory when first
-used, so there is no .mo file to build, ship or let go stale; `make messages` extracts the
-messages from the code and templates and updates the catalogues.
+The newsletter's words come from the gettext catalogues (pipeline/templates.py), used in the
+templates through Jinja's i18n extension (`{% trans %}`, `_()`) and here through `Formatter`.
 """
 
 from __future__ import annotations
@@ -16,13 +13,10 @@ from __future__ import annotations
 import functools
 import gettext
 import html
-import io
 import logging
 import re
-import textwrap
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,11 +24,9 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from babel.dates import format_date, format_skeleton, format_time
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from mjml import mjml2html
 
-from .config import MIN_CONTRAST, Config, mix_until_contrast
+from .config import Config
 from .errors import RenderError
 from .models import (
     PERSONAL_MARK,
@@ -47,6 +39,8 @@ from .models import (
     inert,
 )
 from .sanitize import UNSAFE, one_line
+from .templates import Escaping, environment, palette
+from .templates import translations as translations  # where cli.py and alerts.py import it
 
 logger = logging.getLogger(__name__)
 
@@ -56,52 +50,6 @@ READER_NAME = f"{PERSONAL_MARK}reader_name@@"
 GMAIL_CLIP_BYTES = 102 * 1024
 GMAIL_STYLE_BYTES = 16 * 1024
 """The Gmail app drops a <style> block larger than this."""
-TEXT_WIDTH = 72
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-DOMAIN = "trnews"
-
-LIGHT = {
-    "page": "#eef1f4",
-    "card": "#ffffff",
-    "text": "#1d1d1b",
-    "muted": "#4a4a4a",
-    "rule": "#d9dee3",
-    "on_accent": "#ffffff",
-}
-"""The colours of the design around the accent, every one stated explicitly on the element it
-colours, so a mail client's dark mode inverts text and background together."""
-DARK = {
-    "page": "#111315",
-    "card": "#1c1f22",
-    "text": "#e6e8ea",
-    "muted": "#b4bac0",
-    "rule": "#3a4046",
-}
-"""The same for readers in dark mode (Apple Mail, iOS, Outlook for Mac honour it)."""
-
-
-def builtin_templates() -> Path:
-    """The built-in templates: inside the installed package, or `templates/` of a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "edition.mjml").is_file():
-            return candidate
-    raise RenderError(f"the built-in templates are missing (looked in {here / 'templates'})")
-
-
-@functools.cache
-def translations(language: str) -> gettext.GNUTranslations:
-    """The message catalogue of `language`, compiled in memory from its .po file."""
-    po = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
-    try:
-        with po.open("rb") as f:
-            catalog = read_po(f, locale=language, domain=DOMAIN)
-    except OSError as e:
-        raise RenderError(f"the message catalogue for {language!r} is missing: {po}") from e
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return gettext.GNUTranslations(buffer)
 
 
 @dataclass(frozen=True)
@@ -203,36 +151,6 @@ def _meeting_view(meeting: Meeting, fmt: Formatter) -> dict[str, str]:
     }
 
 
-NBSP = "\u00a0"
-
-
-def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
-    """`text` filled to `width` columns. A no-break space holds the words on either side on one
-    line (see `_together`); in the result it is a plain space."""
-    return textwrap.fill(
-        text,
-        width=width,
-        initial_indent=indent,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    ).replace(NBSP, " ")
-
-
-def _together(text: str) -> str:
-    """`text` with no-break spaces, so that `wrap` never breaks a line inside it (a date, the
-    "·" before it): "16." at the end of one line and "februar 2026" on the next reads wrong."""
-    return text.replace(" ", NBSP)
-
-
-def palette(accent: str) -> dict[str, str]:
-    """Every colour the templates use: the light design, its dark-mode twin (`dark_*`), and the
-    accent for links and the header, lightened in dark mode until it reads on the dark card."""
-    colours = {**LIGHT, "accent": accent, **{f"dark_{k}": v for k, v in DARK.items()}}
-    colours["dark_accent"] = mix_until_contrast(accent, "#ffffff", DARK["card"], MIN_CONTRAST)
-    return colours
-
-
 class Renderer:
     """Renders editions with the built-in templates, overridden by the admin's folder if set.
 
@@ -246,31 +164,7 @@ class Renderer:
         self.config = config
         nl = config.newsletter
         self.fmt = Formatter(nl.language, nl.tz)
-        builtin = jinja2.FileSystemLoader(builtin_templates())
-        loaders: list[jinja2.BaseLoader] = []
-        custom = config.templates_path
-        if custom is not None:
-            if not custom.is_dir():
-                raise RenderError(f"newsletter.templates: {custom} is not a folder")
-            loaders.append(jinja2.FileSystemLoader(custom))
-        loaders += [builtin, jinja2.PrefixLoader({"builtin": builtin})]
-        self.env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("mjml", "html"), default_for_string=True
-            ),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            extensions=["jinja2.ext.i18n"],
-        )
-        # `{% trans %}` blocks are read with their line breaks and indentation folded, as
-        # `make messages` extracts them (babel.cfg says the same).
-        self.env.policies["ext.i18n.trimmed"] = True
-        self.env.install_gettext_translations(self.fmt.t, newstyle=True)  # type: ignore[attr-defined]
-        self.env.filters["wrap"] = _wrap
-        self.env.filters["together"] = _together
+        self.env = environment(config, Escaping.EDITION, keep_trailing_newline=True)
         self.colours = palette(nl.accent)
 
     def context(self, plan: EditionPlan) -> dict[str, Any]:

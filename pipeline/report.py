@@ -24,6 +24,8 @@ ahead of it are drawn alike, only on either side of the line.
 
 from __future__ import annotations
 
+import functools
+import gettext
 import io
 import json
 import re
@@ -34,113 +36,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jinja2
-from babel.dates import format_date
-from babel.numbers import format_decimal
-
 from . import redact, spreadsheet
 from .calendars import Fetched, meetings_between
 from .config import Config, MessageConfig
 from .models import CalendarProblem
 from .store import Store, iso, parse_iso
+from .templates import Escaping, decimal, environment, long_date, translations
 
 KINDS = ("chronicles", "blog_posts", "meetings")
 """The three things an ambassador plans, in the order every format shows them."""
 _ITEM_KIND = {"chronicle": "chronicles", "blog": "blog_posts"}
-
-WORDS: dict[str, dict[str, str]] = {
-    "nb": {
-        "title": "Ambassadørplanen {year}: åpen rapport",
-        "as_of": "Per {date} er {share} av året gått.",
-        "year_done": "Året {year} er omme.",
-        "year_ahead": "Året {year} har ikke begynt.",
-        "since": "Innsamlingen startet {date}: innlegg fra før det er bare med om feeden "
-        "fortsatt viste dem da.",
-        "never": "Ingenting er samlet inn ennå: kjør «trnews collect».",
-        "calendar": "Kalenderen {name} kunne ikke leses ({error}): møtene i den er ikke talt med.",
-        "calendar_events": "Kalenderen {name}: {error}. De andre møtene i den er talt med.",
-        "chronicles": "Kronikker",
-        "blog_posts": "Blogginnlegg",
-        "meetings": "Møter",
-        "ambassador": "Ambassadør",
-        "actual": "Faktisk",
-        "expected": "Ventet nå",
-        "plan": "Plan",
-        "gap": "Avvik",
-        "total": "Sum",
-        "messages": "Budskap",
-        "items": "Innlegg",
-        "no_messages": "Ingen budskap i budskapsbanken.",
-        "behind": "bak planen",
-        "ahead": "foran planen",
-        "chart": "Avvik fra det planen venter per i dag (faktisk minus ventet)",
-        "compact": "Ambassadørplanen {year}",
-        "compact_note": "Faktisk / plan for året, og avvik fra det planen venter per {date}.",
-        "of": "{actual} av {plan}",
-    },
-    "nn": {
-        "title": "Ambassadørplanen {year}: open rapport",
-        "as_of": "Per {date} er {share} av året gått.",
-        "year_done": "Året {year} er omme.",
-        "year_ahead": "Året {year} har ikkje byrja.",
-        "since": "Innsamlinga starta {date}: innlegg frå før det er berre med om feeden "
-        "framleis viste dei då.",
-        "never": "Ingenting er samla inn enno: køyr «trnews collect».",
-        "calendar": "Kalenderen {name} kunne ikkje lesast ({error}): møta i han er ikkje talde "
-        "med.",
-        "calendar_events": "Kalenderen {name}: {error}. Dei andre møta i han er talde med.",
-        "chronicles": "Kronikkar",
-        "blog_posts": "Blogginnlegg",
-        "meetings": "Møte",
-        "ambassador": "Ambassadør",
-        "actual": "Faktisk",
-        "expected": "Venta no",
-        "plan": "Plan",
-        "gap": "Avvik",
-        "total": "Sum",
-        "messages": "Bodskap",
-        "items": "Innlegg",
-        "no_messages": "Ingen bodskap i bodskapsbanken.",
-        "behind": "bak planen",
-        "ahead": "framom planen",
-        "chart": "Avvik frå det planen ventar per i dag (faktisk minus venta)",
-        "compact": "Ambassadørplanen {year}",
-        "compact_note": "Faktisk / plan for året, og avvik frå det planen ventar per {date}.",
-        "of": "{actual} av {plan}",
-    },
-    "en": {
-        "title": "The ambassador plan {year}: open report",
-        "as_of": "As of {date}, {share} of the year has passed.",
-        "year_done": "The year {year} is over.",
-        "year_ahead": "The year {year} has not begun.",
-        "since": "Collection began on {date}: posts from before then count only if the feed "
-        "still carried them.",
-        "never": "Nothing has been collected yet: run 'trnews collect'.",
-        "calendar": "The calendar {name} could not be read ({error}): its meetings are not "
-        "counted.",
-        "calendar_events": "The calendar {name}: {error}. Its other meetings are counted.",
-        "chronicles": "Chronicles",
-        "blog_posts": "Blog posts",
-        "meetings": "Meetings",
-        "ambassador": "Ambassador",
-        "actual": "Actual",
-        "expected": "Expected by now",
-        "plan": "Plan",
-        "gap": "Gap",
-        "total": "Total",
-        "messages": "Messages",
-        "items": "Items",
-        "no_messages": "No messages in the message bank.",
-        "behind": "behind plan",
-        "ahead": "ahead of plan",
-        "chart": "Gap against what the plan expects by now (actual minus expected)",
-        "compact": "The ambassador plan {year}",
-        "compact_note": "Actual / plan for the year, and the gap against what the plan "
-        "expects by {date}.",
-        "of": "{actual} of {plan}",
-    },
-}
-
 
 # -- ordering and the message bank -----------------------------------------------------------
 
@@ -398,17 +303,107 @@ def build(
 # -- formats -----------------------------------------------------------------------------------
 
 
+@functools.cache
+def _plain_words(language: str) -> dict[str, str]:
+    """The report's words that take no values, by the key the code and report.html use."""
+    t = translations(language)
+    return {
+        # Translators: the three things an ambassador plans, as the report's headings.
+        "chronicles": t.pgettext("open report", "Chronicles"),
+        "blog_posts": t.pgettext("open report", "Blog posts"),
+        "meetings": t.pgettext("open report", "Meetings"),
+        "ambassador": t.pgettext("open report", "Ambassador"),
+        # Translators: the report's columns: done, expected by now, planned, and the difference.
+        "actual": t.pgettext("open report", "Actual"),
+        "expected": t.pgettext("open report", "Expected by now"),
+        "plan": t.pgettext("open report", "Plan"),
+        "gap": t.pgettext("open report", "Gap"),
+        "total": t.pgettext("open report", "Total"),
+        "messages": t.pgettext("open report", "Messages"),
+        "items": t.pgettext("open report", "Items"),
+        "no_messages": t.pgettext("open report", "No messages in the message bank."),
+        # Translators: above the chart, left and right of the line where the plan is met.
+        "behind": t.pgettext("open report", "behind plan"),
+        "ahead": t.pgettext("open report", "ahead of plan"),
+        "chart": t.pgettext(
+            "open report", "Gap against what the plan expects by now (actual minus expected)"
+        ),
+        "never": t.pgettext("open report", "Nothing has been collected yet: run 'trnews collect'."),
+    }
+
+
 @dataclass(frozen=True)
 class Words:
     """The report's words, numbers and dates in the newsletter language."""
 
     language: str
 
+    @property
+    def t(self) -> gettext.GNUTranslations:
+        return translations(self.language)
+
     def __getitem__(self, key: str) -> str:
-        return WORDS.get(self.language, WORDS["en"])[key]
+        return _plain_words(self.language)[key]
+
+    def plain(self) -> dict[str, str]:
+        """Every word that takes no values, as report.html finds them in `words`."""
+        return dict(_plain_words(self.language))
+
+    def title(self, year: int) -> str:
+        return self.t.pgettext("open report", "The ambassador plan %(year)s: open report") % {
+            "year": year
+        }
+
+    def as_of(self, date: str, share: str) -> str:
+        return self.t.pgettext(
+            "open report", "As of %(date)s, %(share)s of the year has passed."
+        ) % {"date": date, "share": share}
+
+    def year_done(self, year: int) -> str:
+        return self.t.pgettext("open report", "The year %(year)s is over.") % {"year": year}
+
+    def year_ahead(self, year: int) -> str:
+        return self.t.pgettext("open report", "The year %(year)s has not begun.") % {"year": year}
+
+    def since(self, date: str) -> str:
+        return self.t.pgettext(
+            "open report",
+            "Collection began on %(date)s: posts from before then count only if the feed "
+            "still carried them.",
+        ) % {"date": date}
+
+    def calendar(self, name: str, error: str, *, events_left_out: bool) -> str:
+        """Why a calendar's meetings are missing: all of them, or only some events."""
+        if events_left_out:
+            said = self.t.pgettext(
+                "open report", "The calendar %(name)s: %(error)s. Its other meetings are counted."
+            )
+        else:
+            said = self.t.pgettext(
+                "open report",
+                "The calendar %(name)s could not be read (%(error)s): its meetings are not "
+                "counted.",
+            )
+        return said % {"name": name, "error": error}
+
+    def compact(self, year: int) -> str:
+        return self.t.pgettext("open report", "The ambassador plan %(year)s") % {"year": year}
+
+    def compact_note(self, date: str) -> str:
+        return self.t.pgettext(
+            "open report",
+            "Actual / plan for the year, and the gap against what the plan expects by %(date)s.",
+        ) % {"date": date}
+
+    def of(self, actual: int, plan: int) -> str:
+        # Translators: an ambassador's count against the plan for the year: "3 of 8".
+        return self.t.pgettext("open report", "%(actual)s of %(plan)s") % {
+            "actual": actual,
+            "plan": plan,
+        }
 
     def number(self, value: float) -> str:
-        return format_decimal(value, format="0.0", locale=self.language)
+        return decimal(value, self.language)
 
     def gap(self, value: float) -> str:
         """A signed gap, "+0,4" or "−1,6": ahead and behind written alike."""
@@ -416,11 +411,11 @@ class Words:
         return sign + self.number(abs(value))
 
     def share(self, value: float) -> str:
-        number = format_decimal(value * 100, format="0.0", locale=self.language)
+        number = decimal(value * 100, self.language)
         return f"{number}%" if self.language == "en" else f"{number}\u00a0%"
 
     def date(self, value: datetime) -> str:
-        return format_date(value, "long", locale=self.language)
+        return long_date(value, self.language)
 
 
 def _head(report: Report, words: Words) -> list[str]:
@@ -428,28 +423,25 @@ def _head(report: Report, words: Words) -> list[str]:
     which calendars are missing."""
     lines = []
     if report.share >= 1:
-        lines.append(words["year_done"].format(year=report.year))
+        lines.append(words.year_done(report.year))
     elif report.share <= 0:
-        lines.append(words["year_ahead"].format(year=report.year))
+        lines.append(words.year_ahead(report.year))
     else:
-        lines.append(
-            words["as_of"].format(date=words.date(report.as_of), share=words.share(report.share))
-        )
+        lines.append(words.as_of(words.date(report.as_of), words.share(report.share)))
     if report.counting_since is None:
         lines.append(words["never"])
     else:
         since = report.counting_since.astimezone(report.as_of.tzinfo)
-        lines.append(words["since"].format(date=words.date(since)))
+        lines.append(words.since(words.date(since)))
     for p in report.calendar_problems:
-        said = "calendar_events" if p.events_left_out else "calendar"
-        lines.append(words[said].format(name=p.calendar, error=p.error))
+        lines.append(words.calendar(p.calendar, p.error, events_left_out=bool(p.events_left_out)))
     return lines
 
 
 def to_text(report: Report) -> str:
     """The report as plain text: one table per kind, then the messages."""
     words = Words(report.language)
-    lines = [words["title"].format(year=report.year), *_head(report, words), ""]
+    lines = [words.title(report.year), *_head(report, words), ""]
     names = [r.name for r in report.ambassadors] + [words["total"]]
     width = max(len(n) for n in names) + 2
     columns = [words[c] for c in ("actual", "expected", "plan", "gap")]
@@ -598,11 +590,11 @@ def html_context(report: Report) -> dict[str, Any]:
     return {
         "lang": report.language,
         "newsletter": report.title,
-        "title": words["title"].format(year=report.year),
+        "title": words.title(report.year),
         "head": _head(report, words),
         "kinds": [words[k] for k in KINDS],
         "columns": [words[c] for c in ("actual", "expected", "plan", "gap")],
-        "words": {k: words[k] for k in WORDS["en"]},
+        "words": words.plain(),
         "rows": [
             {
                 "name": r.name,
@@ -624,30 +616,12 @@ def html_context(report: Report) -> dict[str, Any]:
     }
 
 
-def environment(config: Config) -> jinja2.Environment:
-    """Templates as the newsletter finds them: newsletter.templates first, then the built-in."""
-    from .render import builtin_templates
-
-    loaders: list[jinja2.BaseLoader] = []
-    custom = config.templates_path
-    if custom is not None and custom.is_dir():
-        loaders.append(jinja2.FileSystemLoader(custom))
-    loaders.append(jinja2.FileSystemLoader(builtin_templates()))
-    return jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def to_html(report: Report, config: Config, site: dict[str, Any] | None = None) -> str:
     """The report as one HTML page with its charts inline: no script, no outside file.
 
     `site` is the web side's navigation (pipeline/web.py, Web.site) for GET /report; without
     it the page stands alone, to be mailed, published or printed."""
-    template = environment(config).get_template("report.html")
+    template = environment(config, Escaping.EVERYTHING).get_template("report.html")
     return template.render({**html_context(report), "site": site})
 
 
@@ -677,7 +651,7 @@ def compact_context(report: Report) -> dict[str, Any]:
     ) -> dict[str, Any]:
         cells = [
             {
-                "count": words["of"].format(actual=int(actual[k]), plan=int(plan[k])),
+                "count": words.of(int(actual[k]), int(plan[k])),
                 "gap": words.gap(round(actual[k] - expected[k], 1)),
             }
             for k in KINDS
@@ -689,8 +663,8 @@ def compact_context(report: Report) -> dict[str, Any]:
 
     t = report.totals
     return {
-        "heading": words["compact"].format(year=report.year),
-        "note": words["compact_note"].format(date=words.date(report.as_of)),
+        "heading": words.compact(report.year),
+        "note": words.compact_note(words.date(report.as_of)),
         "ambassador": words["ambassador"],
         "kinds": [words[k] for k in KINDS],
         "rows": [line(r.name, r.actual, r.plan, r.expected_by_now) for r in report.ambassadors],

@@ -57,7 +57,6 @@ import hashlib
 import ipaddress
 import logging
 import signal
-import textwrap
 import threading
 import time
 from base64 import b64encode
@@ -72,7 +71,6 @@ from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 import anyio
-import jinja2
 from babel.dates import format_date
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -90,16 +88,10 @@ from .config import Config, check_address, load_config
 from .deliver import notify, wire_address
 from .errors import RecipientRefused, TrnewsError, UsageError
 from .models import SubscriberState, inert
-from .render import (
-    TEXT_WIDTH,
-    archived_copy,
-    builtin_templates,
-    palette,
-    personalise,
-    translations,
-)
+from .render import archived_copy, personalise
 from .sanitize import one_line
 from .store import Confirmation, ConsentText, Store
+from .templates import Escaping, environment, palette, translations
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -382,34 +374,6 @@ def _seen(task: asyncio.Task[Any]) -> None:
 # -- the application -------------------------------------------------------------------------
 
 
-def _wrap(text: str) -> str:
-    return textwrap.fill(text, width=TEXT_WIDTH, break_long_words=False, break_on_hyphens=False)
-
-
-def environment(config: Config) -> jinja2.Environment:
-    """The web pages' templates: newsletter.templates first, then the built-in ones, with the
-    newsletter's gettext catalogue."""
-    loaders: list[jinja2.BaseLoader] = []
-    custom = config.templates_path
-    if custom is not None and custom.is_dir():
-        loaders.append(jinja2.FileSystemLoader(custom))
-    loaders.append(jinja2.FileSystemLoader(builtin_templates()))
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        extensions=["jinja2.ext.i18n"],
-    )
-    env.policies["ext.i18n.trimmed"] = True
-    env.install_gettext_translations(  # type: ignore[attr-defined]
-        translations(config.newsletter.language), newstyle=True
-    )
-    env.filters["wrap"] = _wrap
-    return env
-
-
 class Web:
     """What every request needs: the config, the link secret, the templates, the limits."""
 
@@ -422,7 +386,7 @@ class Web:
         that serves trnews under a prefix."""
         self.origin = _origin(nl.public_url)
         self.t = translations(nl.language)
-        self.env = environment(config)
+        self.env = environment(config, Escaping.WEB)
         self.limit = ClientLimit(config.web.client_limit, config.web.client_window_minutes * 60)
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in config.web.trusted_proxies]
         self.img_src = _origin(nl.logo) if nl.logo else ""

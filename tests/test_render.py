@@ -42,11 +42,11 @@ from pipeline.models import PERSONAL_MARK, Credit, EditionPlan, Item, Kind, Meet
 from pipeline.render import (
     GMAIL_CLIP_BYTES,
     GMAIL_STYLE_BYTES,
-    LOCALE_DIR,
     UNSUBSCRIBE_URL,
     Renderer,
     personalise,
 )
+from pipeline.templates import LOCALE_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"

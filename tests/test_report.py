@@ -588,3 +588,41 @@ def test_with_in_newsletter_each_edition_closes_with_the_plan_table(
     assert table > lines.index("Regionen trenger boliger"), "the table closes the edition"
     kari = lines.index("Kari Nordmann", table)
     assert lines[kari + 1].startswith("  Kronikker 1 av 4 ")
+
+
+def _with_templates(site: Site, folder: str) -> None:
+    """Write the site's config with newsletter.templates set to `folder`."""
+    site.write()
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(
+        text.replace("[newsletter]\n", f'[newsletter]\ntemplates = "{folder}"\n', 1),
+        encoding="utf-8",
+    )
+
+
+def test_an_override_of_the_report_page_can_wrap_the_built_in_one(site: Site) -> None:
+    """`builtin/report.html` names the built-in page, as it does for the edition's templates."""
+    ambassador(site, "kari", "Kari Nordmann")
+    custom = site.root / "custom"
+    custom.mkdir()
+    (custom / "report.html").write_text(
+        '<!-- our own frame -->\n{% include "builtin/report.html" %}', encoding="utf-8"
+    )
+    _with_templates(site, "custom")
+    page = site.run("report", "--format", "html").stdout
+    assert page.startswith("<!-- our own frame -->")
+    assert "Ambassadørplanen" in page and "Kari Nordmann" in page
+
+
+def test_a_missing_templates_folder_is_named_rather_than_ignored_by_the_report(
+    site: Site,
+) -> None:
+    """The edition refuses a newsletter.templates folder that is not there; the report page
+    must not quietly fall back to the built-in look instead."""
+    ambassador(site, "kari", "Kari Nordmann")
+    _with_templates(site, "no-such-folder")
+    out = site.run("report", "--format", "html", check=False)
+    assert out.returncode != 0
+    assert "newsletter.templates" in out.stderr
+    assert str(site.root / "no-such-folder") in out.stderr
+    assert "Traceback" not in out.stderr
