@@ -21,8 +21,8 @@ from .config import Config
 from .deliver import notify
 from .errors import ConfigError, DeliveryError, RecipientRefused
 from .models import SendReport
-from .render import translations
 from .store import Store
+from .templates import translations
 
 logger = logging.getLogger(__name__)
 

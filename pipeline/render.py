@@ -40,7 +40,7 @@ from .models import (
 )
 from .sanitize import UNSAFE, one_line
 from .templates import Escaping, environment, palette
-from .templates import translations as translations  # where cli.py and alerts.py import it
+from .templates import translations
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from . import redact
 from .collect import subscriptions
 from .config import Config, load_config, read_toml
 from .errors import ConfigError, RenderError
-from .render import translations
 from .schedule import scheduler_status
 from .store import Store
+from .templates import translations
 
 
 @dataclass(frozen=True)

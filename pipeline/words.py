@@ -1,7 +1,7 @@
 """Counts in English for the log and the command line: "1 item", "2 items", never "2 item(s)".
 
 What an admin reads in the newsletter's language (alerts, `trnews status`) goes through the
-gettext catalogues with ngettext instead (pipeline.render.translations).
+gettext catalogues with ngettext instead (pipeline.templates.translations).
 """
 
 from __future__ import annotations
