@@ -39,8 +39,7 @@ from .models import (
     inert,
 )
 from .sanitize import UNSAFE, one_line
-from .templates import Escaping, environment, palette
-from .templates import translations
+from .templates import Escaping, environment, palette, translations
 
 logger = logging.getLogger(__name__)
 
