@@ -12,8 +12,9 @@ import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from conftest import FeedServer, Site, free_port
-from test_deliver import add_readers, with_meeting
+from support.mail import add_readers, with_meeting
+from support.servers import FeedServer, free_port
+from support.site import Site
 
 from pipeline.store import Store
 

@@ -10,19 +10,18 @@ read what the admins and the readers receive, and what the CLI prints.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
-from conftest import FeedServer, Site, SmtpServer, free_port
+from support.mail import ADMIN, alerts_config, to_admins
+from support.servers import FeedServer, SmtpServer, free_port
+from support.site import Site
 
 from pipeline.models import SubscriberState
 from pipeline.store import Store
 
-ADMIN = "admin@example.org"
 TITLE = "Ambassadørnytt"
 """The newsletter's title in conftest's config: every alert's Subject starts with it."""
 SENDER = ("Trondheimsregionen", "nyhetsbrev@example.org")
@@ -30,16 +29,6 @@ NO_SUCH_USER = "550 5.1.1 no such user"
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def alerts_config(site: Site, *, to: Iterable[str] = (ADMIN,), feed_failures: int = 3) -> None:
-    """Give the site an `[alerts]` section, and no retries within a run: a failing feed then
-    costs one request, not three with backoff."""
-    site.extra_toml = (
-        f"[alerts]\nto = {json.dumps(list(to))}\nfeed_failures = {feed_failures}\n\n"
-        "[collect]\nretries = 0\n"
-    )
-    site.write()
 
 
 def failing(feeds: FeedServer, path: str, status: int = 500) -> str:
@@ -65,11 +54,6 @@ def add_readers(site: Site, *addresses: str) -> None:
             store.add_subscriber(
                 address, state=SubscriberState.ACTIVE, source="admin", now=datetime.now(UTC)
             )
-
-
-def to_admins(site: Site, admins: tuple[str, ...] = (ADMIN,)) -> list[EmailMessage]:
-    """The alerts in the Maildir outbox, oldest first: the messages addressed to an admin."""
-    return [m for m in site.messages() if str(m["To"]) in admins]
 
 
 def received_by(smtp: SmtpServer, address: str) -> list[EmailMessage]:

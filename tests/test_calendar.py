@@ -15,7 +15,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import FeedServer, Site, text_part
+from support.feeds import ics
+from support.mail import text_part
+from support.servers import FeedServer
+from support.site import Site
 
 from pipeline import calendars
 from pipeline.config import Config, load_config
@@ -44,17 +47,6 @@ id = "siri-berg"
 name = "Siri Berg"
 email = "Siri.Berg@example.org"
 """
-
-
-def ics(*events: str, head: str = "") -> str:
-    """A VCALENDAR holding these VEVENT bodies (and `head`: time zones, X- properties)."""
-    out = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//trnews tests//NONSGML//EN"]
-    if head:
-        out.append(head.strip())
-    for body in events:
-        out += ["BEGIN:VEVENT", body.strip(), "END:VEVENT"]
-    out.append("END:VCALENDAR")
-    return "\r\n".join("\n".join(out).splitlines()) + "\r\n"
 
 
 OUTLOOK_TZ = """\

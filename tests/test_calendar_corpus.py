@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from calendar_corpus import CorpusCalendar, calendars, wanted
-from conftest import Site
+from support.site import Site
 
 from pipeline.calendars import Fetched, meetings_between, parse_calendar
 from pipeline.config import Config, load_config

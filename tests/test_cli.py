@@ -18,7 +18,9 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import FeedServer, Site, SmtpServer, html_part, text_part
+from support.mail import html_part, text_part
+from support.servers import FeedServer, SmtpServer
+from support.site import Site
 
 from pipeline.cli import cli
 

@@ -21,23 +21,15 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 import pytest
 from babel.dates import format_date
-from conftest import (
-    DATA,
-    FeedServer,
-    LoopbackHTTP,
-    QuietHandler,
-    Site,
-    SmtpServer,
-    feed_bytes,
-    free_port,
-    html_part,
-    text_part,
-)
+from support.feeds import NOW, YESTERDAY, Post, feed_bytes, rss
+from support.mail import html_part, paragraphs, section, text_part
+from support.paths import DATA
+from support.servers import FeedServer, LoopbackHTTP, QuietHandler, SmtpServer, free_port
+from support.site import Site, collect_line, feed_status, stored_items
 
 from pipeline import collect as collect_stage
 from pipeline.config import load_config
@@ -56,8 +48,6 @@ from pipeline.parse import (
 from pipeline.store import Store
 
 OSLO = ZoneInfo("Europe/Oslo")
-NOW = datetime.now(UTC)
-YESTERDAY = NOW - timedelta(days=1)
 PUBLIC_URL = "https://nyhetsbrev.example.org"
 
 
@@ -67,35 +57,6 @@ def long_date(when: datetime) -> str:
 
 
 # -- building feeds ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Post:
-    title: str
-    link: str
-    date: datetime | None = YESTERDAY
-    html: str = ""
-    """The description as HTML (default: a one-line paragraph about the title)."""
-    author: str = "Kari Nordmann"
-
-
-def rss(*posts: Post) -> bytes:
-    """A WordPress-shaped RSS 2.0 feed with these posts."""
-    out = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">',
-        "<channel><title>Blogg</title><link>https://blogg.example.org</link>",
-        "<description>En blogg</description>",
-    ]
-    for post in posts:
-        out.append(f"<item><title>{escape(post.title)}</title><link>{escape(post.link)}</link>")
-        out.append(f"<dc:creator><![CDATA[{post.author}]]></dc:creator>")
-        if post.date is not None:
-            out.append(f"<pubDate>{format_datetime(post.date)}</pubDate>")
-        body = post.html or f"<p>Om {escape(post.title)}.</p>"
-        out.append(f"<description><![CDATA[{body}]]></description></item>")
-    out.append("</channel></rss>")
-    return "\n".join(out).encode()
 
 
 def raw_rss(title: str, description_xml: str, *, prolog: str = "", encoding: str = "UTF-8") -> str:
@@ -133,42 +94,11 @@ def external_entity(title: str, uri: str) -> bytes:
 # -- reading results ----------------------------------------------------------------------------
 
 
-def collect_line(stdout: str, url: str) -> str:
-    """The one line `trnews collect` printed about this feed."""
-    found = [line for line in stdout.splitlines() if f" {url} (" in line]
-    assert len(found) == 1, f"expected one line about {url} in:\n{stdout}"
-    return found[0]
-
-
-def feed_status(site: Site) -> dict[str, dict[str, Any]]:
-    """`trnews status --json`'s feeds, by URL."""
-    data = json.loads(site.run("status", "--json").stdout)
-    return {f["url"]: f for f in data["feeds"]}
-
-
-def paragraphs(text: str) -> list[str]:
-    return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
-
-
 def paragraph(text: str, title: str) -> str:
     """An item of the text part (title, byline · date, excerpt, link) on one line."""
     found = [p for p in paragraphs(text) if p.startswith(title)]
     assert len(found) == 1, f"expected {title!r} once in:\n{text}"
     return found[0]
-
-
-def section(text: str, heading: str) -> str:
-    """The part of the text part under `heading`, up to the next heading or the footer."""
-    after = text.split(f"\n{heading}\n{'=' * len(heading)}\n", 1)[1]
-    return re.split(r"\n[^\n]+\n=+\n|\n-- \n", after, maxsplit=1)[0]
-
-
-def stored_items(config_path: Path) -> dict[str, tuple[Item, list[str]]]:
-    """Every item in the database that is in no edition yet, by title, with its ambassador ids."""
-    config = load_config(config_path)
-    with Store.open(config.database_path) as store:
-        rows = store.due_items(since=datetime(2000, 1, 1, tzinfo=UTC), previous=None)
-    return {item.title: (item, ids) for item, ids in rows}
 
 
 def collect_in_process(site: Site) -> tuple[dict[str, FeedOutcome], dict[str, Item]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import ROOT
+from support.paths import ROOT
 
 from pipeline.config import load_config, meeting_start
 from pipeline.errors import ConfigError

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from contextlib import closing
 
 import httpx
-from conftest import Site, SmtpHandler, free_port
-from test_deliver import smtp_server
-from test_web import WebServer, confirm_link, states, subscribe
+from support.servers import SmtpHandler, free_port, smtp_server
+from support.site import Site
+from support.web import WebServer, confirm_link, states, subscribe
 
 ADMIN = "drift@example.org"
 DEADLINE = 120.0

@@ -30,8 +30,10 @@ from xml.sax.saxutils import escape
 
 import feedparser
 import pytest
-from conftest import CORPUS, FeedServer, Site, html_part, text_part
-from test_untrusted_text import delivered, unsafe_characters
+from support.mail import active_content, delivered, html_part, text_part, unsafe_characters
+from support.paths import CORPUS
+from support.servers import FeedServer
+from support.site import Site
 
 from pipeline.errors import FetchError
 from pipeline.parse import parse_feed
@@ -409,86 +411,6 @@ def test_the_oracle_removes_only_the_prolog_doctype() -> None:
 
 
 # -- hostile HTML ----------------------------------------------------------------------------
-
-ACTIVE_TAGS = {
-    "script",
-    "iframe",
-    "frame",
-    "frameset",
-    "object",
-    "embed",
-    "applet",
-    "form",
-    "input",
-    "button",
-    "select",
-    "textarea",
-    "base",
-}
-BAD_SCHEMES = ("javascript:", "vbscript:", "data:")
-URL_ATTRIBUTES = {
-    "href",
-    "src",
-    "action",
-    "formaction",
-    "background",
-    "poster",
-    "lowsrc",
-    "dynsrc",
-    "xlink:href",
-    "srcset",
-}
-
-
-class ActiveContent(HTMLParser):
-    """Lists everything in an HTML document that could run, load or submit something."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[str] = []
-        self.in_head = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._check(tag, attrs)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._check(tag, attrs)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "head":
-            self.in_head = False
-
-    def _check(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "head":
-            self.in_head = True
-        values = {name: value or "" for name, value in attrs}
-        here = f"<{tag} {' '.join(f'{k}={v!r}' for k, v in attrs)}>"
-        if tag in ACTIVE_TAGS:
-            self.found.append(f"element: {here}")
-        if tag == "meta" and values.get("http-equiv", "").strip().lower() == "refresh":
-            self.found.append(f"meta refresh: {here}")
-        if tag == "link" and ("stylesheet" in values.get("rel", "").lower() or not self.in_head):
-            self.found.append(f"external stylesheet or link: {here}")
-        if tag == "style" and not self.in_head:
-            self.found.append(f"style element outside the head: {here}")
-        for name, value in values.items():
-            if name.startswith("on"):
-                self.found.append(f"event handler {name}: {here}")
-            if name in URL_ATTRIBUTES:
-                plain = "".join(ch for ch in value if ch.isprintable() and not ch.isspace())
-                if plain.lower().startswith(BAD_SCHEMES):
-                    self.found.append(f"{name} with an unsafe scheme: {here}")
-            if name == "style":
-                css = "".join(value.split()).lower().replace("\\", "")
-                if "expression(" in css or "url(" in css:
-                    self.found.append(f"style that loads or runs: {here}")
-
-
-def active_content(html: str) -> list[str]:
-    finder = ActiveContent()
-    finder.feed(html)
-    finder.close()
-    return finder.found
 
 
 def hostile_feed(snippets: list[tuple[int, dict[str, str]]], when: datetime) -> bytes:

@@ -11,18 +11,16 @@ mid-send, are in test_delivery_faults.py.
 
 from __future__ import annotations
 
-import csv
 import email
 import email.policy
-import json
 import re
 import sqlite3
 import ssl
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
@@ -32,20 +30,21 @@ from typing import Any
 import dkim
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from conftest import (
+from support.feeds import feed_bytes
+from support.mail import (
     DKIM_TOML,
-    ROOT,
+    READERS,
     DkimKey,
-    Site,
-    SmtpHandler,
-    SmtpServer,
-    feed_bytes,
-    free_port,
+    add_readers,
     html_part,
     text_part,
+    use_smtp,
+    with_meeting,
 )
+from support.paths import ROOT
+from support.servers import SmtpHandler, SmtpServer, free_port, smtp_server
+from support.site import Site, status_editions
 
 from pipeline.config import Config, SmtpConfig, load_config
 from pipeline.deliver import MessageTemplate, SmtpTransport, build_message, message_id, to_header
@@ -57,55 +56,16 @@ from pipeline.tokens import verify
 SECRET = "test-secret"
 PUBLIC_URL = "https://nyhetsbrev.example.org"
 UNSUBSCRIBE = re.compile(rf"^<({re.escape(PUBLIC_URL)}/unsubscribe/([^>]+))>$")
-READERS = [
-    ("anne@example.org", "Anne Abonnent"),
-    ("bjorn@example.net", "Bjørn Ødegård"),
-    ("cecilie@example.com", ""),
-]
 ONCE_EACH = ("From", "To", "Subject", "Date", "Message-ID")
 
 
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def soon(days: int = 7) -> str:
-    """A TOML datetime `days` from now: a meeting in the window is news enough for an edition."""
-    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0).isoformat()
-
-
-def with_meeting(site: Site) -> None:
-    site.meeting(f'title = "Regionrådet"\nstart = {soon()}\nlocation = "Kulturhuset, Støren"')
-
-
-def add_readers(site: Site, readers: list[tuple[str, str]]) -> None:
-    """Import readers from a CSV file, as an admin would (one CLI run for all of them)."""
-    path = site.root / "readers.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow(["email", "name"])
-        out.writerows(readers)
-    site.run("subscribers", "import", str(path))
-
-
-def use_smtp(site: Site, port: int, **smtp: str | float) -> None:
-    """Write the site's config for the SMTP server on `port` with these [delivery.smtp] keys."""
-    site.transport = "smtp"
-    site.smtp_port = port
-    site.write()
-    keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in {"security": "none", **smtp}.items())
-    text = site.config.read_text(encoding="utf-8")
-    assert 'security = "none"\n' in text
-    site.config.write_text(text.replace('security = "none"\n', keys, 1), encoding="utf-8")
-
-
 def subscriber_ids(site: Site) -> dict[str, int]:
     """Address → subscriber id, read from the database the CLI wrote."""
     with closing(sqlite3.connect(site.db)) as db:
         return dict(db.execute("SELECT email, id FROM subscribers").fetchall())
-
-
-def status_editions(site: Site) -> list[dict[str, Any]]:
-    return list(json.loads(site.run("status", "--json").stdout)["editions"])
 
 
 def sent_edition(stdout: str) -> int:
@@ -163,18 +123,6 @@ def assert_well_formed(
     assert f'<a href="{url}"' in html_part(msg)
     # The same edition and reader always give the same Message-ID.
     assert str(msg["Message-ID"]) == message_id(SECRET, edition, subscriber_id, config)
-
-
-@contextmanager
-def smtp_server(handler: SmtpHandler, port: int | None = None, **kw: Any) -> Iterator[int]:
-    """A real aiosmtpd server on loopback with these SMTP options; yields its port."""
-    port = port or free_port()  # Controller(port=0) fails: it probes the port it was given
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **kw)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
 
 
 @dataclass

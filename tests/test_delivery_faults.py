@@ -30,8 +30,9 @@ from xml.sax.saxutils import escape
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from conftest import SilentServer, Site
-from test_deliver import add_readers, smtp_server, status_editions, use_smtp, with_meeting
+from support.mail import add_readers, use_smtp, with_meeting
+from support.servers import SilentServer, smtp_server
+from support.site import Site, status_editions
 
 from pipeline import store as store_module
 from pipeline.models import Rendered, SubscriberState

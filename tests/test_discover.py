@@ -7,8 +7,9 @@ old one. `--fix` writes the new URLs into the file, keeping everything else as w
 
 from __future__ import annotations
 
-from conftest import FeedServer, Site
-from test_collect import Post, rss
+from support.feeds import Post, rss
+from support.servers import FeedServer
+from support.site import Site
 
 PAGE = b"""<!DOCTYPE html><html><head><title>Karis blogg</title>
 <link rel="alternate" type="application/rss+xml" title="Karis blogg &raquo; Feed"

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from xml.sax.saxutils import escape
 
-from conftest import FeedServer, Site, free_port, html_part, text_part
+from support.mail import html_part, text_part
+from support.servers import FeedServer, free_port
+from support.site import Site
 
 NOW = datetime.now(UTC)
 

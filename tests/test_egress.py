@@ -24,9 +24,10 @@ from zoneinfo import ZoneInfo
 
 import httpcore
 import pytest
-from conftest import FeedServer, Site, html_part, text_part
-from test_calendar import ics
-from test_collect import Post, collect_line, feed_status, rss, stored_items
+from support.feeds import Post, ics, rss
+from support.mail import html_part, text_part
+from support.servers import FeedServer
+from support.site import Site, collect_line, feed_status, stored_items
 
 from pipeline import egress
 

@@ -45,12 +45,14 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from conftest import ROOT, FeedServer, Site, feed_bytes, free_port, html_part, text_part
-from test_corpus import active_content
-from test_render import bylines_around_the_edge, render, write_config
+from support.browser import SCREENSHOTS
+from support.editions import bylines_around_the_edge, render, write_config
+from support.feeds import feed_bytes
+from support.mail import active_content, html_part, text_part
+from support.servers import FeedServer, free_port
+from support.site import Site
 
 OSLO = ZoneInfo("Europe/Oslo")
-SCREENSHOTS = ROOT / "var" / "screenshots"
 WIDTHS = (375, 600, 1024)
 LOGO_URL = "https://nyhetsbrev.example.org/bilder/logo.png"
 LOGO_ALT = "Trondheimsregionen"
@@ -529,17 +531,6 @@ def test_the_spamassassin_check_notices_a_message_a_filter_would_hold_against_us
 
 # -- Chromium -------------------------------------------------------------------------------
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 def _png(width: int, height: int) -> bytes:
     """A plain PNG standing in for the logo (a white block over a yellow band), so a person
@@ -560,20 +551,6 @@ def _png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"".join(rows)))
         + chunk(b"IEND", b"")
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium through Playwright; skips, naming the package, when either is missing."""
-    if not CHROMIUM.exists():
-        pytest.skip("needs Chromium at /usr/bin/chromium: apt-get install chromium (Debian)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="needs the Python package playwright: pip install -e '.[dev]'"
-    )
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 class Page:
@@ -633,8 +610,8 @@ class Pages:
 
 
 @pytest.fixture(scope="module")
-def pages(browser: Any) -> Iterator[Pages]:
-    opened = Pages(browser)
+def pages(chromium: Any) -> Iterator[Pages]:
+    opened = Pages(chromium)
     yield opened
     opened.close()
 
@@ -820,13 +797,13 @@ BYLINE_JS = """
 
 @pytest.mark.parametrize("language", ["nb", "en"])
 def test_at_375_px_the_separator_of_a_byline_stays_with_its_date(
-    browser: Any, tmp_path: Path, language: str
+    chromium: Any, tmp_path: Path, language: str
 ) -> None:
     """A byline that wraps on a phone left its "·" hanging at the end of a line and the date
     alone on the next. Wherever a byline wraps, the "·" is on the date's line. Writes
     var/screenshots/bylines-<language>-375.png."""
     html = render(write_config(tmp_path, language), bylines_around_the_edge()).html
-    page = Page(browser, html).at(375)
+    page = Page(chromium, html).at(375)
     try:
         bylines = page.evaluate(BYLINE_JS)
         page.screenshot(f"bylines-{language}-375")

@@ -27,9 +27,9 @@ from zoneinfo import ZoneInfo
 
 import brotli
 import pytest
-from conftest import FeedServer, LoopbackHTTP, QuietHandler, Site, run_measured
-from test_collect import Post, collect_line, feed_status, rss, stored_items
-from test_hostile import one_ambassador
+from support.feeds import Post, one_ambassador, rss
+from support.servers import FeedServer, LoopbackHTTP, QuietHandler
+from support.site import Site, collect_line, feed_status, run_measured, stored_items
 
 from pipeline import redact
 from pipeline import store as store_module

@@ -30,19 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import (
-    DATA,
-    FeedServer,
-    LoopbackHTTP,
-    QuietHandler,
-    SilentServer,
-    Site,
-    feed_bytes,
-    html_part,
-    run_measured,
-    text_part,
-)
-from test_collect import Post, collect_line, feed_status, paragraphs, rss, section, stored_items
+from support.feeds import Post, feed_bytes, one_ambassador, rss
+from support.mail import html_part, paragraphs, section, text_part
+from support.paths import DATA
+from support.servers import FeedServer, LoopbackHTTP, QuietHandler, SilentServer
+from support.site import Site, collect_line, feed_status, run_measured, stored_items
 
 from pipeline.config import load_config
 from pipeline.demo import days_since_anchor, shift_dates
@@ -217,12 +209,6 @@ def all_items(site: Site) -> list[Item]:
 
 MEDIUM_TITLE = "Havbruk og teknologi i Trøndelag"
 """The title of the one entry of tests/data/medium.xml."""
-
-
-def one_ambassador(site: Site, *urls: str) -> None:
-    site.ambassador(
-        "kari-nordmann", "Kari Nordmann", "Prorektor", [{"url": u, "kind": "blog"} for u in urls]
-    )
 
 
 # -- entity attacks ---------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import dkim
-from conftest import DKIM_TOML, DkimKey, Site, SmtpServer
+from support.mail import DKIM_TOML, DkimKey
+from support.servers import SmtpServer
+from support.site import Site
 
 ADMIN = "admin@example.org"
 REPLY_TO = "post@example.org"

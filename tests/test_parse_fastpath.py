@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, DATA
+from support.paths import CORPUS, DATA
 
 from pipeline.models import Entry
 from pipeline.parse import _UTF8_XML, _entry, _feedparser_entries, _plain_rss, prepare

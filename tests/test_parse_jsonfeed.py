@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import feed_bytes
+from support.feeds import feed_bytes
 
 from pipeline.errors import FetchError
 from pipeline.models import Entry

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
-from conftest import feed_bytes
+from support.feeds import feed_bytes
 
 from pipeline import parse
 from pipeline.errors import FetchError

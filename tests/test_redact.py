@@ -18,9 +18,11 @@ import subprocess
 
 import httpx
 import pytest
-from conftest import FeedServer, Site, feed_bytes
-from test_alerts import alerts_config, to_admins
-from test_web import WebServer
+from support.feeds import feed_bytes
+from support.mail import alerts_config, to_admins
+from support.servers import FeedServer
+from support.site import Site
+from support.web import WebServer
 
 from pipeline import redact
 

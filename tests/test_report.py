@@ -22,8 +22,10 @@ from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import FeedServer, Site, SmtpServer, html_part, text_part
 from mjml import mjml2html
+from support.mail import html_part, text_part
+from support.servers import FeedServer, SmtpServer
+from support.site import Site
 
 from pipeline.config import load_config
 from pipeline.errors import ConfigError

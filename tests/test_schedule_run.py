@@ -35,8 +35,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from conftest import FeedServer, Site, free_port
-from test_deliver import add_readers
+from support.mail import add_readers
+from support.servers import FeedServer, free_port
+from support.site import Site
 
 from pipeline.store import Store, iso
 

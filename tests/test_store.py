@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Site
+from support.site import Site
 
 from pipeline.errors import StoreError
 from pipeline.models import Rendered, SubscriberState

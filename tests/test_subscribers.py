@@ -18,7 +18,8 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from conftest import Site, text_part
+from support.mail import text_part
+from support.site import Site
 
 from pipeline.models import SubscriberState
 from pipeline.store import Store

@@ -11,8 +11,9 @@ import ssl
 
 import pytest
 import trustme
-from conftest import Site, SmtpHandler
-from test_deliver import READERS, add_readers, smtp_server, use_smtp, with_meeting
+from support.mail import READERS, add_readers, use_smtp, with_meeting
+from support.servers import SmtpHandler, smtp_server
+from support.site import Site
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,18 @@ could have) must cost only itself, once.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import sqlite3
-import unicodedata
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from email.utils import format_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import FeedServer, LoopbackHTTP, QuietHandler, Site, html_part, text_part
-from test_web import WebServer, subscribe
+from support.mail import delivered, html_part, text_part, unsafe_characters
+from support.servers import FeedServer, LoopbackHTTP, QuietHandler
+from support.site import Site
+from support.web import WebServer, subscribe
 
 from pipeline.store import Store
 
@@ -36,40 +34,6 @@ OSLO = ZoneInfo("Europe/Oslo")
 ATTACK = ["\ufffe", "\uffff", "\x1b", "\x07", "\x00", "\u2066", "\u2067", "\u2068", "\u2069"]
 ATTACK += ["\u202e"]
 """The characters of the attack: none may reach a message."""
-
-
-def unsafe_characters(text: str) -> list[str]:
-    """Every character in `text` that no reader should get, as `U+XXXX`: controls but tab and
-    line ends, noncharacters, lone surrogates, bidi marks, embeddings, overrides and isolates.
-    Told by Unicode's own categories, not by trnews's code."""
-    found = []
-    for ch in text:
-        cp = ord(ch)
-        control = unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"
-        nonchar = 0xFDD0 <= cp <= 0xFDEF or cp & 0xFFFE == 0xFFFE
-        surrogate = 0xD800 <= cp <= 0xDFFF
-        bidi = cp in (0x061C, 0x200E, 0x200F) or 0x202A <= cp <= 0x202E or 0x2066 <= cp <= 0x2069
-        if control or nonchar or surrogate or bidi:
-            found.append(f"U+{cp:04X}")
-    return found
-
-
-def decoded(raw: bytes) -> str:
-    """A message file as a reader's program shows it: every header and every part, decoded."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    out = [f"{k}: {v}" for k, v in msg.items()]
-    for part in msg.walk():
-        if isinstance(part, Message) and not part.is_multipart():
-            payload = part.get_payload(decode=True)
-            assert isinstance(payload, bytes)
-            out.append(payload.decode(part.get_content_charset() or "ascii"))
-    return "\n".join(out)
-
-
-def delivered(site: Site) -> list[str]:
-    """Every message in the site's Maildir, decoded, oldest first."""
-    files = sorted(site.outbox.iterdir(), key=lambda p: p.stat().st_mtime_ns)
-    return [decoded(p.read_bytes()) for p in files]
 
 
 def test_unsafe_characters_tells_each_kind_and_passes_ordinary_text() -> None:

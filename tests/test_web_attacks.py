@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from conftest import FeedServer, Site
-from test_web import (
+from support.servers import FeedServer
+from support.site import Site
+from support.web import (
     SECRET,
     WebServer,
     add_reader,

@@ -12,28 +12,14 @@ var/screenshots/web-*.png for a person to look at.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from conftest import FeedServer, Site
-from test_email_checks import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS
-from test_web import WebServer, confirm_link, unsubscribe_url, wait_for_messages
+from support.browser import SCREENSHOTS
+from support.servers import FeedServer
+from support.site import Site
+from support.web import WebServer, confirm_link, unsubscribe_url, wait_for_messages
 
 READER = "kari.leser@example.org"
-
-
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Chromium at /usr/bin/chromium: apt-get install chromium (Debian)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="needs the Python package playwright: pip install -e '.[dev]'"
-    )
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def test_a_reader_subscribes_confirms_receives_an_edition_and_unsubscribes_in_chromium(

@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Site, feed_bytes, html_part
-from test_email_checks import SCREENSHOTS
-from test_web import WebServer
-from test_web_browser import chromium  # noqa: F401 (a fixture)
+from support.browser import SCREENSHOTS
+from support.feeds import feed_bytes
+from support.mail import html_part
+from support.site import Site
+from support.web import WebServer
 
 PHONE = {"width": 375, "height": 800}
 MIN_FONT_PX = 10.0
@@ -122,7 +123,7 @@ def _edition_path(browser: Any, server: WebServer) -> str:
 @pytest.mark.parametrize("name", ["report", "archive", "edition", "front"])
 def test_a_page_fits_a_phone_with_no_text_under_10_px(
     phone_site: WebServer,
-    chromium: Any,  # noqa: F811
+    chromium: Any,
     name: str,
 ) -> None:
     path = _edition_path(chromium, phone_site) if name == "edition" else PAGES[name]
@@ -137,7 +138,7 @@ def test_a_page_fits_a_phone_with_no_text_under_10_px(
 
 def test_the_report_table_scrolls_in_its_own_box_and_its_chart_labels_are_readable(
     phone_site: WebServer,
-    chromium: Any,  # noqa: F811
+    chromium: Any,
 ) -> None:
     page = _open(chromium, phone_site, "/report", "report")
 
@@ -153,7 +154,7 @@ def test_the_report_table_scrolls_in_its_own_box_and_its_chart_labels_are_readab
 @pytest.mark.parametrize("name", ["report", "archive", "edition", "front"])
 def test_every_page_has_the_site_navigation_and_a_subscribe_link(
     phone_site: WebServer,
-    chromium: Any,  # noqa: F811
+    chromium: Any,
     name: str,
 ) -> None:
     path = _edition_path(chromium, phone_site) if name == "edition" else PAGES[name]
@@ -178,7 +179,7 @@ def test_every_page_has_the_site_navigation_and_a_subscribe_link(
 
 def test_an_archived_edition_speaks_to_a_visitor_and_the_mail_to_the_subscriber_does_not(
     phone_site: WebServer,
-    chromium: Any,  # noqa: F811
+    chromium: Any,
 ) -> None:
     path = _edition_path(chromium, phone_site)
     page = _open(chromium, phone_site, path, "edition")
