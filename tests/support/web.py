@@ -120,12 +120,22 @@ def add_reader(site: Site, address: str, *, unsubscribed: bool = False) -> int:
 
 
 def database(site: Site) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of the tables a request could change."""
+    """Every row of the tables a request could change. The confirmation sender's bookkeeping
+    (when a confirmation went, its tries) is left out: `serve` writes it in the background
+    just after the message is out, whatever the request."""
+    sender_columns = {
+        "confirmation_sent",
+        "confirmation_retry",
+        "confirmation_tries",
+        "confirmation_error",
+    }
     with sqlite3.connect(site.db) as conn:
-        return {
-            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in ("subscribers", "consents", "suppressed", "deliveries")
-        }
+        rows = {}
+        for table in ("subscribers", "consents", "suppressed", "deliveries"):
+            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            kept = ", ".join(c for c in columns if c not in sender_columns)
+            rows[table] = sorted(conn.execute(f"SELECT {kept} FROM {table}").fetchall(), key=repr)
+        return rows
 
 
 _clients = itertools.count(1)
