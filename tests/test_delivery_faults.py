@@ -33,9 +33,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from conftest import SilentServer, Site
 from test_deliver import add_readers, smtp_server, status_editions, use_smtp, with_meeting
 
-from pipeline import store as store_module
 from pipeline.models import Rendered, SubscriberState
 from pipeline.store import Store
+from pipeline.store import migrations as store_module
 
 STALL = 5.0
 """Seconds a stalling server keeps a client waiting: longer than the clients' timeout below."""

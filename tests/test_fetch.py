@@ -32,9 +32,9 @@ from test_collect import Post, collect_line, feed_status, rss, stored_items
 from test_hostile import one_ambassador
 
 from pipeline import redact
-from pipeline import store as store_module
 from pipeline.collect import WAIT_AT_MOST, retry_after
 from pipeline.store import Store
+from pipeline.store import migrations as store_module
 
 OSLO = ZoneInfo("Europe/Oslo")
 
