@@ -30,6 +30,7 @@ from .feeds import Feeds
 from .items import Items
 from .jobs import Jobs
 from .migrations import MIGRATIONS, Migrations
+from .report import Reports
 from .subscribers import GMAIL, Subscribers, mailbox
 
 __all__ = [
@@ -52,5 +53,5 @@ __all__ = [
 ]
 
 
-class Store(Feeds, Items, Editions, Subscribers, Jobs, Migrations):
+class Store(Feeds, Items, Editions, Subscribers, Jobs, Reports, Migrations):
     """One open SQLite database."""
