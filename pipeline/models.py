@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -375,3 +376,84 @@ class AlertRow:
     subject: str
     body: str
     tries: int
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    """What the database knows about one feed URL: its validators and how its fetches went."""
+
+    url: str
+    last_attempt: datetime | None
+    last_success: datetime | None
+    last_status: int | None
+    consecutive_failures: int
+    last_error: str | None
+    moved_to: str | None
+    gone_since: datetime | None = None
+    """When it first answered 410 Gone; a gone feed is not fetched again."""
+    retry_after: datetime | None = None
+    """Its server asked not to be fetched before this time (429 or 503 with Retry-After)."""
+    etag: str | None = None
+    last_modified: str | None = None
+    alerted_failing: datetime | None = None
+    """When the admins were told this feed is failing; None once it recovers."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One queued delivery: the reader as they were when the edition was frozen."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    state: SubscriberState
+    """The subscriber's state now: one who left since the freeze is skipped."""
+
+
+@dataclass(frozen=True)
+class ConsentText:
+    """The consent text a form showed, as a consent record keeps it."""
+
+    version: str
+    text: str
+    language: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmation message to send: to whom, and the nonce its link is signed with."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    nonce: str
+    consent_id: int
+    tries: int = 0
+    """Tries of its message that failed so far."""
+
+
+@dataclass(frozen=True)
+class Consent:
+    """One sign-up through a form, as recorded."""
+
+    id: int
+    subscriber_id: int
+    nonce: str
+    form: str
+    text_version: str
+    given: datetime
+    confirmed: datetime | None
+    withdrawn: datetime | None
+
+
+@dataclass(frozen=True)
+class ArchivedEdition:
+    """An edition in the public archive."""
+
+    id: int
+    created: datetime
+    subject: str

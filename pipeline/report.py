@@ -29,9 +29,8 @@ import gettext
 import io
 import json
 import re
-import sqlite3
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,7 +39,7 @@ from . import redact, spreadsheet
 from .calendars import Fetched, meetings_between
 from .config import Config, MessageConfig
 from .models import CalendarProblem
-from .store import Store, iso, parse_iso
+from .store import Store, parse_iso
 from .templates import Escaping, decimal, environment, long_date, translations
 
 KINDS = ("chronicles", "blog_posts", "meetings")
@@ -177,36 +176,12 @@ def share_of_year(year: int, as_of: datetime, config: Config) -> float:
     return (now - start).total_seconds() / (end - start).total_seconds()
 
 
-def _item_counts(
-    conn: sqlite3.Connection, start: datetime, until: datetime
-) -> dict[str, dict[str, int]]:
+def _item_counts(store: Store, start: datetime, until: datetime) -> dict[str, dict[str, int]]:
     """Items dated from `start` until (not including) `until`, by ambassador and kind."""
-    counts: dict[str, dict[str, int]] = {}
-    rows = conn.execute(
-        """SELECT ia.ambassador_id AS ambassador, i.kind, count(*) AS n
-           FROM items i JOIN item_ambassadors ia ON ia.item_id = i.id
-           WHERE i.date >= ? AND i.date < ?
-           GROUP BY ia.ambassador_id, i.kind""",
-        (iso(start), iso(until)),
-    )
-    for r in rows:
-        counts.setdefault(r["ambassador"], {})[_ITEM_KIND[r["kind"]]] = r["n"]
-    return counts
-
-
-def _texts(
-    conn: sqlite3.Connection, start: datetime, until: datetime, ambassadors: Sequence[str]
-) -> list[tuple[str, str]]:
-    """Title and excerpt of each item dated in the window and credited to one of `ambassadors`."""
-    marks = ",".join("?" * len(ambassadors))
-    rows = conn.execute(
-        f"""SELECT i.title, i.excerpt FROM items i
-            WHERE i.date >= ? AND i.date < ? AND EXISTS (
-                SELECT 1 FROM item_ambassadors ia
-                WHERE ia.item_id = i.id AND ia.ambassador_id IN ({marks}))""",  # noqa: S608
-        (iso(start), iso(until), *ambassadors),
-    )
-    return [(r["title"], r["excerpt"]) for r in rows]
+    return {
+        ambassador: {_ITEM_KIND[kind]: n for kind, n in kinds.items()}
+        for ambassador, kinds in store.item_counts(start, until).items()
+    }
 
 
 def build(
@@ -241,8 +216,8 @@ def build(
             since = store.get_meta("counting_since")
             counting_since = parse_iso(since) if since else None
             if until > start:
-                items = _item_counts(store.conn, start, until)
-                texts = _texts(store.conn, start, until, [a.id for a in config.ambassador])
+                items = _item_counts(store, start, until)
+                texts = store.item_texts(start, until, [a.id for a in config.ambassador])
     finally:
         if own is not None:
             own.close()

@@ -34,9 +34,9 @@ from support.mail import add_readers, use_smtp, with_meeting
 from support.servers import SilentServer, smtp_server
 from support.site import Site, status_editions
 
-from pipeline import store as store_module
 from pipeline.models import Rendered, SubscriberState
 from pipeline.store import Store
+from pipeline.store import migrations as store_module
 
 STALL = 5.0
 """Seconds a stalling server keeps a client waiting: longer than the clients' timeout below."""

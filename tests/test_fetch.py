@@ -32,9 +32,9 @@ from support.servers import FeedServer, LoopbackHTTP, QuietHandler
 from support.site import Site, collect_line, feed_status, run_measured, stored_items
 
 from pipeline import redact
-from pipeline import store as store_module
 from pipeline.fetch import WAIT_AT_MOST, retry_after
 from pipeline.store import Store
+from pipeline.store import migrations as store_module
 
 OSLO = ZoneInfo("Europe/Oslo")
 

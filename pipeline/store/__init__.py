@@ -1,0 +1,57 @@
+"""The SQLite database: every SQL statement of trnews lives here.
+
+Schema changes are ordered, named migrations; each is applied once, in a transaction, and
+recorded in the `migrations` table (`migrations.py`). `db.py` opens the database owner-only and
+holds its transactions and meta; each family of tables has a module of its own (`feeds.py`,
+`items.py`, `editions.py`, `subscribers.py`, `jobs.py`), and `Store` is all of them on one
+connection.
+"""
+
+from __future__ import annotations
+
+from ..models import (
+    ArchivedEdition,
+    Confirmation,
+    Consent,
+    ConsentText,
+    FeedHealth,
+    Recipient,
+)
+from .db import (
+    OWNER_ONLY,
+    create_owner_only,
+    iso,
+    open_owner_only,
+    parse_iso,
+    tighten,
+)
+from .editions import Editions
+from .feeds import Feeds
+from .items import Items
+from .jobs import Jobs
+from .migrations import MIGRATIONS, Migrations
+from .report import Reports
+from .subscribers import GMAIL, Subscribers, mailbox
+
+__all__ = [
+    "GMAIL",
+    "MIGRATIONS",
+    "OWNER_ONLY",
+    "ArchivedEdition",
+    "Confirmation",
+    "Consent",
+    "ConsentText",
+    "FeedHealth",
+    "Recipient",
+    "Store",
+    "create_owner_only",
+    "iso",
+    "mailbox",
+    "open_owner_only",
+    "parse_iso",
+    "tighten",
+]
+
+
+class Store(Feeds, Items, Editions, Subscribers, Jobs, Reports, Migrations):
+    """One open SQLite database."""
