@@ -693,7 +693,7 @@ def subscribers_list(state: State, as_json: bool, state_filter: str | None) -> N
     if as_json:
         click.echo(
             json.dumps(
-                [{"email": s.email, "name": s.name, "state": s.state.value} for s in rows],
+                [subscribers.listed(s) for s in rows],
                 indent=2,
                 ensure_ascii=False,
             )
@@ -770,15 +770,7 @@ def subscribers_export(state: State, as_json: bool, excel: bool, email: str | No
             click.echo(json.dumps(found, indent=2, ensure_ascii=False))
             return
         if as_json:
-            rows = [
-                {
-                    "email": s.email,
-                    "name": s.name,
-                    "state": s.state.value,
-                    "created": s.created.isoformat(),
-                }
-                for s in store.subscribers()
-            ]
+            rows = subscribers.export_json(store.subscribers())
             click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
             n = len(rows)
         elif excel:

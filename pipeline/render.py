@@ -26,6 +26,7 @@ import jinja2
 from babel.dates import format_date, format_skeleton, format_time
 from mjml import mjml2html
 
+from . import tokens
 from .config import Config
 from .errors import RenderError
 from .models import (
@@ -183,7 +184,7 @@ class Renderer:
             "blog_posts": [_item_view(i, fmt) for i in plan.blog_posts],
             "meetings": [_meeting_view(m, fmt) for m in plan.meetings],
             "more": len(plan.overflow),
-            "archive_url": f"{nl.public_url}/archive",
+            "archive_url": tokens.archive_url(self.config),
             "unsubscribe_url": UNSUBSCRIBE_URL,
             "sender_name": inert(nl.sender_name),
             "sender_address": inert(nl.sender_address),

@@ -256,3 +256,13 @@ def export_csv(
         writer.writerow((s.email, s.name, s.state.value, s.created.isoformat()))
         n += 1
     return n
+
+
+def listed(subscriber: Subscriber) -> dict[str, Any]:
+    """One subscriber as `subscribers list --json` prints it (SPEC.md: email, name, state)."""
+    return {"email": subscriber.email, "name": subscriber.name, "state": subscriber.state.value}
+
+
+def export_json(subscribers: Iterable[Subscriber]) -> list[dict[str, Any]]:
+    """Every subscriber as `subscribers export --json` prints them: the CSV's columns."""
+    return [dict(listed(s), created=s.created.isoformat()) for s in subscribers]
