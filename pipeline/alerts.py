@@ -150,15 +150,22 @@ def send_unavailable(
         logger.warning("Alert: sending %s failed: %s", what, error)
 
 
-def send_error(config: Config, store: Store, slot: str, error: str, now: datetime) -> None:
-    """Queue the alert for a send that could not even start (a broken template, DKIM key)."""
+def send_error(
+    config: Config, store: Store, slot: str, error: str, now: datetime, *, scheduled: bool = True
+) -> None:
+    """Queue the alert for a send that could not even start (a broken template, DKIM key):
+    the scheduler's send of `slot`, or (`scheduled` false) one started by hand at `slot`."""
     t = translations(config.newsletter.language)
-    subject = f"[{config.newsletter.title}] " + t.gettext("The scheduled send failed")
+    if scheduled:
+        subject = t.gettext("The scheduled send failed")
+        opening = t.gettext("The send scheduled for %(slot)s failed before any message went out:")
+    else:
+        subject = t.gettext("The send failed")
+        opening = t.gettext("The send started at %(slot)s failed before any message went out:")
     body = _body(
         t,
         [
-            t.gettext("The send scheduled for %(slot)s failed before any message went out:")
-            % {"slot": slot},
+            opening % {"slot": slot},
             f"  {error}",
             "",
             t.gettext(
@@ -167,6 +174,7 @@ def send_error(config: Config, store: Store, slot: str, error: str, now: datetim
             ),
         ],
     )
+    subject = f"[{config.newsletter.title}] {subject}"
     if _queue(config, store, f"send-error:{slot}", subject, body, now):
         logger.warning("Alert: the send of %s failed: %s", slot, error)
 

@@ -180,7 +180,7 @@ def send_job(
     except TrnewsError as e:
         key = slot or now.astimezone(config.newsletter.tz).strftime(SLOT_FORMAT)
         try:
-            alerts.send_error(config, store, key, str(e), now)
+            alerts.send_error(config, store, key, str(e), now, scheduled=slot is not None)
             alerts.flush(config, store)
         except TrnewsError as alert_error:  # never hide the send's own error behind it
             logger.warning("could not alert the failed send: %s", alert_error)

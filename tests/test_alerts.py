@@ -391,5 +391,6 @@ def test_a_send_from_the_command_line_that_cannot_start_is_alerted_as_a_schedule
     assert "did not give valid MJML" in failed.stderr
     assert [m for m in site.messages() if str(m["To"]) != ADMIN] == []  # no reader mailed
     [alert] = to_admins(site)
-    assert str(alert["Subject"]) == f"[{TITLE}] Den planlagte utsendingen feilet"
+    assert str(alert["Subject"]) == f"[{TITLE}] Utsendingen feilet"  # not "the scheduled"
+    assert "Utsendingen som ble startet" in body(alert)
     assert "did not give valid MJML" in body(alert)
