@@ -270,7 +270,29 @@ def _qp(text: str) -> bytes:
     if not text:
         return b""
     latin = text.encode("utf-8").decode("latin-1")  # what quoprimime encodes: one char a byte
-    return quoprimime.body_encode(latin, QP_WIDTH, "\r\n").encode("ascii")
+    encoded = quoprimime.body_encode(latin, QP_WIDTH, "\r\n").encode("ascii")
+    return _dots_encoded(encoded) if encoded.startswith(b".") or b"\n." in encoded else encoded
+
+
+def _dots_encoded(encoded: bytes) -> bytes:
+    """Quoted-printable `encoded` with a dot that starts a line written `=2E`, breaking a line
+    that grows past QP_WIDTH with a soft line break. No line of a message then starts with a
+    dot, so SMTP's dot-stuffing (RFC 5321 4.5.2) has nothing to do for any reader: the body is
+    ready for the wire once per edition, not searched and copied once per message."""
+    lines = []
+    for line in encoded.split(CRLF):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= QP_WIDTH:
+                break
+            cut = QP_WIDTH - 1  # room for the "=" of the soft line break
+            escape = line.rfind(b"=", cut - 2, cut)
+            if escape >= 0:  # never split an =XX
+                cut = escape
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return CRLF.join(lines)
 
 
 def _lines(text: str) -> str:
