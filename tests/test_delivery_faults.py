@@ -31,7 +31,7 @@ from xml.sax.saxutils import escape
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from support.mail import add_readers, use_smtp, with_meeting
-from support.servers import SilentServer, smtp_server
+from support.servers import Pipelining, SilentServer, smtp_server
 from support.site import Site, status_editions
 
 from pipeline.models import Rendered, SubscriberState
@@ -58,7 +58,7 @@ class Received:
 
 
 @dataclass
-class Faulty:
+class Faulty(Pipelining):
     """An aiosmtpd handler that misbehaves on cue, and records what it accepted."""
 
     soft: dict[str, int] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """Delivery: build each reader's message and hand it to a transport, a Maildir or SMTP.
 
 - `message`: the message itself (headers, body encoded once per edition, DKIM, Message-ID);
-- `transports`: where it goes (Maildir, SMTP with pacing and TLS hints);
+- `transports`: what a transport is, and the Maildir; `smtp`: SMTP, pipelined, paced, with
+  TLS hints; `connect`: the configured one opened, and checked before a send;
 - `pool`: many connections at once, telling a `Ledger` how each message went;
 - `editions`: the readers owed frozen editions, queued in batches and marked in the store;
 - `notify`: one message now (a test send, an alert, a confirmation), signed like the rest.
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+from .connect import check_setup, connector, make_transport
 from .editions import BATCH, MAX_REASONS, NON_ASCII_LOCAL_PART, Progress, deliver_editions
 from .message import (
     LIST_UNSUBSCRIBE_POST,
@@ -26,15 +28,8 @@ from .message import (
     wire_address,
 )
 from .pool import RECONNECT_DELAYS, REFUSE_ALL, RETRY_DELAYS, Job, Ledger, Pool
-from .transports import (
-    MaildirTransport,
-    Pacer,
-    SmtpTransport,
-    Transport,
-    check_setup,
-    connector,
-    make_transport,
-)
+from .smtp import SmtpTransport
+from .transports import MaildirTransport, Outcome, Pacer, Transport
 
 __all__ = [
     "BATCH",
@@ -49,6 +44,7 @@ __all__ = [
     "Ledger",
     "MaildirTransport",
     "MessageTemplate",
+    "Outcome",
     "Pacer",
     "PlainHeader",
     "Pool",

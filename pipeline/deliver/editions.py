@@ -17,9 +17,9 @@ from ..errors import RecipientRefused
 from ..models import DeliveryState, SendReport, SubscriberState
 from ..store import Store
 from ..tokens import link_secret, unsubscribe_url
+from .connect import connector
 from .message import DkimSigner, MessageTemplate, message_id, wire_address
 from .pool import Job, Pool
-from .transports import connector
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ Progress = Callable[[int, int], None]
 class StoreLedger:
     """Writes each reader's row as their message goes, for the pool's connection threads.
 
-    The threads share the store's connection, one at a time under `lock`; each row is committed
-    as soon as it changes, so a hard kill loses at most the messages on the wire.
+    The threads share the store's connection, one at a time under `lock`; each change is
+    committed at once, a message settled together with the next one marked on its connection,
+    so a hard kill loses at most the messages on the wire.
     """
 
     def __init__(
@@ -56,8 +57,17 @@ class StoreLedger:
                 job.edition_id, job.subscriber_id, message_id=job.message_id, now=_now()
             )
 
-    def settled(self, job: Job, refused: RecipientRefused | None) -> None:
-        with self.lock:
+    def settled(
+        self, job: Job, refused: RecipientRefused | None, starting: Job | None = None
+    ) -> None:
+        with self.lock, self.store.transaction():
+            if starting is not None:
+                self.store.mark_sending(
+                    starting.edition_id,
+                    starting.subscriber_id,
+                    message_id=starting.message_id,
+                    now=_now(),
+                )
             if refused is None:
                 self.store.record_delivery(
                     job.edition_id,

@@ -16,8 +16,9 @@ from email.utils import format_datetime, make_msgid
 from types import TracebackType
 
 from ..config import Config
+from .connect import make_transport
 from .message import make_signer, to_header
-from .transports import Transport, make_transport
+from .transports import Transport
 
 logger = logging.getLogger(__name__)
 

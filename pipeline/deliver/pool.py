@@ -27,16 +27,16 @@ from typing import Protocol
 
 from .. import words
 from ..errors import RecipientRefused, Refused, TransportUnavailable
-from .transports import Transport
+from .transports import Outcome, Transport
 
 logger = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.5, 1.0, 2.0)
 """Seconds before each new try of a reader the server asked to wait (4xx), within one run;
 after the last, the reader is deferred to a later run."""
-RECONNECT_DELAYS = (0.5, 1.0)
-"""Seconds before each new connection after one failed or was lost; then the connection is
-given up."""
+RECONNECT_DELAYS = (0.0, 0.5, 1.0)
+"""Seconds before each new connection after one failed or was lost (at once the first time: a
+server may close an idle connection); then the connection is given up."""
 REFUSE_ALL = 10
 """Refusals for good (5xx) before any message was accepted that mean the server refuses
 everything (a relay that does not know us, a blocked sender), not that these readers are bad."""
@@ -61,8 +61,11 @@ class Ledger(Protocol):
     def starting(self, job: Job) -> None:
         """The message is about to go on the wire."""
 
-    def settled(self, job: Job, refused: RecipientRefused | None) -> None:
-        """The server accepted the message (None) or refused it for good or for this run."""
+    def settled(
+        self, job: Job, refused: RecipientRefused | None, starting: Job | None = None
+    ) -> None:
+        """The server accepted the message (None) or refused it for good or for this run; and,
+        in the same write, `starting` is about to go on the wire."""
 
     def returned(self, job: Job) -> None:
         """The message was not accepted and the reader is owed it still (a later run sends it)."""
@@ -71,10 +74,17 @@ class Ledger(Protocol):
 class Pool:
     """`connections` threads, each with a transport of its own, sending the jobs `put` to it.
 
+    Each connection keeps one message in hand between round trips: its envelope accepted and
+    marked as going, its body sent with the next message's envelope (`Transport.exchange`), so
+    a message costs one round trip where the server pipelines, and one ledger write that
+    settles it and marks the next. After a hard kill, only the messages marked may arrive
+    twice: at most one a connection, with the same Message-ID.
+
     The queue holds at most two jobs per connection, so memory stays flat however many readers
-    there are. `close` waits for every job to be settled, or for the pool to stop (the `stop`
-    event, a server that refuses us) and hands back what was not sent; then it raises the
-    reason the pool failed, if it did.
+    there are; `put` wakes one connection and a connection taking a job wakes the producer.
+    `close` waits for every job to be settled, or for the pool to stop (the `stop` event, a
+    server that refuses us) and hands back what was not sent; then it raises the reason the
+    pool failed, if it did.
     """
 
     def __init__(
@@ -89,14 +99,19 @@ class Pool:
         self.sender = sender
         self.ledger = ledger
         self.stop = stop or threading.Event()
-        self.cond = threading.Condition()
+        self.lock = threading.Lock()
+        self.ready = threading.Condition(self.lock)
+        """Connections wait here for a job."""
+        self.room = threading.Condition(self.lock)
+        """The producer waits here for room in the queue."""
         self.fresh: deque[Job] = deque()
         self.later: list[tuple[float, int, Job]] = []
-        """Jobs to try again (4xx) at a monotonic time: a heap."""
+        """Jobs to try again (4xx, a lost connection) at a monotonic time: a heap."""
         self.seq = 0
-        self.room = 2 * connections
+        self.size = 2 * connections
         self.closing = False
         self.busy = 0
+        """Jobs taken by a connection and not yet settled or put back."""
         self.alive = connections
         self.accepted = 0
         self.refusals = 0
@@ -117,21 +132,21 @@ class Pool:
 
     def put(self, job: Job) -> bool:
         """Queue a job, waiting while the queue is full; False if the pool has stopped."""
-        with self.cond:
-            while len(self.fresh) >= self.room and not self.halted:
-                self.cond.wait(0.1)
+        with self.lock:
+            while len(self.fresh) >= self.size and not self.halted:
+                self.room.wait(0.1)
             if self.halted:
                 return False
             self.fresh.append(job)
-            self.cond.notify_all()
+            self.ready.notify()
             return True
 
     def close(self) -> None:
         """No more jobs: wait for the connections to finish, hand back what was not sent, and
         raise why the pool failed, if it did."""
-        with self.cond:
+        with self.lock:
             self.closing = True
-            self.cond.notify_all()
+            self.ready.notify_all()
         for t in self.threads:
             while t.is_alive():
                 t.join(0.2)  # a short join keeps the main thread answering signals
@@ -149,8 +164,9 @@ class Pool:
         if self.failure is not None:
             raise self.failure
 
-    def _take(self) -> Job | None:
-        with self.cond:
+    def _take(self, wait: bool) -> Job | None:
+        """The next job; None when there is none to take now (`wait` False) or will be none."""
+        with self.lock:
             while True:
                 if self.halted:
                     return None
@@ -160,69 +176,113 @@ class Pool:
                     return heapq.heappop(self.later)[2]
                 if self.fresh:
                     self.busy += 1
-                    self.cond.notify_all()  # room for the producer
+                    self.room.notify()
                     return self.fresh.popleft()
-                if self.closing and not self.later and not self.busy:
+                if not wait or (self.closing and not self.later and not self.busy):
                     return None
-                wait = self.later[0][0] - now if self.later else 0.1
-                self.cond.wait(min(wait, 0.1))
+                self.ready.wait(min(self.later[0][0] - now, 0.1) if self.later else 0.1)
 
-    def _done(self, retry_at: float | None = None, job: Job | None = None) -> None:
-        """A connection is through with a job; `retry_at` puts it back to be tried then."""
-        with self.cond:
-            if job is not None and retry_at is not None:
-                self.seq += 1
-                heapq.heappush(self.later, (retry_at, self.seq, job))
-            self.busy -= 1
-            self.cond.notify_all()
+    def _release(self) -> None:
+        """One job less in hand (the lock held): the last one at closing ends the waits."""
+        self.busy -= 1
+        if self.closing and not self.busy:
+            self.ready.notify_all()
+
+    def _again(self, job: Job, at: float) -> None:
+        """Put a job back, to be tried at `at` by any connection."""
+        with self.lock:
+            self.seq += 1
+            heapq.heappush(self.later, (at, self.seq, job))
+            self._release()
+            self.ready.notify()
 
     def _run(self) -> None:
         transport: Transport | None = None
+        pending: Job | None = None
+        """The message whose envelope the server accepted: its body goes next."""
         failures = 0
         try:
-            while (job := self._take()) is not None:
+            while True:
+                job = self._take(wait=pending is None)
+                if job is None and pending is None:
+                    return
                 if transport is None:
                     transport = self.connect()
-                self.ledger.starting(job)
                 try:
-                    transport.send(job.data, self.sender, job.recipient)
-                except RecipientRefused as e:
-                    failures = 0
-                    self._refused(job, e)
+                    out = transport.exchange(
+                        pending.data if pending else None,
+                        self.sender,
+                        job.recipient if job else None,
+                    )
                 except TransportUnavailable as e:
-                    self.ledger.returned(job)
-                    self._done(time.monotonic(), job)
+                    if pending is not None:  # its body may have arrived: it is sent again
+                        self.ledger.returned(pending)
+                        self._again(pending, time.monotonic())
+                    if job is not None:
+                        self._again(job, time.monotonic())
+                    pending = None
                     failures += 1
-                    if isinstance(e, Refused) or failures > len(RECONNECT_DELAYS):
-                        self._give_up(e)
+                    if not self._connect_again(e, failures):
                         return
-                    logger.info("%s; connecting again", e)
-                    self.stop.wait(RECONNECT_DELAYS[failures - 1])
-                else:
+                    continue
+                pending = self._settle(pending, job, out)
+                if out.lost is None:
                     failures = 0
-                    self.ledger.settled(job, None)
-                    self._accepted()
+                else:
+                    failures += 1
+                    if not self._connect_again(out.lost, failures):
+                        return
         except BaseException as e:  # a bug or the database: stop everything, say why
-            with self.cond:
+            with self.lock:
                 self.failure = self.failure or e
-                self.cond.notify_all()
+                self.ready.notify_all()
+                self.room.notify_all()
         finally:
             if transport is not None:
                 transport.close()
 
+    def _settle(self, done: Job | None, job: Job | None, out: Outcome) -> Job | None:
+        """Tell the ledger how an exchange went; the job whose body goes next, if any."""
+        going = job if job is not None and out.envelope is None and out.lost is None else None
+        if done is not None:
+            if out.body is None:
+                self.ledger.settled(done, None, going)  # one write: settled, and the next marked
+                self._accepted()
+            else:
+                self._refused(done, out.body)
+                if going is not None:
+                    self.ledger.starting(going)
+        elif going is not None:
+            self.ledger.starting(going)
+        if job is not None and going is None:
+            if out.envelope is not None:
+                self._refused(job, out.envelope)
+            else:  # the connection went before the envelope's answer: nothing was sent
+                self._again(job, time.monotonic())
+        return going
+
+    def _connect_again(self, e: TransportUnavailable, failures: int) -> bool:
+        """After a lost connection: False if the connection is to be given up, else True once
+        it is time to make it again (at once the first time)."""
+        if isinstance(e, Refused) or failures > len(RECONNECT_DELAYS):
+            self._give_up(e)
+            return False
+        logger.info("%s; connecting again", e)
+        self.stop.wait(RECONNECT_DELAYS[failures - 1])
+        return True
+
     def _accepted(self) -> None:
-        with self.cond:
+        with self.lock:
             self.accepted += 1
             held, self.held = self.held, []
-            self.busy -= 1
-            self.cond.notify_all()
+            self._release()
         for job, refused in held:
             self.ledger.settled(job, refused)
 
     def _refused(self, job: Job, e: RecipientRefused) -> None:
         settle = False
         returned: list[tuple[Job, RecipientRefused]] = []
-        with self.cond:
+        with self.lock:
             doubtful = self.accepted == 0
             if doubtful and e.permanent:
                 # Only refusals for good: a relay that says "try later" to everyone (a full
@@ -244,18 +304,20 @@ class Pool:
                     "check the sender address and what the relay allows"
                 )
                 returned, self.held = self.held, []
-            self.busy -= 1
-            self.cond.notify_all()
+                self.ready.notify_all()
+                self.room.notify_all()
+            self._release()
         if settle:
             self.ledger.settled(job, e)
         for held, _ in returned:
             self.ledger.returned(held)
 
     def _give_up(self, e: TransportUnavailable) -> None:
-        with self.cond:
+        with self.lock:
             self.alive -= 1
             if isinstance(e, Refused) or self.alive == 0:
                 self.failure = self.failure or e
+                self.ready.notify_all()
+                self.room.notify_all()
             else:
                 logger.warning("%s; going on with %s", e, words.count(self.alive, "connection"))
-            self.cond.notify_all()
