@@ -425,7 +425,9 @@ def measure_relay(site: Site, folder: Path, readers: int) -> list[Row]:
     rows = []
     with slow_relay() as relay:
         for c in (1, 4):
-            rows.append(Row("relay 10 ms", readers, c, time_ours(site, relay, readers, c)))
+            load = os.getloadavg()[0]
+            ours = time_ours(site, relay, readers, c)
+            rows.append(Row("relay 10 ms", readers, c, ours, load=(load, os.getloadavg()[0])))
         bare = readers / bare_processes(folder, relay.port, site.message, readers, 1)
     check(relay, 3 * readers)
     for row in rows:
