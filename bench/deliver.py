@@ -243,7 +243,9 @@ class Site:
 
 
 def cli(config: Path, *args: str) -> None:
-    subprocess.run([TRNEWS, "-c", str(config), *args], check=True, capture_output=True)
+    done = subprocess.run([TRNEWS, "-c", str(config), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench/deliver.py: trnews {' '.join(args)} failed:\n{done.stderr}")
 
 
 def add_readers(database: Path, readers: int) -> None:
