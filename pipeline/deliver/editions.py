@@ -10,6 +10,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..config import Config
@@ -27,12 +28,26 @@ Progress = Callable[[int, int], None]
 """Called with (done, total) as each reader is settled."""
 
 
+@dataclass(eq=False)
+class _Accepted:
+    """A message the server accepted, and the next one going on its connection: to be written
+    by whichever thread commits first (`StoreLedger.settled`)."""
+
+    job: Job
+    starting: Job | None
+    written: bool = False
+    error: BaseException | None = None
+
+
 class StoreLedger:
     """Writes each reader's row as their message goes, for the pool's connection threads.
 
-    The threads share the store's connection, one at a time under `lock`; each change is
-    committed at once, a message settled together with the next one marked on its connection,
-    so a hard kill loses at most the messages on the wire.
+    The threads share the store's connection, one at a time under `lock`. Each change is
+    committed before the connection goes on, so a hard kill loses at most the messages on the
+    wire. An accepted message is settled together with the next one marked on its connection,
+    and the threads commit as a group: whichever holds the lock writes what all the others
+    have handed in meanwhile in one transaction (a commit, not a thread, per message was the
+    cost that kept four connections from going faster than one).
     """
 
     def __init__(
@@ -50,6 +65,9 @@ class StoreLedger:
         self.done = 0
         self.progress = progress
         self.lock = threading.Lock()
+        self.handed: list[_Accepted] = []
+        """Accepted messages waiting for the next commit; under `handing`."""
+        self.handing = threading.Lock()
 
     def starting(self, job: Job) -> None:
         with self.lock:
@@ -60,6 +78,9 @@ class StoreLedger:
     def settled(
         self, job: Job, refused: RecipientRefused | None, starting: Job | None = None
     ) -> None:
+        if refused is None:
+            self._accepted(_Accepted(job, starting))
+            return
         with self.lock, self.store.transaction():
             if starting is not None:
                 self.store.mark_sending(
@@ -68,43 +89,65 @@ class StoreLedger:
                     message_id=starting.message_id,
                     now=_now(),
                 )
-            if refused is None:
-                self.store.record_delivery(
-                    job.edition_id,
-                    job.subscriber_id,
-                    DeliveryState.SENT,
-                    now=_now(),
-                    bounce_limit=self.bounce_limit,
-                )
-                self.report.delivered += 1
+            state = DeliveryState.FAILED if refused.permanent else DeliveryState.DEFERRED
+            bounced = self.store.record_delivery(
+                job.edition_id,
+                job.subscriber_id,
+                state,
+                now=_now(),
+                error=f"{refused.code} {refused.reply}",
+                bounce_limit=self.bounce_limit,
+            )
+            if refused.permanent:
+                self.report.failed += 1
             else:
-                state = DeliveryState.FAILED if refused.permanent else DeliveryState.DEFERRED
-                bounced = self.store.record_delivery(
-                    job.edition_id,
-                    job.subscriber_id,
-                    state,
-                    now=_now(),
-                    error=f"{refused.code} {refused.reply}",
-                    bounce_limit=self.bounce_limit,
+                self.report.deferred += 1
+            if bounced:
+                logger.warning(
+                    "%s refused for good in %d editions in a row: now bounced",
+                    job.recipient,
+                    self.bounce_limit,
                 )
-                if refused.permanent:
-                    self.report.failed += 1
-                else:
-                    self.report.deferred += 1
-                if bounced:
-                    logger.warning(
-                        "%s refused for good in %d editions in a row: now bounced",
-                        job.recipient,
-                        self.bounce_limit,
-                    )
-                why = f"{refused} (tried {job.tries + 1} times)" if job.tries else str(refused)
-                if bounced:
-                    why += f"; refused in {self.bounce_limit} editions in a row: now bounced"
-                if len(self.report.errors) < MAX_REASONS:
-                    self.report.errors.append(why)
-                if refused.permanent and len(self.report.refused) < MAX_REASONS:
-                    self.report.refused.append(why)
+            why = f"{refused} (tried {job.tries + 1} times)" if job.tries else str(refused)
+            if bounced:
+                why += f"; refused in {self.bounce_limit} editions in a row: now bounced"
+            if len(self.report.errors) < MAX_REASONS:
+                self.report.errors.append(why)
+            if refused.permanent and len(self.report.refused) < MAX_REASONS:
+                self.report.refused.append(why)
             self._tick()
+
+    def _accepted(self, mine: _Accepted) -> None:
+        """Hand in an accepted message and return once it is committed, by this thread or by
+        another one that committed it with its own."""
+        with self.handing:
+            self.handed.append(mine)
+        with self.lock:
+            if not mine.written:
+                with self.handing:
+                    batch, self.handed = self.handed, []
+                try:
+                    self.store.settle_sent(
+                        [(a.job.edition_id, a.job.subscriber_id) for a in batch],
+                        [
+                            (a.starting.edition_id, a.starting.subscriber_id, a.starting.message_id)
+                            for a in batch
+                            if a.starting is not None
+                        ],
+                        now=_now(),
+                    )
+                except BaseException as e:
+                    for a in batch:
+                        a.error = e
+                else:
+                    self.report.delivered += len(batch)
+                    for _ in batch:
+                        self._tick()
+                finally:
+                    for a in batch:
+                        a.written = True
+        if mine.error is not None:
+            raise mine.error
 
     def skipped(self, edition_id: int, subscriber_id: int, why: str) -> None:
         with self.lock:

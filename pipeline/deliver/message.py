@@ -466,7 +466,8 @@ class MessageTemplate:
     def render(
         self, *, to: str, name: str, msg_id: str, unsubscribe_url: str, when: datetime
     ) -> bytes:
-        """One reader's message, as it goes on the wire (CRLF line ends; signed with DKIM)."""
+        """One reader's message, as it goes on the wire: CRLF line ends, no line starting with
+        a dot (SMTP carries it as it is), signed with DKIM."""
         filled = personalise(
             Rendered(subject="", html=self.html.probe, text=self.text.probe),
             unsubscribe_url=unsubscribe_url,

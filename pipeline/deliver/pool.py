@@ -51,6 +51,7 @@ class Job:
     recipient: str
     message_id: str
     data: bytes
+    """The message as MessageTemplate.render writes it: ready for DATA as it is."""
     tries: int = 0
     """4xx replies so far in this run."""
 

@@ -165,7 +165,7 @@ class SmtpTransport:
         return None
 
     def send(self, msg: EmailMessage | bytes, sender: str, recipient: str) -> None:
-        data = wire(msg)
+        data = _stuffed(wire(msg))
         for attempt in (1, 2):
             try:
                 ready = self.exchange(None, sender, recipient)
@@ -183,6 +183,8 @@ class SmtpTransport:
                 logger.info("%s; reconnecting", e)
 
     def exchange(self, body: bytes | None, sender: str, recipient: str | None) -> Outcome:
+        """As `Transport.exchange`; `body` goes as it is, so it must be what DATA carries: no
+        line starting with a dot (MessageTemplate writes none), CRLF at the end."""
         if self.conn is None:
             if body is not None:
                 raise TransportUnavailable(f"SMTP {self.where}: no connection for the message")
@@ -198,7 +200,7 @@ class SmtpTransport:
         known = False  # the body's reply is read
         try:
             if body is not None:
-                data = [_stuffed(body), b".\r\n"]
+                data = [body, b".\r\n"]
                 if self.pipelining:
                     data += envelope
                     envelope = []
@@ -336,8 +338,8 @@ _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 def _stuffed(data: bytes) -> bytes:
     """`data` as DATA carries it (RFC 5321 4.5.2): a dot that starts a line doubled, and a line
-    end at the end. An edition's messages have no such dot (their quoted-printable encodes
-    it), so for them this is one search, not a copy."""
+    end at the end. For a message sent on its own; an edition's messages have no such dot
+    (their quoted-printable writes it `=2E`), so the pool's go as they are."""
     if data.startswith(b".") or b"\n." in data:
         data = _LEADING_DOT.sub(b"..", data)
     return data if data.endswith(CRLF) else data + CRLF

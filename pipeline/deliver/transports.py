@@ -47,7 +47,8 @@ class Transport(Protocol):
 
     def exchange(self, body: bytes | None, sender: str, recipient: str | None) -> Outcome:
         """Send the body of the message whose envelope was accepted last (if any), then the
-        envelope of the next one, from `sender` to `recipient` (if any)."""
+        envelope of the next one, from `sender` to `recipient` (if any). The body is as
+        `MessageTemplate` writes it: CRLF line ends, and no line starting with a dot."""
         ...
 
     def close(self) -> None: ...

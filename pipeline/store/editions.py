@@ -210,6 +210,37 @@ class Editions(Database):
             ).fetchone()
             return bounced is not None and bounced["state"] == SubscriberState.BOUNCED
 
+    def settle_sent(
+        self,
+        sent: list[tuple[int, int]],
+        going: list[tuple[int, int, str]],
+        *,
+        now: datetime,
+    ) -> None:
+        """In one transaction: the (edition, subscriber) rows of `sent` settled as sent (their
+        readers' record of failures cleared, as `record_delivery` does), and the (edition,
+        subscriber, Message-ID) rows of `going` marked as about to go on the wire. What one
+        commit of a send does for several connections at once."""
+        when = iso(now)
+        with self.transaction():
+            if going:
+                self.conn.executemany(
+                    """UPDATE deliveries SET state = 'sending', message_id = ?, updated = ?
+                       WHERE edition_id = ? AND subscriber_id = ?""",
+                    [(mid, when, eid, sid) for eid, sid, mid in going],
+                )
+            if sent:
+                self.conn.executemany(
+                    """UPDATE deliveries SET state = 'sent', attempts = attempts + 1,
+                           last_error = NULL, updated = ?
+                       WHERE edition_id = ? AND subscriber_id = ?""",
+                    [(when, eid, sid) for eid, sid in sent],
+                )
+                self.conn.executemany(
+                    "UPDATE subscribers SET hard_bounces = 0 WHERE id = ? AND hard_bounces > 0",
+                    [(sid,) for _, sid in sent],
+                )
+
     def queued_count(self, edition_id: int) -> int:
         """Readers still owed this edition: queued, or left `sending` by a killed run."""
         return int(
