@@ -8,10 +8,12 @@
   opens no database, checks no token and computes no policy.
 
 Each is asked the same requests by 16 concurrent httpx clients in this process:
-`GET /archive/1` (the archived edition, about 20 KB), `GET /` (the subscribe page) and the
-RFC 8058 one-click `POST /unsubscribe/{token}`, each of N readers once (ours unsubscribes
-them all, each in a transaction of its own). The ratio is ours / baseline in requests per
-second: how much of the stack's own speed our work leaves.
+`GET /archive/1` (the archived edition, about 20 KB), `GET /` (the subscribe page),
+`GET /archive.atom` (the archive's feed) and the RFC 8058 one-click
+`POST /unsubscribe/{token}`, each of N readers once (ours unsubscribes them all, each in a
+transaction of its own). The ratio is ours / baseline in requests per second: how much of the
+stack's own speed our work leaves. The median and 99th percentile latency of each are printed
+beside it.
 
     .venv/bin/python bench/web.py [--quick]
 """
@@ -28,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -73,17 +76,21 @@ BASELINE_APP = """
 import sys
 import uvicorn
 from starlette.applications import Starlette
-from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 edition = open(sys.argv[2], encoding="utf-8").read()
 front = open(sys.argv[3], encoding="utf-8").read()
+feed = open(sys.argv[4], "rb").read()
 
 async def archived(request):
     return HTMLResponse(edition)
 
 async def home(request):
     return HTMLResponse(front)
+
+async def atom(request):
+    return Response(feed, media_type="application/atom+xml; charset=utf-8")
 
 async def unsubscribe(request):
     await request.body()
@@ -92,6 +99,7 @@ async def unsubscribe(request):
 app = Starlette(routes=[
     Route("/archive/{id:int}", archived),
     Route("/", home),
+    Route("/archive.atom", atom),
     Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
 ])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False,
@@ -121,18 +129,32 @@ def server(command: list[str], cwd: Path) -> Iterator[str]:
         proc.wait(timeout=15)
 
 
-async def hammer(base: str, requests: list[tuple[str, str]]) -> float:
-    """Requests per second for `requests` (method, path), over CONCURRENCY kept-alive
-    connections. A few lines of asyncio rather than httpx: the client must cost far less than
-    the servers measured, or it is the client that is measured."""
+@dataclass(frozen=True)
+class Load:
+    """What one run of requests measured."""
+
+    rate: float
+    """Requests a second, over the whole run."""
+    p50: float
+    """Median latency, in milliseconds."""
+    p99: float
+    """99th percentile latency, in milliseconds."""
+
+
+async def hammer(base: str, requests: list[tuple[str, str]]) -> Load:
+    """Requests per second and latency for `requests` (method, path), over CONCURRENCY
+    kept-alive connections. A few lines of asyncio rather than httpx: the client must cost far
+    less than the servers measured, or it is the client that is measured."""
     host, port = base.removeprefix("http://").split(":")
     queue = list(reversed(requests))
+    latencies: list[float] = []
 
     async def connection() -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             while queue:
                 method, path = queue.pop()
+                sent = time.perf_counter()
                 if method == "POST":
                     body = b"List-Unsubscribe=One-Click"
                     head = (
@@ -151,12 +173,30 @@ async def hammer(base: str, requests: list[tuple[str, str]]) -> float:
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
                 await reader.readexactly(length)
+                latencies.append(time.perf_counter() - sent)
         finally:
             writer.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
-    return len(requests) / (time.perf_counter() - start)
+    rate = len(requests) / (time.perf_counter() - start)
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)] * 1000
+    return Load(rate, p50, p99)
+
+
+ROUTES = ("archive", "front", "atom", "unsubscribe")
+
+
+def load(base: str, gets: int, tokens: list[str]) -> dict[str, Load]:
+    """Each route measured in turn against the server at `base`."""
+    return {
+        "archive": asyncio.run(hammer(base, [("GET", "/archive/1")] * gets)),
+        "front": asyncio.run(hammer(base, [("GET", "/")] * gets)),
+        "atom": asyncio.run(hammer(base, [("GET", "/archive.atom")] * gets)),
+        "unsubscribe": asyncio.run(hammer(base, [("POST", f"/unsubscribe/{t}") for t in tokens])),
+    }
 
 
 def run(quick: bool = False) -> list[Result]:
@@ -165,7 +205,6 @@ def run(quick: bool = False) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         config, tokens = make_site(folder, readers)
-        ours: dict[str, float] = {}
         port = str(free_port())
         with server(
             [sys.executable, "-m", "pipeline", "-c", str(config), "serve", "--port", port],
@@ -173,44 +212,35 @@ def run(quick: bool = False) -> list[Result]:
         ) as base:
             edition = httpx.get(base + "/archive/1").text
             front = httpx.get(base + "/").text
+            feed = httpx.get(base + "/archive.atom").content
             (folder / "edition.html").write_text(edition, encoding="utf-8")
             (folder / "front.html").write_text(front, encoding="utf-8")
-            ours["archive"] = asyncio.run(hammer(base, [("GET", "/archive/1")] * gets))
-            ours["front"] = asyncio.run(hammer(base, [("GET", "/")] * gets))
-            ours["unsubscribe"] = asyncio.run(
-                hammer(base, [("POST", f"/unsubscribe/{t}") for t in tokens])
-            )
+            (folder / "feed.atom").write_bytes(feed)
+            ours = load(base, gets, tokens)
         script = folder / "baseline.py"
         script.write_text(BASELINE_APP, encoding="utf-8")
         port = str(free_port())
-        baseline: dict[str, float] = {}
-        with server(
-            [
-                sys.executable,
-                str(script),
-                port,
-                str(folder / "edition.html"),
-                str(folder / "front.html"),
-            ],
-            folder,
-        ) as base:
-            baseline["archive"] = asyncio.run(hammer(base, [("GET", "/archive/1")] * gets))
-            baseline["front"] = asyncio.run(hammer(base, [("GET", "/")] * gets))
-            baseline["unsubscribe"] = asyncio.run(
-                hammer(base, [("POST", f"/unsubscribe/{t}") for t in tokens])
-            )
+        files = [str(folder / n) for n in ("edition.html", "front.html", "feed.atom")]
+        with server([sys.executable, str(script), port, *files], folder) as base:
+            baseline = load(base, gets, tokens)
     size = len(edition.encode()) // 1024
     notes = {
         "archive": f"GET /archive/1 ({size} KB), {gets} requests",
         "front": f"GET / (the subscribe page), {gets} requests",
+        "atom": f"GET /archive.atom ({len(feed)} bytes), {gets} requests",
         "unsubscribe": f"one-click POST, {readers} readers each unsubscribed once",
     }
-    rows = [
-        Result(f"web {name}", ours[name], baseline[name], unit="req/s", note=notes[name])
-        for name in ("archive", "front", "unsubscribe")
-    ]
-    for r in rows:
-        print(f"  {r.name}: ours {r.ours:.0f} req/s, baseline {r.baseline:.0f}, ×{r.ratio:.2f}")
+    rows = []
+    for name in ROUTES:
+        o, b = ours[name], baseline[name]
+        latency = f"p50/p99 ours {o.p50:.1f}/{o.p99:.1f} ms, baseline {b.p50:.1f}/{b.p99:.1f} ms"
+        rows.append(
+            Result(f"web {name}", o.rate, b.rate, unit="req/s", note=f"{notes[name]}; {latency}")
+        )
+        print(
+            f"  {name}: ours {o.rate:.0f} req/s, baseline {b.rate:.0f}, "
+            f"×{o.rate / b.rate:.2f}; {latency}"
+        )
     return rows
 
 

@@ -218,6 +218,12 @@ class Database:
         """Ask the database something: a StoreError if it does not answer."""
         self._q("SELECT count(*) FROM migrations").fetchone()
 
+    def data_version(self) -> int:
+        """SQLite's `PRAGMA data_version`: a number that changes when another connection (of
+        this process or another) has committed since this one last asked. It costs no query of
+        any table: SQLite reads it from the WAL index in shared memory."""
+        return int(self._q("PRAGMA data_version").fetchone()[0])
+
 
 class _Transaction:
     """BEGIN IMMEDIATE … COMMIT, rolled back on an exception; a lock is a StoreError."""

@@ -342,6 +342,16 @@ class Editions(Database):
         )
         return [ArchivedEdition(r["id"], parse_iso(r["created"]), r["subject"]) for r in rows]
 
+    def published_mark(self) -> tuple[int, int | None]:
+        """How many editions `published_editions` lists, and the newest id among them: it
+        changes when an edition is published."""
+        row = self._q(
+            """SELECT count(*) AS n, max(id) AS newest FROM editions e
+               WHERE status = 'sent' OR EXISTS (
+                   SELECT 1 FROM deliveries d WHERE d.edition_id = e.id AND d.state = 'sent')"""
+        ).fetchone()
+        return int(row["n"]), row["newest"]
+
     def published_edition(self, edition_id: int) -> tuple[ArchivedEdition, Rendered] | None:
         """One edition of `published_editions` with its frozen content, or None."""
         for edition in self.published_editions():

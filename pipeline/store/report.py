@@ -26,6 +26,18 @@ class Reports(Database):
             counts.setdefault(r["ambassador"], {})[Kind(r["kind"])] = r["n"]
         return counts
 
+    def report_mark(self) -> tuple[object, ...]:
+        """What changes when anything the report reads does: a new item, a new credit, a blog
+        item turned chronicle (its title, excerpt and date with it), the day counting began."""
+        row = self._q(
+            """SELECT (SELECT count(*) FROM items) AS items,
+                      (SELECT max(id) FROM items) AS newest,
+                      (SELECT count(*) FROM items WHERE kind = 'chronicle') AS chronicles,
+                      (SELECT count(*) FROM item_ambassadors) AS credits,
+                      (SELECT value FROM meta WHERE key = 'counting_since') AS since"""
+        ).fetchone()
+        return tuple(row)
+
     def item_texts(
         self, start: datetime, until: datetime, ambassadors: Sequence[str]
     ) -> list[tuple[str, str]]:

@@ -41,7 +41,10 @@ How it keeps people safe:
 What it computes on demand (the open report, the archive's list, Atom feed and editions) is
 built by one request at a time and kept (`OnDemand`): the others wait for that build, or get
 the last page built while it runs, and builds run on threads of their own (`BUILDERS`), so a
-report waiting on a slow calendar never holds up the other routes. A client that leaves in the
+report waiting on a slow calendar never holds up the other routes. The archive's list and
+feed, and the report, are kept until the database changes what they show (`Changes`: another
+process's send or collect is noticed within CHANGES_EVERY, with no thread and no query on each
+request); the unsubscribe pages are rendered once, at start. A client that leaves in the
 middle of its request is one INFO line.
 
 Each worker thread keeps its own database connection (SQLite connections are not shared

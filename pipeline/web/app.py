@@ -54,6 +54,9 @@ SECURITY_HEADERS = {
 """On every answer, unless the answer sets its own (a page's CSP with its style hashes, the
 archive's Cache-Control)."""
 ARCHIVE_CACHE = "public, max-age=300"
+CHANGES_EVERY = 0.1
+"""Seconds between two looks at whether the database has changed (`Changes`): what another
+process publishes shows within about this time."""
 BUILDERS = 4
 """Threads that build pages on demand (the report, the archive), apart from those that serve
 requests, so that a slow build never holds up a request for anything else."""
@@ -291,6 +294,61 @@ def _seen(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+class Changes:
+    """What the pages kept ready were built from, looked up on the event loop without a
+    thread: each kept page is keyed by its mark (`mark`), so a page whose mark has moved is
+    built again before it is served, and one whose mark has not is served as kept.
+
+    The database is written by other processes (`trnews send` publishes an edition, `collect`
+    stores items): the server notices without a restart, and without a query on every
+    request. At most every `every` seconds it reads SQLite's `PRAGMA data_version` on a
+    connection of its own: microseconds, from the WAL index in shared memory, and a new value
+    whenever any other connection has committed. Only then is a mark asked again, on that
+    connection (one small query, when a page that needs it is asked for). A stat of the
+    database file would not do: in WAL mode a commit writes the -wal file only, and a
+    checkpoint may leave its size and time as they were.
+    """
+
+    def __init__(self, store: Store, every: float = CHANGES_EVERY) -> None:
+        self.store = store
+        """A connection used only on the event loop, in autocommit: it never holds a read
+        transaction (nor the WAL) open between two looks."""
+        self.every = every
+        self.looked = -float("inf")
+        self.data_version: int | None = None
+        self.generation = 0
+        """Counts the changes of data_version seen."""
+        self.marks: dict[str, tuple[int, Any]] = {}
+        """Each mark asked for, with the generation it was asked in."""
+
+    def mark(self, what: str, ask: Callable[[Store], Any]) -> Any:
+        """The mark `ask` gives, asked again only if the database has changed since; if the
+        database does not answer, the last mark (the pages built from it are served)."""
+        now = time.monotonic()
+        if now - self.looked >= self.every:
+            self.looked = now
+            try:
+                version = self.store.data_version()
+            except TrnewsError as e:
+                logger.warning("Cannot tell whether the database has changed: %s", e)
+            else:
+                if version != self.data_version:
+                    self.data_version = version
+                    self.generation += 1
+        held = self.marks.get(what)
+        if held is not None and held[0] == self.generation:
+            return held[1]
+        try:
+            value = ask(self.store)
+        except TrnewsError as e:
+            if held is None:
+                raise
+            logger.warning("Cannot tell whether %s has changed: %s", what, e)
+            return held[1]
+        self.marks[what] = (self.generation, value)
+        return value
+
+
 # -- what every request needs ------------------------------------------------------------------
 
 
@@ -323,6 +381,7 @@ class Core:
         with Store.open(config.database_path) as store:
             self.secret = tokens.link_secret(config, store)
             self.purge(store)
+        self.changes = Changes(Store.open(config.database_path))
         self.common = {
             "lang": nl.language,
             "title": inert(nl.title),

@@ -21,9 +21,7 @@ from .app import ARCHIVE_CACHE, Core, OnDemand, _kept, content_security_policy
 
 ARCHIVE_KEPT = 64
 """Archived editions kept ready to serve, in memory."""
-ARCHIVE_FRESH = 60.0
-"""Seconds the archive's list and Atom feed are served as built before one rebuild: an edition
-sent since shows within about this time."""
+ATOM_TYPE = "application/atom+xml; charset=utf-8"
 
 
 class Archive(Core):
@@ -31,8 +29,9 @@ class Archive(Core):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.archive_page = OnDemand("the archive", self._archive, fresh_for=ARCHIVE_FRESH)
-        self.atom_feed = OnDemand("the archive's feed", self._atom, fresh_for=ARCHIVE_FRESH)
+        # Keyed by the published editions' mark (Changes): kept until an edition is published.
+        self.archive_page = OnDemand("the archive", self._archive, fresh_for=None)
+        self.atom_feed = OnDemand("the archive's feed", self._atom, fresh_for=None)
         self.archived = OnDemand(
             "an archived edition", self._edition, fresh_for=None, kept=ARCHIVE_KEPT
         )
@@ -42,12 +41,19 @@ class Archive(Core):
         nl = self.config.newsletter
         return format_date(value.astimezone(nl.tz), "long", locale=nl.language)
 
+    def published(self) -> tuple[int, int | None]:
+        """The published editions' mark, as the event loop last saw it (no thread)."""
+        mark: tuple[int, int | None] = self.changes.mark(
+            "the published editions", lambda store: store.published_mark()
+        )
+        return mark
+
     async def archive(self, request: Request) -> Response:
-        page = await self.archive_page.get(None)
+        page = await self.archive_page.get(self.published())
         assert page is not None
         return _kept(page)
 
-    async def _archive(self, _: None) -> tuple[str, str]:
+    async def _archive(self, _: tuple[int, int | None]) -> tuple[str, str]:
         def build(store: Store) -> tuple[str, str]:
             editions = store.published_editions()
             page = self.render(
@@ -97,15 +103,11 @@ class Archive(Core):
         return await self.db(build, limiter=self.builders)
 
     async def atom(self, request: Request) -> Response:
-        feed = await self.atom_feed.get(None)
+        feed = await self.atom_feed.get(self.published())
         assert feed is not None
-        return Response(
-            feed,
-            media_type="application/atom+xml; charset=utf-8",
-            headers={"Cache-Control": ARCHIVE_CACHE},
-        )
+        return Response(feed, media_type=ATOM_TYPE, headers={"Cache-Control": ARCHIVE_CACHE})
 
-    async def _atom(self, _: None) -> str:
+    async def _atom(self, _: tuple[int, int | None]) -> bytes:
         editions = await self.db(lambda store: store.published_editions(), limiter=self.builders)
         nl = self.config.newsletter
         host = urlsplit(nl.public_url).hostname or "localhost"
@@ -137,7 +139,7 @@ class Archive(Core):
                 "  </entry>",
             ]
         lines.append("</feed>\n")
-        return "\n".join(lines)
+        return "\n".join(lines).encode()
 
 
 def _rfc3339(value: datetime) -> str:

@@ -15,16 +15,20 @@ class Report(Core):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.report_page = OnDemand(
+        self.report_page: OnDemand[object, tuple[str, str]] = OnDemand(
             "the open report", self._report, fresh_for=config.web.report_cache_minutes * 60
         )
 
     async def report(self, request: Request) -> Response:
-        page = await self.report_page.get(None)
+        # Keyed by what the report reads from the database (Changes): built again once a
+        # collect (or a send's collect) has stored an item, in any process; otherwise kept
+        # report_cache_minutes (the calendars it fetches, the share of the year elapsed).
+        mark = self.changes.mark("the report's items", lambda store: store.report_mark())
+        page = await self.report_page.get(mark)
         assert page is not None
         return _kept(page)
 
-    async def _report(self, _: None) -> tuple[str, str]:
+    async def _report(self, _: object) -> tuple[str, str]:
         from .. import report as report_stage
 
         def build(store: Store) -> tuple[str, str]:
