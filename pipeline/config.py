@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import ipaddress
 import os
@@ -258,8 +259,9 @@ class NewsletterConfig(_Section):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @functools.cached_property
     def sender_address(self) -> str:
+        """Read once: each message's Message-ID and envelope use it."""
         return parseaddr(self.sender)[1]
 
     @property

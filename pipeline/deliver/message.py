@@ -447,6 +447,7 @@ class MessageTemplate:
         self.end = CRLF + b"--" + self.boundary.encode() + b"--" + CRLF
         self.text = _body(content.text)
         self.html = _body(content.html)
+        self.date: tuple[int | None, bytes] = (None, b"")
 
     def _fold(self, name: str, value: str | Address) -> bytes:
         folded: str = self.policy.header_factory(name, value).fold(policy=self.policy)
@@ -463,6 +464,14 @@ class MessageTemplate:
             return line.encode("ascii") + CRLF
         return self._fold(name, value)
 
+    def _date(self, when: datetime) -> bytes:
+        """The Date header: the same for every message of one second, so written once a
+        second (a date is whole seconds)."""
+        second = int(when.timestamp())
+        if self.date[0] != second:
+            self.date = (second, self._header("Date", format_datetime(when)))
+        return self.date[1]
+
     def render(
         self, *, to: str, name: str, msg_id: str, unsubscribe_url: str, when: datetime
     ) -> bytes:
@@ -477,7 +486,7 @@ class MessageTemplate:
             self.head,
             self._plain(to_header(to, name)),
             self.subject,
-            self._header("Date", format_datetime(when)),
+            self._date(when),
             self._header("Message-ID", msg_id),
             self.before_unsubscribe,
             self._plain(list_unsubscribe(unsubscribe_url)),

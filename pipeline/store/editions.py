@@ -267,8 +267,9 @@ class Editions(Database):
                 (iso(now), iso(since)),
             )
             rows = self._q(
-                """SELECT DISTINCT edition_id FROM deliveries
-                   WHERE state = 'deferred' AND updated <= ? ORDER BY edition_id""",
+                """SELECT id AS edition_id FROM editions e WHERE EXISTS (
+                       SELECT 1 FROM deliveries d WHERE d.edition_id = e.id
+                       AND d.state = 'deferred' AND d.updated <= ?) ORDER BY id""",
                 (iso(tried_before),),
             ).fetchall()
             self._q(
@@ -326,10 +327,11 @@ class Editions(Database):
     def owed_counts(self) -> dict[int, int]:
         """Edition id → readers still owed it (queued, or `sending` when a run was killed)."""
         rows = self._q(
-            """SELECT edition_id, count(*) AS n FROM deliveries
-               WHERE state IN ('queued', 'sending') GROUP BY edition_id"""
-        )
-        return {int(r["edition_id"]): int(r["n"]) for r in rows}
+            """SELECT id, (SELECT count(*) FROM deliveries d
+                           WHERE d.edition_id = e.id AND d.state IN ('queued', 'sending')) AS n
+               FROM editions e"""
+        )  # edition by edition, each a range of the deliveries_state index
+        return {int(r["id"]): int(r["n"]) for r in rows if r["n"]}
 
     def published_editions(self) -> list[ArchivedEdition]:
         """The editions readers have: sent, or being delivered with a message out; newest

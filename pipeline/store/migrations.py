@@ -237,6 +237,16 @@ MIGRATIONS: list[tuple[str, str]] = [
             WHERE confirmation_retry IS NOT NULL;
         """,
     ),
+    (
+        # Every message of a send changes its row's state twice; an index over every row's
+        # state made each change cost a third B-tree write. Only the deferred rows are looked
+        # up across editions (to queue them again), so only they are indexed that way.
+        "0009_deferred_index",
+        """
+        DROP INDEX IF EXISTS deliveries_by_state;
+        CREATE INDEX deliveries_deferred ON deliveries (updated) WHERE state = 'deferred';
+        """,
+    ),
 ]
 
 
