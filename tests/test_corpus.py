@@ -30,7 +30,14 @@ from xml.sax.saxutils import escape
 
 import feedparser
 import pytest
-from support.mail import active_content, delivered, html_part, text_part, unsafe_characters
+from support.mail import (
+    active_content,
+    delivered,
+    dot_lines,
+    html_part,
+    text_part,
+    unsafe_characters,
+)
 from support.paths import CORPUS
 from support.servers import FeedServer
 from support.site import Site
@@ -379,6 +386,7 @@ def test_every_corpus_entry_reaches_the_edition(feeds: FeedServer, site: Site) -
     text, html = text_part(msg), html_part(msg)
     unsafe = unsafe_characters(delivered(site)[0])
     assert not unsafe, f"characters no reader should get are in the message: {set(unsafe)}"
+    assert not dot_lines(site), "a line of the message starts with a dot"
 
     missing = missing_from_edition(oracle, text)
     assert not missing, f"{len(missing)} entries missing:\n" + "\n".join(missing[:40])
@@ -476,6 +484,7 @@ def test_no_hostile_snippet_puts_anything_active_into_the_message(
     html, text = html_part(msg), text_part(msg)
     unsafe = unsafe_characters(delivered(site)[0])
     assert not unsafe, f"characters no reader should get are in the message: {set(unsafe)}"
+    assert not dot_lines(site), "a line of the message starts with a dot"
 
     found = active_content(html)
     assert not found, f"{len(found)} active things in the HTML part:\n" + "\n".join(found[:40])

@@ -148,6 +148,17 @@ def delivered(site: Site) -> list[str]:
     return [decoded(p.read_bytes()) for p in files]
 
 
+def dot_lines(site: Site) -> list[bytes]:
+    """Lines of the site's sent messages, as written, that start with a dot: SMTP would have
+    to stuff them (RFC 5321 4.5.2); trnews writes none, so that every message goes as it is."""
+    return [
+        line
+        for path in site.outbox.iterdir()
+        for line in path.read_bytes().splitlines()
+        if line.startswith(b".")
+    ]
+
+
 ACTIVE_TAGS = {
     "script",
     "iframe",

@@ -221,7 +221,12 @@ class Pipelining:
     pipelining = True
 
     async def handle_EHLO(
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
     ) -> list[str]:
         session.host_name = hostname  # what aiosmtpd does itself when no handler answers EHLO
         if self.pipelining:
