@@ -408,6 +408,8 @@ class Recipient:
     name: str
     state: SubscriberState
     """The subscriber's state now: one who left since the freeze is skipped."""
+    hard_bounces: int = 0
+    """Editions in a row refused for good so far: a delivery clears them."""
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,7 @@ class StoreLedger:
                             if a.starting is not None
                         ],
                         now=_now(),
+                        cleared=[a.job.subscriber_id for a in batch if a.job.bounces],
                     )
                 except BaseException as e:
                     for a in batch:
@@ -272,7 +273,8 @@ def _queue_edition(
                 unsubscribe_url=unsubscribe_url(config, secret, r.subscriber_id),
                 when=_now(),
             )
-            if not pool.put(Job(edition_id, r.subscriber_id, address, mid, data)):
+            job = Job(edition_id, r.subscriber_id, address, mid, data, bounces=r.hard_bounces)
+            if not pool.put(job):
                 return
 
 

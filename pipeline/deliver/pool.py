@@ -54,6 +54,8 @@ class Job:
     """The message as MessageTemplate.render writes it: ready for DATA as it is."""
     tries: int = 0
     """4xx replies so far in this run."""
+    bounces: int = 0
+    """The reader's editions in a row refused for good, which a delivery clears."""
 
 
 class Ledger(Protocol):

@@ -127,14 +127,20 @@ class Editions(Database):
         """One batch of the readers still owed this edition (queued, or `sending` when a run was
         killed mid-send), in subscriber order after the subscriber id `after`."""
         rows = self._q(
-            """SELECT d.subscriber_id, d.email, s.name, s.state
+            """SELECT d.subscriber_id, d.email, s.name, s.state, s.hard_bounces
                FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
                WHERE d.edition_id = ? AND d.state IN ('queued', 'sending') AND d.subscriber_id > ?
                ORDER BY d.subscriber_id LIMIT ?""",
             (edition_id, after, limit),
         ).fetchall()
         return [
-            Recipient(r["subscriber_id"], r["email"], r["name"], SubscriberState(r["state"]))
+            Recipient(
+                r["subscriber_id"],
+                r["email"],
+                r["name"],
+                SubscriberState(r["state"]),
+                r["hard_bounces"],
+            )
             for r in rows
         ]
 
@@ -216,30 +222,37 @@ class Editions(Database):
         going: list[tuple[int, int, str]],
         *,
         now: datetime,
+        cleared: list[int] | None = None,
     ) -> None:
-        """In one transaction: the (edition, subscriber) rows of `sent` settled as sent (their
-        readers' record of failures cleared, as `record_delivery` does), and the (edition,
-        subscriber, Message-ID) rows of `going` marked as about to go on the wire. What one
-        commit of a send does for several connections at once."""
-        when = iso(now)
+        """At once: the (edition, subscriber) rows of `sent` settled as sent, and the (edition,
+        subscriber, Message-ID) rows of `going` marked as about to go on the wire; the readers
+        `cleared` (among `sent`, with failures on record) have their record of failures
+        cleared, as `record_delivery` does. What one commit of a send does for several
+        connections: one statement, atomic by itself, unless there are failures to clear."""
+        rows = [(eid, sid, "sent", None, 1) for eid, sid in sent]
+        rows += [(eid, sid, "sending", mid, 0) for eid, sid, mid in going]
+        if not rows:
+            return
+        # Only placeholders are joined into the text: one "(?, ?, ?, ?, ?)" a row.
+        sql = f"""WITH v (edition_id, subscriber_id, state, message_id, tried) AS
+                      (VALUES {", ".join(["(?, ?, ?, ?, ?)"] * len(rows))})
+                  UPDATE deliveries SET state = v.state,
+                      message_id = coalesce(v.message_id, deliveries.message_id),
+                      attempts = attempts + v.tried,
+                      last_error = CASE WHEN v.tried THEN NULL ELSE last_error END,
+                      updated = ?
+                  FROM v WHERE deliveries.edition_id = v.edition_id
+                      AND deliveries.subscriber_id = v.subscriber_id"""  # noqa: S608
+        params = [value for row in rows for value in row] + [iso(now)]
+        if not cleared:
+            self._q(sql, params)
+            return
         with self.transaction():
-            if going:
-                self.conn.executemany(
-                    """UPDATE deliveries SET state = 'sending', message_id = ?, updated = ?
-                       WHERE edition_id = ? AND subscriber_id = ?""",
-                    [(mid, when, eid, sid) for eid, sid, mid in going],
-                )
-            if sent:
-                self.conn.executemany(
-                    """UPDATE deliveries SET state = 'sent', attempts = attempts + 1,
-                           last_error = NULL, updated = ?
-                       WHERE edition_id = ? AND subscriber_id = ?""",
-                    [(when, eid, sid) for eid, sid in sent],
-                )
-                self.conn.executemany(
-                    "UPDATE subscribers SET hard_bounces = 0 WHERE id = ? AND hard_bounces > 0",
-                    [(sid,) for _, sid in sent],
-                )
+            self._q(sql, params)
+            self.conn.executemany(
+                "UPDATE subscribers SET hard_bounces = 0 WHERE id = ? AND hard_bounces > 0",
+                [(sid,) for sid in cleared],
+            )
 
     def queued_count(self, edition_id: int) -> int:
         """Readers still owed this edition: queued, or left `sending` by a killed run."""
