@@ -229,6 +229,7 @@ class Editions(Database):
         `cleared` (among `sent`, with failures on record) have their record of failures
         cleared, as `record_delivery` does. What one commit of a send does for several
         connections: one statement, atomic by itself, unless there are failures to clear."""
+        rows: list[tuple[int, int, str, str | None, int]]
         rows = [(eid, sid, "sent", None, 1) for eid, sid in sent]
         rows += [(eid, sid, "sending", mid, 0) for eid, sid, mid in going]
         if not rows:
