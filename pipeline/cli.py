@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -15,14 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__, redact, spreadsheet, subscribers, words
+from . import __version__, redact, words
 from .config import Config, check_address, config_path, load_config
 from .errors import (
     ConfigError,
@@ -34,10 +33,23 @@ from .errors import (
 from .models import FeedOutcome, FeedResult, SubscriberState
 from .store import Store
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+# Each command imports the stages it runs inside its own body: `trnews collect` must not pay
+# for the templates, the delivery code, the calendars or the web side (bench/importtime.py).
+
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@functools.cache
+def _err() -> Console:
+    """Standard error as rich writes it, made when a line is first written there."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclass
@@ -84,15 +96,42 @@ def open_store(config: Config) -> Iterator[Store]:
         store.close()
 
 
-def _progress() -> Progress:
+class _NoBar:
+    """What `_progress` gives when standard error is not a terminal: the lines on standard
+    output, no bar, and rich left unimported."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def add_task(self, description: str, total: float | None = None) -> TaskID:
+        return cast("TaskID", 0)
+
+    def advance(self, task: TaskID) -> None:
+        pass
+
+    def update(self, task: TaskID, **fields: Any) -> None:
+        pass
+
+    def print(self, text: str, **style: Any) -> None:
+        click.echo(text)
+
+
+def _progress() -> Progress | _NoBar:
+    """A progress bar on standard error when it is a terminal; lines print above it."""
+    if not sys.stderr.isatty():
+        return _NoBar()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
+        console=_err(),
         transient=True,
-        disable=not err.is_terminal,
     )
 
 
@@ -109,7 +148,7 @@ class TrnewsGroup(click.Group):
                 traceback.print_exc(file=sys.stderr)
             _fail(e)
         except KeyboardInterrupt:
-            err.print("trnews: interrupted; nothing is lost: run the command again to carry on")
+            _err().print("trnews: interrupted; nothing is lost: run the command again to carry on")
             ctx.exit(1)
 
 
@@ -136,16 +175,16 @@ class _CommandLog(logging.Formatter):
 def _fail(e: TrnewsError) -> None:
     if isinstance(e, ConfigError):
         for problem in e.problems:
-            err.print(f"trnews: {e.path}: {redact.text(str(problem))}", markup=False)
-        err.print(
+            _err().print(f"trnews: {e.path}: {redact.text(str(problem))}", markup=False)
+        _err().print(
             f"trnews: {words.count(len(e.problems), 'problem')} in the config; nothing was done."
         )
     else:
-        err.print(f"trnews: error: {redact.text(str(e))}", markup=False)
+        _err().print(f"trnews: error: {redact.text(str(e))}", markup=False)
         for line in (e.hint or "").splitlines():
-            err.print(f"trnews: {line}", markup=False)
+            _err().print(f"trnews: {line}", markup=False)
         if isinstance(e, TransportUnavailable):
-            err.print(
+            _err().print(
                 "trnews: nothing is lost: readers not yet sent to stay queued; "
                 "run 'trnews send' again to carry on"
             )
@@ -226,7 +265,7 @@ def check(state: State, discover: bool, fix: bool) -> None:
     warnings = deliver.check_setup(config)  # what the send will meet: the DKIM key, the CA
     feeds = sum(len(a.feeds) for a in config.ambassador)
     for warning in warnings:
-        err.print(f"trnews: warning: {warning}", markup=False)
+        _err().print(f"trnews: warning: {warning}", markup=False)
     click.echo(
         f"{state.path}: OK: {len(config.ambassador)} ambassadors, {feeds} feeds "
         f"({config.feed_count} to fetch), {len(config.meeting)} meetings; "
@@ -363,9 +402,7 @@ def collect(state: State, retry_gone: bool) -> None:
         task = bar.add_task("Collecting feeds", total=config.feed_count)
 
         def line(o: FeedOutcome) -> None:
-            bar.console.print(
-                _feed_line(o, tz), markup=False, highlight=False
-            ) if bar.console.is_terminal else click.echo(_feed_line(o, tz))
+            bar.print(_feed_line(o, tz), markup=False, highlight=False)
             bar.advance(task)
 
         outcomes = cycle.collect(config, store, on_outcome=line, retry_gone=retry_gone)
@@ -586,7 +623,7 @@ def status(state: State, as_json: bool) -> None:
     setting = view.setting(state.path)
     if setting.problem is not None:
         for p in setting.problem.problems:
-            err.print(f"trnews: {setting.problem.path}: {p}", markup=False)
+            _err().print(f"trnews: {setting.problem.path}: {p}", markup=False)
     if not setting.database.exists():
         click.echo(f"No database at {setting.database} yet: run 'trnews collect' first.")
     else:
@@ -627,6 +664,8 @@ def subscribers_add(state: State, email: str, name: str) -> None:
     Example:
       trnews subscribers add kari@example.org --name "Kari Nordmann"
     """
+    from . import subscribers
+
     config = state.config()
     with open_store(config) as store:
         click.echo(subscribers.add(store, email, name))
@@ -646,6 +685,8 @@ def subscribers_rename(state: State, email: str, name: str) -> None:
     Example:
       trnews subscribers rename kari@example.org "Kari Nordmann"
     """
+    from . import subscribers
+
     config = state.config()
     with open_store(config) as store:
         click.echo(subscribers.rename(store, email, name))
@@ -664,6 +705,8 @@ def subscribers_remove(state: State, email: str, erase: bool) -> None:
       trnews subscribers remove kari@example.org
       trnews subscribers remove --erase kari@example.org
     """
+    from . import subscribers
+
     config = state.config()
     with open_store(config) as store:
         click.echo(subscribers.remove(store, email, erase=erase))
@@ -687,6 +730,8 @@ def subscribers_list(state: State, as_json: bool, state_filter: str | None) -> N
       trnews subscribers list
       trnews subscribers list --state active --json
     """
+    from . import subscribers
+
     config = state.config()
     with open_store(config) as store:
         rows = list(store.subscribers(SubscriberState(state_filter) if state_filter else None))
@@ -726,6 +771,8 @@ def subscribers_import(state: State, csv_file: Path) -> None:
       trnews subscribers import readers.csv
       trnews subscribers import "Lesere fra Excel.csv"    # E-post;Navn
     """
+    from . import spreadsheet, subscribers
+
     config = state.config()
     with open_store(config) as store:
         report = subscribers.import_csv(store, csv_file)
@@ -761,6 +808,8 @@ def subscribers_export(state: State, as_json: bool, excel: bool, email: str | No
       trnews subscribers export --excel > abonnenter.csv
       trnews subscribers export --json kari@example.org
     """
+    from . import spreadsheet, subscribers
+
     if excel and (as_json or email is not None):
         raise UsageError("--excel is for the CSV export: trnews subscribers export --excel")
     config = state.config()
@@ -770,9 +819,7 @@ def subscribers_export(state: State, as_json: bool, excel: bool, email: str | No
             click.echo(json.dumps(found, indent=2, ensure_ascii=False))
             return
         if as_json:
-            rows = subscribers.export_json(store.subscribers())
-            click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-            n = len(rows)
+            n = subscribers.export_json(store.subscribers(), sys.stdout)
         elif excel:
             # Bytes, whatever the terminal's encoding: Excel needs UTF-8 and its byte order mark.
             dialect = spreadsheet.excel(config.newsletter.language)
@@ -799,6 +846,8 @@ def subscribers_forget(state: State, email: str) -> None:
     Example:
       trnews subscribers forget kari@example.org
     """
+    from . import subscribers
+
     config = state.config()
     with open_store(config) as store:
         click.echo(subscribers.forget(store, email))
@@ -916,6 +965,7 @@ def report(
       trnews report --format csv --excel --out rapport-2026.csv    # opens in Excel
     """
     from . import report as report_stage
+    from . import spreadsheet
 
     if excel and fmt != "csv":
         raise UsageError(
@@ -936,7 +986,7 @@ def report(
             said = f"{problem.error}; its other meetings are counted"
         else:
             said = f"could not be read: {problem.error}; its meetings are not counted"
-        err.print(f"trnews: calendar {problem.calendar} {said}", markup=False)
+        _err().print(f"trnews: calendar {problem.calendar} {said}", markup=False)
     dialect = spreadsheet.excel(config.newsletter.language) if excel else spreadsheet.PLAIN
     text = report_stage.render(built, fmt, config, dialect)
     if out is None:

@@ -101,7 +101,6 @@ async def fetch_all(
     """Fetch every source concurrently; `on_result` is called as each one finishes. Setting
     `stop` ends the run soon after, leaving the feeds not yet done for the next one."""
     sources = list(sources)
-    start_workers(len(sources))  # up by the time the first answers are in
     in_flight = asyncio.Semaphore(settings.concurrency)
     hosts: dict[str, asyncio.Semaphore] = {}
     headers = {"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
@@ -119,6 +118,9 @@ async def fetch_all(
                     got = await fetch_http(client_for(source.location), source, settings)
                 if isinstance(got, FeedResult):
                     return got
+                # Workers start with the first body, while it parses in a thread: a run of
+                # 304s (nothing to parse) starts none.
+                start_workers(len(sources))
                 return await _parse(source.location, got, now)
             except Exception as e:  # a bug met on one feed must not stop the others
                 logger.debug("Unexpected error on %s", source.location, exc_info=True)
