@@ -86,7 +86,7 @@ def maildir_site(folder: Path, readers: int, extra: str = "") -> Path:
     """A site in `folder` over local copies of tests/data feeds (nothing collected yet), with
     N active readers and the Maildir transport; `extra` is more TOML for the file. Returns the
     config file. Needs tests/ on sys.path."""
-    from conftest import feed_bytes
+    from support.feeds import feed_bytes
 
     from pipeline.config import load_config
     from pipeline.models import SubscriberState
