@@ -1,4 +1,4 @@
-"""The `trnews` command: parse, call, print. No logic of its own lives here."""
+"""The `trnews` command: parse, call, print; no logic here, and each command imports its own."""
 
 from __future__ import annotations
 
@@ -36,9 +36,6 @@ from .store import Store
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
-
-# Each command imports the stages it runs inside its own body: `trnews collect` must not pay
-# for the templates, the delivery code, the calendars or the web side (bench/importtime.py).
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,8 +94,7 @@ def open_store(config: Config) -> Iterator[Store]:
 
 
 class _NoBar:
-    """What `_progress` gives when standard error is not a terminal: the lines on standard
-    output, no bar, and rich left unimported."""
+    """What `_progress` gives off a terminal: the lines on standard output, no bar, no rich."""
 
     def __enter__(self) -> _NoBar:
         return self
@@ -109,11 +105,10 @@ class _NoBar:
     def add_task(self, description: str, total: float | None = None) -> TaskID:
         return cast("TaskID", 0)
 
-    def advance(self, task: TaskID) -> None:
-        pass
-
     def update(self, task: TaskID, **fields: Any) -> None:
         pass
+
+    advance = update
 
     def print(self, text: str, **style: Any) -> None:
         click.echo(text)
