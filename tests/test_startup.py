@@ -41,8 +41,10 @@ NOT_FOR_COLLECT = (
     "pipeline.deliver",
     "pipeline.calendars",
     "pipeline.edition",
+    "email_validator",
 )
-"""What `trnews collect` never uses: the edition's templates, e-mail, calendars, the web."""
+"""What `trnews collect` never uses: the edition's templates, e-mail, calendars, the web, and
+e-mail-validator for a sender that is a plain address (config.check_address)."""
 
 
 def probe(site: Site, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str], str]:
