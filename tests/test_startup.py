@@ -86,6 +86,9 @@ def test_collect_imports_nothing_of_the_edition_the_mail_or_the_web(
     assert "3 ok" in proc.stdout
     assert "httpx" in modules and "feedparser" in modules  # the probe sees what is imported
     assert heavy(modules, NOT_FOR_COLLECT) == []
+    # nor the other commands' definitions
+    assert heavy(modules, ("pipeline.cli.admin", "pipeline.cli.subscribers")) == []
+    assert "pipeline.cli.jobs" in modules
 
 
 def test_status_and_the_subscriber_commands_import_no_delivery_nor_web(site: Site) -> None:
