@@ -25,7 +25,6 @@ from .config import CollectConfig, Config
 from .errors import FetchError
 from .fetch import ACCEPT_ENCODING, Body, Source, fetch_http, host_clients, host_of, user_agent
 from .models import FeedOutcome, FeedResult, Kind
-from .parse import author_matches, parse_async, parse_feed, start_workers
 from .store import FeedHealth, Store
 
 logger = logging.getLogger(__name__)
@@ -48,6 +47,8 @@ def _read_local(source: Source, now: datetime) -> FeedResult:
         stamp = f"{stat.st_mtime_ns}-{stat.st_size}"
         if source.etag == stamp:
             return FeedResult(source.location, not_modified=True, etag=stamp)
+        from .parse import parse_feed
+
         entries = parse_feed(path.read_bytes(), path.absolute().as_uri(), now=now)
     except FileNotFoundError:
         return FeedResult(source.location, error="no such file")
@@ -59,6 +60,8 @@ def _read_local(source: Source, now: datetime) -> FeedResult:
 
 
 async def _parse(url: str, body: Body, now: datetime) -> FeedResult:
+    from .parse import parse_async
+
     try:
         entries = await parse_async(body.data, body.base, body.content_type, now=now)
     except FetchError as e:
@@ -119,7 +122,10 @@ async def fetch_all(
                 if isinstance(got, FeedResult):
                     return got
                 # Workers start with the first body, while it parses in a thread: a run of
-                # 304s (nothing to parse) starts none.
+                # 304s (nothing to parse) starts none, nor loads the parsers (feedparser and
+                # ours), which load while the first requests are on their way.
+                from .parse import start_workers
+
                 start_workers(len(sources))
                 return await _parse(source.location, got, now)
             except Exception as e:  # a bug met on one feed must not stop the others
@@ -181,6 +187,14 @@ def subscriptions(config: Config) -> dict[str, list[Subscription]]:
     return out
 
 
+def _matched(subs: list[Subscription], author: str) -> list[Subscription]:
+    """The subscriptions an entry by `author` belongs to (the parsers are loaded by now: the
+    entry came from them)."""
+    from .parse import author_matches
+
+    return [s for s in subs if s.author is None or author_matches(author, s.author)]
+
+
 def store_result(
     store: Store, result: FeedResult, subs: list[Subscription], now: datetime
 ) -> FeedOutcome:
@@ -203,9 +217,7 @@ def store_result(
             health = store.feed(result.url)
             gone_since = health.gone_since if health else now
         for entry in result.entries:
-            matched = [
-                s for s in subs if s.author is None or author_matches(entry.author, s.author)
-            ]
+            matched = _matched(subs, entry.author)
             if not matched:
                 continue
             kind = Kind.CHRONICLE if any(s.kind is Kind.CHRONICLE for s in matched) else Kind.BLOG

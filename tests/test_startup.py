@@ -108,9 +108,10 @@ def test_a_run_of_304s_starts_no_parse_worker(site: Site, feeds: FeedServer) -> 
     first, _, started = probe(site, "collect")
     assert "20 ok" in first.stdout
     assert started.startswith("True ")  # the probe sees workers when they start
-    again, _, started = probe(site, "collect")
+    again, modules, started = probe(site, "collect")
     assert "20 not modified" in again.stdout
     assert started == "False 0"
+    assert heavy(modules, ("feedparser", "pipeline.parse")) == []  # nothing to parse, no parser
 
 
 def test_export_json_is_the_one_json_list_it_always_was(site: Site) -> None:
