@@ -136,6 +136,13 @@ async def fetch_all(
                 )
 
         tasks = [asyncio.create_task(one(s)) for s in sources]
+        # A feed without validators answers with a body: when many will, the workers start
+        # now, behind the first requests, and are up when the bodies arrive.
+        bodies = sum(1 for s in sources if not (s.is_local or s.etag or s.last_modified))
+        if bodies > EARLY_WORKERS:
+            from .parse import start_workers
+
+            asyncio.get_running_loop().call_soon(start_workers, bodies)
         watcher = asyncio.create_task(_cancel_on(stop, tasks)) if stop is not None else None
         try:
             for done in asyncio.as_completed(tasks):
@@ -150,6 +157,14 @@ async def fetch_all(
             for t in (*tasks, *([watcher] if watcher else [])):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+EARLY_WORKERS = 16
+"""Feeds without validators (each answers with a body) above which a run starts its parse
+workers with its requests rather than with its first body: a first run of 120 feeds from 30
+hosts took 1.4 s instead of 2.2 (bench/collect.py --processes), its bodies parsed in the
+workers instead of in threads that hold the interpreter lock. Below it, loading the parsers
+before the first request would cost more than it saves."""
 
 
 async def _cancel_on(stop: threading.Event, tasks: list[asyncio.Task[FeedResult]]) -> None:
