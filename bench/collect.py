@@ -18,10 +18,15 @@ In the same run:
 
 Targets at N = 200 (issue 3): a/b >= 20, b/d <= 1.5, c/b <= 0.5, peak RSS < 250 MB.
 
+And whole processes, start-up included (issue 17): `trnews collect` over 120 feeds from 30 hosts
+on a fresh database, then again (every feed 304), against the sequential loop as a script of its
+own; targets: loop / trnews >= 20, the 304 run <= 0.5x the first.
+
     .venv/bin/python bench/collect.py                 # N = 50, 200, 1000
     .venv/bin/python bench/collect.py --sizes 200     # one size
     .venv/bin/python bench/collect.py --sizes 200 --concurrency 64
     .venv/bin/python bench/collect.py --profile 200   # where trnews's time goes
+    .venv/bin/python bench/collect.py --processes     # only the 120-feed whole-process case
 """
 
 from __future__ import annotations
@@ -184,9 +189,9 @@ def feed_path(i: int) -> str:
     return f"/feed/{i}.xml"
 
 
-def feed_url(port: int, i: int) -> str:
-    """Feed `i` lives on address 127.0.0.(1 + i % HOSTS): HOSTS hosts share the N feeds."""
-    return f"http://127.0.0.{1 + i % HOSTS}:{port}{feed_path(i)}"
+def feed_url(port: int, i: int, hosts: int = HOSTS) -> str:
+    """Feed `i` lives on address 127.0.0.(1 + i % hosts): `hosts` hosts share the N feeds."""
+    return f"http://127.0.0.{1 + i % hosts}:{port}{feed_path(i)}"
 
 
 def moment() -> datetime:
@@ -270,12 +275,12 @@ def _listeners(hosts: int) -> list[socket.socket]:
     raise SystemExit("bench/collect.py: no port free on every loopback address")
 
 
-async def _serve(n: int, now: datetime) -> None:
+async def _serve(n: int, now: datetime, hosts: int) -> None:
     routes = {feed_path(i): Route(feed_body(i, now), f'"v1-{i}"') for i in range(n)}
     routes["/hostile/big.xml"] = Route(big_body(now), '"big"')
     routes["/hostile/bomb.xml"] = Route(BOMB.read_bytes(), '"bomb"')
     servers = []
-    for sock in _listeners(HOSTS):
+    for sock in _listeners(hosts):
         servers.append(
             await asyncio.start_server(lambda r, w: _connection(r, w, routes), sock=sock)
         )
@@ -286,9 +291,10 @@ async def _serve(n: int, now: datetime) -> None:
 
 
 @contextlib.contextmanager
-def feed_server(n: int, now: datetime) -> Iterator[int]:
-    """Start the child server for N feeds; yields its port; stops the child afterwards."""
-    with child(__file__, "--serve", str(n), now.isoformat()) as proc:
+def feed_server(n: int, now: datetime, hosts: int = HOSTS) -> Iterator[int]:
+    """Start the child server for N feeds on `hosts` loopback addresses; yields its port;
+    stops the child afterwards."""
+    with child(__file__, "--serve", str(n), now.isoformat(), str(hosts)) as proc:
         yield port_of(proc)
 
 
@@ -568,7 +574,115 @@ def run(quick: bool = False, sizes: tuple[int, ...] = SIZES) -> list[Result]:
         "per answer\n"
     )
     print(table(rows), end="\n\n", flush=True)
-    return results(rows)
+    out = results(rows)
+    if quick:  # its sequential loop alone takes half a minute
+        print(f"(the {PROCESS_FEEDS}-feed whole-process case is left out of --quick)\n")
+    else:
+        out += whole_processes()
+    return out
+
+
+# -- whole processes: the admin's run, start-up included ------------------------------------
+
+PROCESS_FEEDS = 120
+PROCESS_HOSTS = 30
+PROCESS_TARGETS = {"loop/first": 20.0, "again/first": 0.5}
+"""Issue 17: 120 feeds at 250 ms from 30 hosts, `trnews collect` at least 20x a sequential
+loop, and its all-304 run at most half its first; whole processes, start-up included."""
+
+LOOP = """
+import sys, httpx, feedparser
+entries, urls = int(sys.argv[1]), sys.argv[2:]
+with httpx.Client() as client:
+    for url in urls:
+        r = client.get(url)
+        r.raise_for_status()
+        assert len(feedparser.parse(r.content).entries) == entries, url
+"""
+"""The sequential loop as a script: one feed after another, GET then feedparser.parse."""
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    n: int
+    hosts: int
+    loop: float
+    first: float
+    again: float
+    load: tuple[float, float]
+
+
+def _wall(command: list[str], cwd: Path) -> tuple[float, str]:
+    """Seconds from just before starting `command` to its exit, and what it printed."""
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"bench/collect.py: {command[:4]} exited {proc.returncode}:\n{proc.stderr}"
+        )
+    return seconds, proc.stdout
+
+
+def measure_processes(n: int = PROCESS_FEEDS, hosts: int = PROCESS_HOSTS) -> ProcessRow:
+    """`trnews collect` as a process on a fresh database, then again (every feed 304), and the
+    sequential loop as a process of its own, over the same N feeds from `hosts` hosts."""
+    now = moment()
+    load = os.getloadavg()[0]
+    with feed_server(n, now, hosts) as port, tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        urls = [feed_url(port, i, hosts) for i in range(n)]
+        config = write_config(folder, urls)
+        collect = [sys.executable, "-m", "pipeline", "-c", str(config), "collect"]
+        first, out = _wall(collect, folder)
+        if f"Collected {n} feeds: {n * ENTRIES} new items; {n} ok" not in out:
+            raise SystemExit(f"bench/collect.py: the first run did not store every item:\n{out}")
+        again, out = _wall(collect, folder)
+        if f"0 ok, {n} not modified" not in out:
+            raise SystemExit(f"bench/collect.py: the second run was not all 304:\n{out}")
+        loop, _ = _wall([sys.executable, "-c", LOOP, str(ENTRIES), *urls], folder)
+    return ProcessRow(n, hosts, loop, first, again, (load, os.getloadavg()[0]))
+
+
+def process_table(r: ProcessRow) -> str:
+    loop_ratio, again_ratio = r.loop / r.first, r.again / r.first
+    ok = {
+        "loop/first": loop_ratio >= PROCESS_TARGETS["loop/first"],
+        "again/first": again_ratio <= PROCESS_TARGETS["again/first"],
+    }
+    return (
+        f"collect, whole processes: {r.n} feeds from {r.hosts} hosts, "
+        f"{LATENCY * 1000:.0f} ms per answer, load {r.load[0]:.1f}-{r.load[1]:.1f}\n"
+        f"  sequential loop {r.loop:.2f} s; trnews collect {r.first:.2f} s "
+        f"(x{loop_ratio:.1f}, target >= 20: {'met' if ok['loop/first'] else 'NOT met'}); "
+        f"all-304 run {r.again:.2f} s ({again_ratio:.2f} of the first, target <= 0.5: "
+        f"{'met' if ok['again/first'] else 'NOT met'})"
+    )
+
+
+def process_results(r: ProcessRow) -> list[Result]:
+    return [
+        Result(
+            f"collect {r.n} feeds / {r.hosts} hosts, processes, vs the loop",
+            r.first,
+            r.loop,
+            note="whole processes, start-up included; baseline: httpx + feedparser one feed "
+            "after another; target ratio >= 20",
+        ),
+        Result(
+            f"collect {r.n} feeds / {r.hosts} hosts, processes, 304 run",
+            r.again,
+            r.first,
+            note="baseline: the first run of the same process; target ratio >= 2 "
+            "(the 304 run at most half the first)",
+        ),
+    ]
+
+
+def whole_processes() -> list[Result]:
+    row = measure_processes()
+    print(process_table(row), end="\n\n", flush=True)
+    return process_results(row)
 
 
 # -- the profile ------------------------------------------------------------------------------
@@ -649,7 +763,12 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, help="set [collect] concurrency (default: trnews's own)"
     )
-    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help=f"only the whole-process case: {PROCESS_FEEDS} feeds from {PROCESS_HOSTS} hosts",
+    )
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--trnews", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.concurrency:
@@ -658,9 +777,12 @@ def main() -> None:
     if args.trnews:
         _trnews(Path(args.trnews[0]), int(args.trnews[1]))
     elif args.serve:
-        asyncio.run(_serve(int(args.serve[0]), datetime.fromisoformat(args.serve[1])))
+        n, now, hosts = args.serve
+        asyncio.run(_serve(int(n), datetime.fromisoformat(now), int(hosts)))
     elif args.profile:
         profile(args.profile)
+    elif args.processes:
+        whole_processes()
     else:
         run(args.quick, tuple(args.sizes))
 

@@ -23,6 +23,7 @@ import collect
 import deliver
 import render
 import schedule
+import startup
 import web
 from common import Result
 
@@ -31,6 +32,7 @@ BENCHES = {
     "deliver": deliver.run,
     "render": render.run,
     "schedule": schedule.run,
+    "startup": startup.run,
     "web": web.run,
 }
 

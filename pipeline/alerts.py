@@ -18,11 +18,9 @@ from zoneinfo import ZoneInfo
 from . import collect as collect_stage
 from . import redact, words
 from .config import Config
-from .deliver import notify
 from .errors import ConfigError, DeliveryError, RecipientRefused
 from .models import SendReport
 from .store import Store
-from .templates import translations
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +40,8 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
             recovered.append(h)
     if not failing and not recovered:
         return
+    from .templates import translations  # jinja2 and Babel: only when there is an alert to write
+
     tz = config.newsletter.tz
     t = translations(config.newsletter.language)
     lines: list[str] = []
@@ -121,6 +121,8 @@ def send_unavailable(
     config: Config, store: Store, edition_id: int | None, error: str, now: datetime
 ) -> None:
     """Queue the alert for a send the mail server stopped (once per edition)."""
+    from .templates import translations
+
     t = translations(config.newsletter.language)
     if edition_id is not None:
         subject = t.gettext("Sending edition %(id)d failed") % {"id": edition_id}
@@ -155,6 +157,8 @@ def send_error(
 ) -> None:
     """Queue the alert for a send that could not even start (a broken template, DKIM key):
     the scheduler's send of `slot`, or (`scheduled` false) one started by hand at `slot`."""
+    from .templates import translations
+
     t = translations(config.newsletter.language)
     if scheduled:
         subject = t.gettext("The scheduled send failed")
@@ -183,6 +187,8 @@ def after_send(config: Config, store: Store, report: SendReport, now: datetime) 
     """Queue the alert for readers refused for good (once per edition)."""
     if not report.refused or report.edition_id is None:
         return
+    from .templates import translations
+
     t = translations(config.newsletter.language)
     edition, failed = report.edition_id, report.failed
     subject = f"[{config.newsletter.title}] " + t.ngettext(
@@ -225,6 +231,8 @@ def confirmations_unsent(config: Config, store: Store, now: datetime) -> None:
     count, oldest, error = store.unsent_confirmations()
     if not count:
         return
+    from .templates import translations
+
     t = translations(config.newsletter.language)
     subject = f"[{config.newsletter.title}] " + t.ngettext(
         "%(num)d confirmation mail not sent",
@@ -270,6 +278,8 @@ def flush(config: Config, store: Store) -> int:
     pending = [a for a in store.pending_alerts() if a.recipient in config.alerts.to]
     if not pending:
         return 0
+    from .deliver import notify  # the delivery code: only when there is an alert to send
+
     sent = 0
     try:
         sender = notify.Sender(config)

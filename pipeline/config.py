@@ -16,8 +16,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import email_validator
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -35,19 +33,45 @@ DEFAULT_CONFIG = Path("config/trnews.toml")
 CONFIG_ENV = "TRNEWS_CONFIG"
 
 
-# Syntax only, as SPEC.md says: an intranet's `it@corp.local` or a staging setup's
-# `nyhetsbrev@trnews.test` is an address like any other here, and whether mail reaches it is
-# the relay's business. email-validator refuses the special-use names of RFC 6761 even when
-# it is told not to check deliverability; its list is part of its API, for callers to change.
-email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
+# The commonest address, lower-case ASCII with a dot-atom local part, checked here by a pattern
+# whose every match email-validator takes unchanged (tests/test_address_fastpath.py holds it to
+# that): loading email-validator costs every command tens of milliseconds before its first
+# request, and every config load checks the sender. Anything else goes to email-validator.
+_PLAIN_ADDRESS = re.compile(
+    r"(?=.{1,254}\Z)[a-z0-9_+-]{1,64}(?:\.[a-z0-9_+-]+)*@"
+    r"(?:(?!-)(?!.{2}--)[a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}",
+    re.ASCII,
+)
+
+
+def _plain(value: str) -> bool:
+    return bool(_PLAIN_ADDRESS.fullmatch(value)) and len(value.partition("@")[0]) <= 64
+
+
+@functools.cache
+def _email_validator() -> Any:
+    """email-validator's `validate_email`, the module loaded on first use.
+
+    Syntax only, as SPEC.md says: an intranet's `it@corp.local` or a staging setup's
+    `nyhetsbrev@trnews.test` is an address like any other here, and whether mail reaches it is
+    the relay's business. email-validator refuses the special-use names of RFC 6761 even when
+    it is told not to check deliverability; its list is part of its API, for callers to change."""
+    import email_validator
+
+    email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
+    return email_validator
 
 
 def check_address(value: str) -> str:
     """Return the normalised form of a bare e-mail address (its syntax checked, not whether
     its domain takes mail), or raise UsageError saying why."""
+    value = value.strip()
+    if _plain(value):
+        return value
+    validator = _email_validator()
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized
-    except EmailNotValidError as e:
+        return str(validator.validate_email(value, check_deliverability=False).normalized)
+    except validator.EmailNotValidError as e:
         raise UsageError(f"{value!r} is not a valid e-mail address: {e}") from e
 
 

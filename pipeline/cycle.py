@@ -11,22 +11,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import alerts, words
 from . import collect as collect_stage
 from .config import Config
-from .cron import SLOT_FORMAT
-from .deliver import (
-    NON_ASCII_LOCAL_PART,
-    Progress,
-    Transport,
-    build_message,
-    deliver_editions,
-    make_signer,
-    notify,
-    wire_address,
-)
-from .edition import plan_edition
 from .errors import StoreError, TransportUnavailable, TrnewsError, UsageError
 from .models import (
     EditionPlan,
@@ -36,9 +25,13 @@ from .models import (
     SendReport,
     SubscriberState,
 )
-from .render import Renderer, personalise
 from .store import Store
-from .tokens import preview_unsubscribe_url
+
+if TYPE_CHECKING:
+    from .deliver import Progress, Transport
+
+# The edition's stages (templates, delivery, calendars) are imported by the jobs that use them:
+# `collect` loads none of them.
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +50,9 @@ class Draft:
 
 def draft(config: Config, store: Store, now: datetime) -> Draft:
     """The edition `send` would deliver now, without storing anything."""
+    from .edition import plan_edition
+    from .render import Renderer
+
     unfinished = store.unfinished_edition()
     if unfinished is not None:
         return Draft(store.edition_content(unfinished), None, unfinished)
@@ -66,6 +62,9 @@ def draft(config: Config, store: Store, now: datetime) -> Draft:
 
 def preview(config: Config, store: Store, out_dir: Path, *, now: datetime | None = None) -> Draft:
     """Write `preview.html` and `preview.txt` of the edition `send` would send now; mark nothing."""
+    from .render import personalise
+    from .tokens import preview_unsubscribe_url
+
     d = draft(config, store, now or datetime.now(UTC))
     personal = personalise(d.rendered, unsubscribe_url=preview_unsubscribe_url(config))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +84,10 @@ def send_test(
 ) -> Draft:
     """Send the would-be edition to these addresses only; mark nothing, build nothing. The
     messages are signed with DKIM as the edition's are, so they fare as theirs will."""
+    from .deliver import NON_ASCII_LOCAL_PART, build_message, notify, wire_address
+    from .render import personalise
+    from .tokens import preview_unsubscribe_url
+
     now = now or datetime.now(UTC)
     with notify.Sender(config, transport) as sender:  # a bad DKIM key fails before the draft
         d = draft(config, store, now)
@@ -166,6 +169,8 @@ def send_job(
     due; now, by default) and raised: one the mail server stopped by `send` itself, any other
     (a broken template, a DKIM key) here.
     """
+    from .cron import SLOT_FORMAT
+
     now = now or datetime.now(UTC)
     if collect_first is not None:
         collect_first()
@@ -196,6 +201,8 @@ def _send(
     build: bool,
     retry_wait: timedelta,
 ) -> SendReport:
+    from .deliver import deliver_editions, make_signer
+
     report = SendReport()
     signer = make_signer(config)  # a bad DKIM key is a config error before anything is built
     since = now - timedelta(hours=config.delivery.retry_hours)
@@ -233,6 +240,9 @@ def _send(
 
 def _build(config: Config, store: Store, now: datetime, report: SendReport) -> int | None:
     """Freeze a new edition and queue its readers; None (with the reason) if there is none."""
+    from .edition import plan_edition
+    from .render import Renderer
+
     plan = plan_edition(config, store, now)
     if not plan.has_news and not config.schedule.send_when_empty:
         report.reason = "nothing new since the last edition"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import shlex
 from collections.abc import Iterable
@@ -263,6 +264,16 @@ def listed(subscriber: Subscriber) -> dict[str, Any]:
     return {"email": subscriber.email, "name": subscriber.name, "state": subscriber.state.value}
 
 
-def export_json(subscribers: Iterable[Subscriber]) -> list[dict[str, Any]]:
-    """Every subscriber as `subscribers export --json` prints them: the CSV's columns."""
-    return [dict(listed(s), created=s.created.isoformat()) for s in subscribers]
+def export_json(subscribers: Iterable[Subscriber], out: TextIO) -> int:
+    """Write every subscriber as one JSON list of the CSV's columns, item by item as they are
+    read (100,000 readers need not fit in memory); returns the count. The text is what
+    `json.dumps(list, indent=2, ensure_ascii=False)` gives, and a line end."""
+    n = 0
+    for s in subscribers:
+        item = json.dumps(
+            dict(listed(s), created=s.created.isoformat()), indent=2, ensure_ascii=False
+        )
+        out.write(("[\n  " if n == 0 else ",\n  ") + item.replace("\n", "\n  "))
+        n += 1
+    out.write("\n]\n" if n else "[]\n")
+    return n
