@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from gettext import GNUTranslations
 from zoneinfo import ZoneInfo
 
-from . import collect as collect_stage
 from . import redact, words
 from .config import Config
 from .errors import ConfigError, DeliveryError, RecipientRefused
@@ -27,8 +26,10 @@ logger = logging.getLogger(__name__)
 
 def after_collect(config: Config, store: Store, now: datetime) -> None:
     """Queue one alert for the feeds that just crossed the failure threshold or recovered."""
+    from .collect import subscriptions  # only after a collect, which has loaded it
+
     threshold = config.alerts.feed_failures
-    owners = collect_stage.subscriptions(config)
+    owners = subscriptions(config)
     names = {a.id: a.name for a in config.ambassador}
     failing, recovered = [], []
     for url, h in store.feed_health().items():

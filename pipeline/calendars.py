@@ -36,17 +36,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import icalendar
-import recurring_ical_events  # type: ignore[import-untyped]
-from dateutil.rrule import rrulestr  # type: ignore[import-untyped]
-
 from .config import Config, meeting_end, meeting_start
-from .fetch import fetch_documents, user_agent
 from .models import CalendarProblem, Meetings, PlannedMeeting
 from .sanitize import one_line
+
+if TYPE_CHECKING:
+    import icalendar
+
+# icalendar, recurring-ical-events and the fetching code load only when there is a calendar to
+# read: an edition with [[meeting]] tables alone never needs them.
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ def _read_file(path: Path, cap: int) -> bytes | str:
 
 async def _fetch_all(config: Config, names: list[str]) -> list[bytes | str]:
     """Each calendar's bytes, or the reason it could not be had, in the order given."""
+    from .fetch import fetch_documents, user_agent
+
     settings = config.collect
     wheres = [location(config, name) for name in names]
     web = [w for w in wheres if urlsplit(w).scheme in ("http", "https")]
@@ -130,6 +133,8 @@ async def _fetch_all(config: Config, names: list[str]) -> list[bytes | str]:
 
 def parse_calendar(data: bytes) -> icalendar.Calendar:
     """The calendar in `data`; ValueError saying why when it is not one."""
+    import icalendar
+
     text = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not text[:15].upper().startswith(b"BEGIN:VCALENDAR"):
         head = text[:40].decode("utf-8", "replace").split("\n")[0].strip()
@@ -225,6 +230,8 @@ def _check_size(calendar: icalendar.Calendar, start: datetime, end: datetime) ->
     """ValueError if the calendar's series would give more than MAX_OCCURRENCES events in the
     window, or take more than MAX_STEPS to reach its end. Counted lazily with dateutil before
     `recurring-ical-events` expands them, which it does all at once."""
+    from dateutil.rrule import rrulestr  # type: ignore[import-untyped]
+
     total = 0
     for vevent in calendar.walk("VEVENT"):
         component: Any = vevent  # icalendar types a property as any of its 30 value types
@@ -331,6 +338,8 @@ def _readable(calendar: icalendar.Calendar) -> _Readable:
       which owns the changes) gets a UID of its own. One with a lower SEQUENCE than another is
       an older copy of the same event (RFC 5545) and is dropped.
     """
+    import icalendar
+
     left_out: list[str] = []
     events: list[tuple[int, Any]] = []
     vevents = [c for c in calendar.subcomponents if c.name == "VEVENT"]
@@ -380,6 +389,9 @@ def _expand(readable: _Readable, start: datetime, end: datetime) -> list[Any]:
     """The occurrences of the readable events between `start` and `end`. Should
     recurring-ical-events still fail on one series, each is expanded on its own, and only the
     one that fails is left out (and named)."""
+    import icalendar
+    import recurring_ical_events  # type: ignore[import-untyped]
+
     window = (start, end + timedelta(seconds=1))
     try:
         query = recurring_ical_events.of(readable.calendar)

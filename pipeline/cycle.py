@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import alerts, words
-from . import collect as collect_stage
 from .config import Config
 from .errors import StoreError, TransportUnavailable, TrnewsError, UsageError
 from .models import (
@@ -293,6 +292,8 @@ def collect(
     The admins are alerted (`[alerts]`) once when a feed has failed `feed_failures` runs in a
     row, and once when it works again. Setting `stop` ends the run early (see
     collect_stage.collect)."""
+    from . import collect as collect_stage  # httpx and the parsers: not for a send alone
+
     now = datetime.now(UTC)
     outcomes = collect_stage.collect(
         config, store, now=now, on_outcome=on_outcome, retry_gone=retry_gone, stop=stop
