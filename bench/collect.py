@@ -45,7 +45,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Result, child, port_of
+from common import Result, TreeMemory, child, port_of
 
 ROOT = Path(__file__).resolve().parent.parent
 BOMB = ROOT / "tests" / "data" / "entity_bomb.xml"
@@ -380,50 +379,6 @@ class CliRun:
     processes: int
 
 
-class TreeMemory:
-    """Samples the high-water mark (VmHWM) of a process and of all its descendants, from
-    /proc, until stopped: children that exit are not waited for by us, so their peak is
-    only visible while they live."""
-
-    def __init__(self, pid: int, every: float = 0.05) -> None:
-        self.pid = pid
-        self.every = every
-        self.peaks: dict[int, int] = {}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            for pid in self._tree():
-                with contextlib.suppress(OSError, ValueError):
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            self.peaks[pid] = max(self.peaks.get(pid, 0), int(line.split()[1]))
-            self.stop.wait(self.every)
-
-    def _tree(self) -> list[int]:
-        return self.descendants(self.pid)
-
-    @staticmethod
-    def descendants(root: int) -> list[int]:
-        """`root` and every process below it, from /proc/PID/task/TID/children."""
-        out, todo = [], [root]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            for task in Path(f"/proc/{pid}/task").glob("*/children"):
-                with contextlib.suppress(OSError):
-                    todo += [int(p) for p in task.read_text().split()]
-        return out
-
-    def close(self) -> dict[int, int]:
-        """Stop sampling; the peak of each process seen, in KiB."""
-        self.stop.set()
-        self.thread.join()
-        return self.peaks
-
-
 def time_cli(folder: Path, urls: list[str], port: int, n: int) -> CliRun:
     """`trnews collect` as a process on a fresh database, the hostile pair added to the feeds."""
     hostile = [f"http://127.0.0.1:{port}/hostile/{name}.xml" for name in ("big", "bomb")]
@@ -438,21 +393,19 @@ def time_cli(folder: Path, urls: list[str], port: int, n: int) -> CliRun:
             stderr=subprocess.STDOUT,
         )
         memory = TreeMemory(proc.pid)
-        _, status, usage = os.wait4(proc.pid, 0)  # its own rusage, which Popen.wait drops
+        status = proc.wait()
         seconds = time.perf_counter() - start
         peaks = memory.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     text = log.read_text(encoding="utf-8", errors="replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"bench/collect.py: trnews collect exited {proc.returncode}:\n{text}")
+    if status != 0:
+        raise SystemExit(f"bench/collect.py: trnews collect exited {status}:\n{text}")
     failed = [line for line in text.splitlines() if "FAILED" in line]
     bomb = [line for line in text.splitlines() if "bomb.xml" in line]
     if len(failed) != 1 or "big.xml" not in failed[0] or f"Collected {n + 2} feeds" not in text:
         raise SystemExit(f"bench/collect.py: expected only the 60 MB feed to fail:\n{text}")
     if len(bomb) != 1 or "(1 in feed)" not in bomb[0]:
         raise SystemExit(f"bench/collect.py: expected the entity bomb's one item:\n{text}")
-    peaks[proc.pid] = max(peaks.get(proc.pid, 0), usage.ru_maxrss)
-    return CliRun(seconds, sum(peaks.values()) / 1024, usage.ru_maxrss / 1024, len(peaks))
+    return CliRun(seconds, sum(peaks.values()) / 1024, peaks.get(proc.pid, 0) / 1024, len(peaks))
 
 
 # -- the loop and the floor -------------------------------------------------------------------

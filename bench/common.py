@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,3 +111,50 @@ def maildir_site(folder: Path, readers: int, extra: str = "") -> Path:
                 now=now,
             )
     return path
+
+
+class TreeMemory:
+    """Samples the high-water mark (VmHWM) of a process and of all its descendants, from
+    /proc, until stopped: children that exit are not waited for by us, so their peak is
+    only visible while they live.
+
+    Never wait4's ru_maxrss: on Linux the high-water mark survives exec, so a child started
+    once the benchmark's own process has grown reports at least that size."""
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
+        self.pid = pid
+        self.every = every
+        self.peaks: dict[int, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for pid in self._tree():
+                with contextlib.suppress(OSError, ValueError):
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peaks[pid] = max(self.peaks.get(pid, 0), int(line.split()[1]))
+            self.stop.wait(self.every)
+
+    def _tree(self) -> list[int]:
+        return self.descendants(self.pid)
+
+    @staticmethod
+    def descendants(root: int) -> list[int]:
+        """`root` and every process below it, from /proc/PID/task/TID/children."""
+        out, todo = [], [root]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    todo += [int(p) for p in task.read_text().split()]
+        return out
+
+    def close(self) -> dict[int, int]:
+        """Stop sampling; the peak of each process seen, in KiB."""
+        self.stop.set()
+        self.thread.join()
+        return self.peaks

@@ -16,7 +16,7 @@ its SQLite store. In the same run, to the same sink, with the same bytes:
   start of the process to its exit), with `[delivery.smtp] connections` 1, 4 and 8; afterwards
   the store must show every reader delivered and the sink must have counted exactly N. Beside
   it, the in-process rate: from the log line "Built edition" to "Delivered edition". Peak RSS:
-  the send process's high-water mark (wait4's ru_maxrss).
+  the send process's high-water mark (VmHWM, sampled from /proc).
 - bare loop: one reader's message exactly as trnews wrote it (taken from a Maildir send of the
   same site), sent N times by a bare smtplib loop on one connection, as a whole process
   (`python bench/deliver.py --bare ...`, start-up included);
@@ -56,7 +56,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Result, child, port_of
+from common import Result, TreeMemory, child, port_of
 
 ROOT = Path(__file__).resolve().parent.parent
 TRNEWS = Path(sys.executable).with_name("trnews")
@@ -303,10 +303,11 @@ def time_ours(site: Site, sink: Sink, readers: int, connections: int) -> Ours:
         )
         timer = threading.Timer(max(600.0, readers / 20), proc.kill)
         timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        memory = TreeMemory(proc.pid)
+        proc.wait()
         seconds = time.perf_counter() - start
         timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = memory.close().get(proc.pid, 0)
     text = out.read_text(encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"bench/deliver.py: trnews send exited {proc.returncode}:\n{text}")
@@ -321,7 +322,7 @@ def time_ours(site: Site, sink: Sink, readers: int, connections: int) -> Ours:
         if {"Built", "Delivered"} <= stamps.keys()
         else None
     )
-    return Ours(seconds, inside, usage.ru_maxrss / 1024)
+    return Ours(seconds, inside, peak / 1024)
 
 
 # -- the baselines ------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ peak memory of `subscribers export --json`. Whole processes, start-up included.
   within 2x of the bare script.
 - **imports**: `python -X importtime -m pipeline collect`, self times summed by top-level
   package (what `-X importtime` counts runs slower than a plain start: compare runs of this).
-- **export RSS**: peak RSS (wait4) of `trnews subscribers export --json` of N readers, beside the
-  CSV export of the same readers; target under 100 MB at 100,000.
+- **export RSS**: peak RSS (VmHWM, sampled) of `trnews subscribers export --json` of N readers,
+  beside the CSV export of the same readers; target under 100 MB at 100,000.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from common import SITE_CONFIG, Result, maildir_site  # noqa: E402
+from common import SITE_CONFIG, Result, TreeMemory, maildir_site  # noqa: E402
 
 FEED = (HERE.parent / "tests" / "data" / "blog_wordpress.xml").read_bytes()
 BARE = """
@@ -133,9 +133,11 @@ def import_times() -> tuple[float, list[tuple[str, float]]]:
 def _peak_mb(command: list[str], cwd: Path) -> float:
     with open(os.devnull, "wb") as out:
         proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.DEVNULL, env=_env())
-        _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, command
-    return usage.ru_maxrss / 1024
+        memory = TreeMemory(proc.pid)
+        status = proc.wait()
+        peak = memory.close().get(proc.pid, 0)
+    assert status == 0, command
+    return peak / 1024
 
 
 def export_rss(readers: int) -> Result:

@@ -298,6 +298,10 @@ class SmtpTransport:
         _close(conn)
 
     def close(self) -> None:
+        if self.conn is not None and self.open is not None:
+            # The server waits for a body (the run stopped on an error between two messages):
+            # a QUIT would be read as the body's first line, and never answered.
+            self._drop()
         if self.conn is not None:
             try:
                 self.conn.quit()
