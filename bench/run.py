@@ -1,6 +1,6 @@
 """Run the trnews benchmarks and print one table: each against a baseline measured in this run.
 
-    .venv/bin/python bench/run.py            # the full run (`make bench`), about 17 minutes
+    .venv/bin/python bench/run.py            # the full run (`make bench`), about 13 minutes
     .venv/bin/python bench/run.py --quick    # a smaller run, about a minute
     .venv/bin/python bench/run.py --only deliver
 
