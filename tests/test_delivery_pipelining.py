@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 from xml.sax.saxutils import escape
 
 from support.mail import add_readers, text_part, use_smtp
@@ -43,6 +44,13 @@ class Wire:
     early: list[str] = field(default_factory=list)
     """Each command (or end of a body) after which the client sent more before the reply."""
     replies: int = 0
+    refuse: set[bytes] = field(default_factory=set)
+    """Recipients refused at RCPT with 550."""
+    lax: bool = False
+    """Answer DATA with 354 even when every recipient was refused, as RFC 2920 says a server
+    must not; the body that follows is thrown away with a 554."""
+    orphans: int = 0
+    """Bodies sent after a DATA with no recipient."""
 
 
 def _serve(conn: socket.socket, wire: Wire) -> None:
@@ -80,6 +88,7 @@ def _serve(conn: socket.socket, wire: Wire) -> None:
         return head
 
     conn.sendall(b"220 wire.example.org ESMTP\r\n")
+    recipients = 0
     while (command := line()) is not None:
         verb = command[:4].upper()
         if verb == b"EHLO":
@@ -88,6 +97,10 @@ def _serve(conn: socket.socket, wire: Wire) -> None:
         elif verb == b"QUIT":
             conn.sendall(b"221 bye\r\n")
             return
+        elif verb == b"RCPT" and command[8:].strip(b"<>") in wire.refuse:
+            reply("RCPT", b"550 5.1.1 no such user\r\n")
+        elif verb == b"DATA" and not recipients and not wire.lax:
+            reply("DATA", b"554 5.5.1 no valid recipients\r\n")
         elif verb == b"DATA":
             reply("DATA", b"354 go on\r\n", expect_next=False)  # the body waits for this
             body = []
@@ -95,16 +108,25 @@ def _serve(conn: socket.socket, wire: Wire) -> None:
                 if data is None:
                     return
                 body.append(data)
+            if not recipients:
+                wire.orphans += 1
+                reply("end of DATA", b"554 5.5.1 no valid recipients\r\n")
+                continue
             wire.messages.append(b"\r\n".join(body) + b"\r\n")
+            recipients = 0
             reply("end of DATA", b"250 2.0.0 accepted\r\n", expect_next=wire.pipelining)
         else:
+            if verb in (b"MAIL", b"RSET"):
+                recipients = 0
+            elif verb == b"RCPT":
+                recipients += 1
             reply(verb.decode(), b"250 OK\r\n")
 
 
 @contextmanager
-def wire_server(*, pipelining: bool) -> Iterator[tuple[int, Wire]]:
+def wire_server(*, pipelining: bool, **faults: Any) -> Iterator[tuple[int, Wire]]:
     """The recording server on a free loopback port, one connection at a time."""
-    wire = Wire(pipelining)
+    wire = Wire(pipelining, **faults)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -189,3 +211,17 @@ def test_a_line_starting_with_a_dot_arrives_whole_and_needs_no_stuffing(site: Si
         assert ".NET-dagen i Trondheim" in lines
         assert ".Andre linje starter med punktum." in " ".join(lines)
         assert b"=2ENET-dagen" in raw  # quoted-printable, which every reader decodes
+
+
+def test_a_server_taking_data_after_refusing_the_recipient_is_not_left_waiting(
+    site: Site,
+) -> None:
+    refused = b"leser03@example.org"
+    with wire_server(pipelining=True, refuse={refused}, lax=True) as (port, wire):
+        sent_to(site, port, 8)
+    # The refused reader's DATA was answered 354 all the same: trnews ended that empty body at
+    # once and went on, instead of sending the next commands into it.
+    assert wire.orphans == 1
+    assert len(wire.messages) == 7
+    [edition] = status_editions(site)
+    assert (edition["delivered"], edition["failed"]) == (7, 1)

@@ -272,6 +272,11 @@ class SmtpTransport:
         if not pipelined:
             conn.send(next(replies))
         code, reply = self._check(conn.getreply())
+        if refused is not None and code == 354:
+            # A server that takes DATA with no recipient left (RFC 2920 says it must not)
+            # waits for a body: an empty one ends it, and its answer is of no interest.
+            conn.send(b".\r\n")
+            self._check(conn.getreply())
         if refused is None and code != 354:
             refused = RecipientRefused(recipient, code, _text(reply))
         if refused is not None:
