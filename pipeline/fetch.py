@@ -134,7 +134,8 @@ def retry_after(value: str | None, now: datetime) -> datetime | None:
 
 
 def _os_reason(exc: BaseException | None) -> str | None:
-    """The operating system's words ("Connection refused") deepest in an exception chain."""
+    """The operating system's words ("Connection refused") deepest in an exception chain, or
+    what TLS said."""
     reason = None
     for _ in range(10):
         if exc is None:
@@ -142,6 +143,12 @@ def _os_reason(exc: BaseException | None) -> str | None:
         if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
             continue
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            # An OSError whose errno is OpenSSL's, not the system's (1 would read "Operation
+            # not permitted").
+            return f"the certificate is not trusted ({exc.verify_message})"
+        if isinstance(exc, ssl.SSLError):
+            return f"TLS failed ({exc.reason or exc})"
         if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
             reason = os.strerror(exc.errno)  # asyncio's own strerror is "Connect call failed …"
         elif isinstance(exc, OSError) and exc.strerror:
@@ -375,7 +382,7 @@ async def host_clients(
     timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=settings.timeout)
     # The callers' semaphores bound the connections; a pool only keeps the idle ones for reuse.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.per_host)
-    tls: ssl.SSLContext | None = None  # one for every client: each costs ~80 ms to build
+    tls: ssl.SSLContext | None = None  # one for every client
     clients: dict[str, httpx.AsyncClient] = {}
     async with contextlib.AsyncExitStack() as stack:
 
@@ -383,7 +390,7 @@ async def host_clients(
             nonlocal tls
             name = host_of(url)
             if name not in clients:
-                tls = tls or httpx.create_ssl_context()
+                tls = tls or egress.tls_context()
                 clients[name] = egress.client(
                     url,
                     tls=tls,

@@ -6,6 +6,7 @@ import email
 import email.policy
 import gzip
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -70,15 +71,24 @@ class LoopbackHTTP:
     """A threaded HTTP server on a loopback address, in a thread of its own: what every test
     server shares. Each subclass brings its handler (a `QuietHandler` with its `do_GET`)."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.httpd = _Server((host, 0), handler)
+        self.scheme = "http"
+        if tls is not None:  # https, with the certificate the context carries
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.host = host
         self.port = int(self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -92,9 +102,10 @@ class LoopbackHTTP:
 
 
 class FeedServer(LoopbackHTTP):
-    """A threaded HTTP server on loopback serving registered routes; records every request."""
+    """A threaded HTTP server on loopback serving registered routes; records every request.
+    With `tls`, it serves https."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
         server = self
@@ -163,7 +174,7 @@ class FeedServer(LoopbackHTTP):
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        super().__init__(Handler)
+        super().__init__(Handler, tls=tls)
 
     def add(self, path: str, body: bytes = b"", **kw: Any) -> str:
         """Serve `body` at `path`; returns the full URL."""
