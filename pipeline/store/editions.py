@@ -197,10 +197,7 @@ class Editions(Database):
             if bounce_limit is None:
                 return False
             if state == DeliveryState.SENT:
-                self._q(
-                    "UPDATE subscribers SET hard_bounces = 0 WHERE id = ? AND hard_bounces > 0",
-                    (subscriber_id,),
-                )
+                self._clear_failures([subscriber_id])
                 return False
             if state != DeliveryState.FAILED:
                 return False
@@ -250,10 +247,14 @@ class Editions(Database):
             return
         with self.transaction():
             self._q(sql, params)
-            self.conn.executemany(
-                "UPDATE subscribers SET hard_bounces = 0 WHERE id = ? AND hard_bounces > 0",
-                [(sid,) for sid in cleared],
-            )
+            self._clear_failures(cleared)
+
+    def _clear_failures(self, subscriber_ids: list[int]) -> None:
+        """A delivery clears the reader's record of editions refused for good."""
+        self.conn.executemany(
+            "UPDATE subscribers SET hard_bounces = 0 WHERE id = ? AND hard_bounces > 0",
+            [(sid,) for sid in subscriber_ids],
+        )
 
     def queued_count(self, edition_id: int) -> int:
         """Readers still owed this edition: queued, or left `sending` by a killed run."""
