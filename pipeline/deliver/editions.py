@@ -71,9 +71,13 @@ class StoreLedger:
 
     def starting(self, job: Job) -> None:
         with self.lock:
-            self.store.mark_sending(
-                job.edition_id, job.subscriber_id, message_id=job.message_id, now=_now()
-            )
+            self._mark(job)
+
+    def _mark(self, job: Job) -> None:
+        """`job`'s row marked `sending` (the lock held): its message goes on the wire next."""
+        self.store.mark_sending(
+            job.edition_id, job.subscriber_id, message_id=job.message_id, now=_now()
+        )
 
     def settled(
         self, job: Job, refused: RecipientRefused | None, starting: Job | None = None
@@ -83,12 +87,7 @@ class StoreLedger:
             return
         with self.lock, self.store.transaction():
             if starting is not None:
-                self.store.mark_sending(
-                    starting.edition_id,
-                    starting.subscriber_id,
-                    message_id=starting.message_id,
-                    now=_now(),
-                )
+                self._mark(starting)
             state = DeliveryState.FAILED if refused.permanent else DeliveryState.DEFERRED
             bounced = self.store.record_delivery(
                 job.edition_id,

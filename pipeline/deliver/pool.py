@@ -247,16 +247,14 @@ class Pool:
     def _settle(self, done: Job | None, job: Job | None, out: Outcome) -> Job | None:
         """Tell the ledger how an exchange went; the job whose body goes next, if any."""
         going = job if job is not None and out.envelope is None and out.lost is None else None
-        if done is not None:
-            if out.body is None:
-                self.ledger.settled(done, None, going)  # one write: settled, and the next marked
-                self._accepted()
-            else:
+        if done is not None and out.body is None:
+            self.ledger.settled(done, None, going)  # one write: settled, and the next marked
+            self._accepted()
+        else:
+            if done is not None and out.body is not None:
                 self._refused(done, out.body)
-                if going is not None:
-                    self.ledger.starting(going)
-        elif going is not None:
-            self.ledger.starting(going)
+            if going is not None:
+                self.ledger.starting(going)
         if job is not None and going is None:
             if out.envelope is not None:
                 self._refused(job, out.envelope)
