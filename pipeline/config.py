@@ -599,6 +599,22 @@ class MeetingConfig(_Section):
         return hashlib.sha256(raw).hexdigest()[:16]
 
 
+class EditorialConfig(_Section):
+    """The editorial desk: who sees the edition before the subscribers, and what they decide."""
+
+    mode: Literal["auto", "review", "approve"] = "auto"
+    """"auto": no desk; "review": the editors get a draft and the send goes ahead unless they
+    hold it; "approve": the send waits until an editor approves."""
+    editors: list[Address] = []
+    """Who gets the draft and its desk link; required for "review" and "approve"."""
+    draft_hours: float = Field(4, gt=0, le=24 * 7)
+    """How long before each scheduled send the scheduler makes the draft."""
+
+    @property
+    def active(self) -> bool:
+        return self.mode != "auto"
+
+
 class Config(_Section):
     """The whole config file, with relative paths resolved against its folder."""
 
@@ -614,6 +630,7 @@ class Config(_Section):
     message: list[MessageConfig] = []
     report: ReportConfig = ReportConfig()
     web: WebConfig = WebConfig()
+    editorial: EditorialConfig = EditorialConfig()
 
     path: Path = Path("trnews.toml")
     """The file this was read from (not a key in the file)."""
@@ -760,6 +777,19 @@ def _cross_check(raw: dict[str, Any]) -> list[Problem]:
         if start is not None and end is not None and end < start:
             problems.append(Problem(f"meeting[{i}].end", "is before start"))
     problems += _plan_cross_check(raw)
+    editorial = raw.get("editorial")
+    if (
+        isinstance(editorial, dict)
+        and editorial.get("mode") in ("review", "approve")
+        and not editorial.get("editors")
+    ):
+        problems.append(
+            Problem(
+                "editorial.editors",
+                f"required when editorial.mode is {editorial['mode']!r}: the addresses that get "
+                'the draft and its desk link, like ["redaksjon@example.org"]',
+            )
+        )
     return problems
 
 

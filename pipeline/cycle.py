@@ -55,6 +55,11 @@ def draft(config: Config, store: Store, now: datetime) -> Draft:
     unfinished = store.unfinished_edition()
     if unfinished is not None:
         return Draft(store.edition_content(unfinished), None, unfinished)
+    if config.editorial.active and (current := store.current_draft()) is not None:
+        from . import desk  # the desk's draft, with the editors' choices
+
+        built = desk.render(config, store, current, now)
+        return Draft(built.rendered, built.plan, left_out=built.left_out)
     built = Renderer(config).render_edition(plan_edition(config, store, now))
     return Draft(built.rendered, built.plan, left_out=built.left_out)
 
@@ -238,13 +243,42 @@ def _send(
 
 
 def _build(config: Config, store: Store, now: datetime, report: SendReport) -> int | None:
-    """Freeze a new edition and queue its readers; None (with the reason) if there is none."""
+    """Freeze a new edition and queue its readers; None (with the reason) if there is none.
+
+    With the editorial desk, the edition is the desk's draft with the editors' choices: a
+    draft is made (and mailed to the editors) first if there is none, and one the editors
+    have not cleared for sending raises AwaitingEditors (see desk.gate)."""
     from .edition import plan_edition
     from .render import Renderer
 
-    plan = plan_edition(config, store, now)
+    desk_draft = None
+    if config.editorial.active:
+        from . import desk
+
+        desk_draft = store.current_draft()
+        if desk_draft is None:
+            desk_draft = desk.make_draft(config, store, now)
+            if desk_draft is not None:
+                logger.warning(
+                    "No draft was made before this send (the scheduler makes one "
+                    "[editorial] draft_hours before each send; 'trnews draft' makes one now): "
+                    "made draft %d and mailed it to the editors",
+                    desk_draft.id,
+                )
+                desk.mail_editors(config, store, desk_draft, now)
+        if desk_draft is None:
+            report.reason = "nothing new since the last edition"
+            return None
+        desk.gate(config, desk_draft)
+        plan = desk.edition_plan(config, store, desk_draft, now)
+    else:
+        plan = plan_edition(config, store, now)
     if not plan.has_news and not config.schedule.send_when_empty:
-        report.reason = "nothing new since the last edition"
+        report.reason = (
+            "nothing to send: the editors left out every item of the draft"
+            if desk_draft is not None and desk_draft.items
+            else "nothing new since the last edition"
+        )
         return None
     if not store.subscriber_counts()[SubscriberState.ACTIVE]:
         report.reason = "no active subscribers (add one with 'trnews subscribers add EMAIL')"
@@ -261,14 +295,18 @@ def _build(config: Config, store: Store, now: datetime, report: SendReport) -> i
             "left out (see 'trnews status')"
         )
         return None
-    edition_id, recipients = store.create_edition(
-        created=now,
-        rendered=built.rendered,
-        shown=[i.id for i in plan.items],
-        overflow=[i.id for i in plan.overflow],
-        meetings=[m.key for m in plan.meetings],
-        left_out=left_out,
-    )
+    with store.transaction():
+        edition_id, recipients = store.create_edition(
+            created=now,
+            rendered=built.rendered,
+            shown=[i.id for i in plan.items],
+            overflow=[i.id for i in plan.overflow],
+            meetings=[m.key for m in plan.meetings],
+            left_out=left_out,
+            cutoff=desk_draft.built if desk_draft is not None else None,
+        )
+        if desk_draft is not None:
+            store.mark_draft_sent(desk_draft.id, edition_id, now=now)
     logger.info(
         "Built edition %d: %s, %s, %s",
         edition_id,

@@ -7,6 +7,7 @@
     ├── SchedulerRunning        exit 1: another `trnews run` already schedules this database
     ├── FetchError              one feed could not be fetched or parsed; never stops the others
     ├── RenderError             exit 1: a template is broken (most often an admin's override)
+    ├── AwaitingEditors         exit 1: the desk has not approved the draft, or holds it
     └── DeliveryError           exit 1: the transport could not deliver; nothing is lost
         ├── TransportUnavailable    the server cannot be reached or refuses us as a whole
         └── RecipientRefused        the server refused one recipient (temporary or permanent)
@@ -85,6 +86,16 @@ class FetchError(TrnewsError):
 
 class RenderError(TrnewsError):
     """The edition could not be rendered: a template is broken or produced invalid MJML."""
+
+
+class AwaitingEditors(TrnewsError):
+    """`[editorial]`: the draft may not be sent yet: in "approve" mode no editor has approved
+    it, or an editor holds it. Nothing was sent; the send goes ahead once it is approved."""
+
+    def __init__(self, draft_id: int, state: str, why: str) -> None:
+        self.draft_id = draft_id
+        self.state = state
+        super().__init__(why)
 
 
 class DeliveryError(TrnewsError):

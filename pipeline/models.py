@@ -42,6 +42,29 @@ class EditionStatus(enum.StrEnum):
     SENT = "sent"
 
 
+class DraftState(enum.StrEnum):
+    """Where a draft stands at the editorial desk."""
+
+    OPEN = "open"
+    """Made and mailed to the editors; nobody has approved or held it yet."""
+    APPROVED = "approved"
+    HELD = "held"
+    """Not sent until an editor approves it, in either mode."""
+    SENT = "sent"
+    """Frozen into an edition; its desk links are dead."""
+
+
+class DeskVerb(enum.StrEnum):
+    """What an editor can do at the desk (the form's `action`, the CLI's subcommand)."""
+
+    DROP = "drop"
+    KEEP = "keep"
+    LEAD = "lead"
+    NOTE = "note"
+    APPROVE = "approve"
+    HOLD = "hold"
+
+
 class DeliveryState(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
@@ -236,14 +259,22 @@ class EditionPlan:
     report: dict[str, Any] | None = None
     """The compact ambassador-plan table closing the edition (`[report] in_newsletter`), as
     `report.compact_context` gives it."""
+    lead: int | None = None
+    """The id of the item the editors put first (one of `items`), above the sections."""
+    note: str = ""
+    """The editors' word, plain text, shown under the intro."""
+
+    @property
+    def lead_item(self) -> Item | None:
+        return next((i for i in self.items if i.id == self.lead), None)
 
     @property
     def chronicles(self) -> tuple[Item, ...]:
-        return tuple(i for i in self.items if i.kind is Kind.CHRONICLE)
+        return tuple(i for i in self.items if i.kind is Kind.CHRONICLE and i.id != self.lead)
 
     @property
     def blog_posts(self) -> tuple[Item, ...]:
-        return tuple(i for i in self.items if i.kind is Kind.BLOG)
+        return tuple(i for i in self.items if i.kind is Kind.BLOG and i.id != self.lead)
 
     @property
     def has_news(self) -> bool:
@@ -450,6 +481,63 @@ class Consent:
     given: datetime
     confirmed: datetime | None
     withdrawn: datetime | None
+
+
+@dataclass(frozen=True)
+class DeskAction:
+    """One thing done at the desk: what, to which item, by whom, when."""
+
+    action: str
+    """A DeskVerb, or what trnews itself did ("draft", "rebuilt", "sent", "awaiting")."""
+    by: str
+    """The editor's address, "cli" for `trnews desk`, "trnews" for trnews itself."""
+    at: datetime
+    item: int | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class DeskItem:
+    """One item of a draft as the desk shows it."""
+
+    item: Item
+    dropped: bool
+    ambassadors: tuple[str, ...] = ()
+    """The ids of the ambassadors credited with it, as stored."""
+
+
+@dataclass(frozen=True)
+class DeskDraft:
+    """The draft of the next edition at the editorial desk."""
+
+    id: int
+    nonce: str
+    """Random, per draft: its desk links are signed with it."""
+    created: datetime
+    built: datetime
+    """When its items were last chosen (`trnews draft` again moves it): items collected
+    after it wait for the next edition."""
+    state: DraftState
+    items: tuple[DeskItem, ...]
+    """Every item the draft offers, dropped ones too, newest first."""
+    meetings: tuple[Meeting, ...]
+    new_meetings: tuple[str, ...]
+    lead: int | None
+    note: str
+    actions: tuple[DeskAction, ...]
+    editors: tuple[str, ...]
+    """The addresses its desk links were made for, in config order (a link names one by its
+    place here)."""
+    send_at: datetime | None = None
+    """The scheduled send it was made for; None when made by hand."""
+    awaiting: datetime | None = None
+    """The scheduled send that found it not approved (or held), if any: the scheduler sends
+    it as soon as an editor approves, if that is before the next scheduled send."""
+    edition_id: int | None = None
+
+    @property
+    def kept(self) -> tuple[Item, ...]:
+        return tuple(d.item for d in self.items if not d.dropped)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class Formatter:
     def summary(self, plan: EditionPlan) -> str:
         """ "2 kronikker, 3 blogginnlegg og 1 møte": what the edition holds."""
         t = self.t
-        chronicles = len(plan.chronicles) + sum(1 for i in plan.overflow if i.kind == "chronicle")
+        chronicles = sum(1 for i in (*plan.items, *plan.overflow) if i.kind == "chronicle")
         blogs = len(plan.items) + len(plan.overflow) - chronicles
         meetings = len(plan.meetings)
         parts = []
@@ -180,6 +180,8 @@ class Renderer:
             "date": fmt.date(plan.created),
             "summary": fmt.summary(plan),
             "reader_name": READER_NAME,
+            "note": inert(plan.note),
+            "lead": _item_view(plan.lead_item, fmt) if plan.lead_item else None,
             "chronicles": [_item_view(i, fmt) for i in plan.chronicles],
             "blog_posts": [_item_view(i, fmt) for i in plan.blog_posts],
             "meetings": [_meeting_view(m, fmt) for m in plan.meetings],

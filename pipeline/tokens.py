@@ -61,6 +61,35 @@ def url_id(text: str) -> int | None:
     return int(text)
 
 
+def desk_token(secret: str, draft_id: int, nonce: str, editor: int, address: str) -> str:
+    """The link of one editor (their place, from 1, in the draft's list, and their address) to
+    one draft: `{draft}.{editor}.{mac}`. The draft's random nonce is signed too, so a link of
+    another database's draft with the same number is no link here, and an address that left
+    the list, or another in its place, makes the link die with it."""
+    mac = _mac(secret, f"desk:{nonce}:{editor}:{address.lower()}", draft_id)
+    return f"{draft_id}.{editor}.{_b64(mac)}"
+
+
+def desk_claim(token: str) -> tuple[int, int] | None:
+    """The (draft id, editor number) a desk token claims, before it is verified; None when it
+    does not have a desk token's shape (an unsubscribe token does not)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    draft_id, editor = url_id(parts[0]), url_id(parts[1])
+    if draft_id is None or editor is None:
+        return None
+    return draft_id, editor
+
+
+def desk_verify(
+    secret: str, token: str, draft_id: int, nonce: str, editor: int, address: str
+) -> bool:
+    """Whether `token` is the one `desk_token` makes for this editor and draft."""
+    expected = desk_token(secret, draft_id, nonce, editor, address)
+    return hmac.compare_digest(token.encode(), expected.encode())
+
+
 def link_secret(config: Config, store: Store) -> str:
     """The key that signs links: from the environment variable the config names, else the
     database's own (made once, then kept)."""
@@ -91,6 +120,15 @@ def confirm_url(config: Config, secret: str, subscriber_id: int, nonce: str) -> 
     """The link of a sign-up's confirmation message: it confirms that sign-up and no later one."""
     token = sign(secret, f"confirm:{nonce}", subscriber_id)
     return f"{config.newsletter.public_url}/confirm/{token}"
+
+
+def desk_url(
+    config: Config, secret: str, draft_id: int, nonce: str, editor: int, address: str
+) -> str:
+    """One editor's page for one draft: the draft, and a control for each of the desk's
+    actions; it dies when the edition is sent."""
+    token = desk_token(secret, draft_id, nonce, editor, address)
+    return f"{config.newsletter.public_url}/desk/{token}"
 
 
 def archive_url(config: Config, edition_id: int | None = None) -> str:

@@ -3,8 +3,8 @@
 Schema changes are ordered, named migrations; each is applied once, in a transaction, and
 recorded in the `migrations` table (`migrations.py`). `db.py` opens the database owner-only and
 holds its transactions and meta; each family of tables has a module of its own (`feeds.py`,
-`items.py`, `editions.py`, `subscribers.py`, `jobs.py`), and `Store` is all of them on one
-connection.
+`items.py`, `editions.py`, `subscribers.py`, `jobs.py`, `desk.py`), and `Store` is all of them
+on one connection.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .db import (
     parse_iso,
     tighten,
 )
+from .desk import Desk
 from .editions import Editions
 from .feeds import Feeds
 from .items import Items
@@ -53,5 +54,5 @@ __all__ = [
 ]
 
 
-class Store(Feeds, Items, Editions, Subscribers, Jobs, Reports, Migrations):
+class Store(Feeds, Items, Editions, Desk, Subscribers, Jobs, Reports, Migrations):
     """One open SQLite database."""

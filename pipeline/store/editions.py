@@ -24,7 +24,9 @@ class Editions(Database):
     """Editions, their deliveries and the archive."""
 
     def last_edition_created(self) -> datetime | None:
-        row = self._q("SELECT max(created) AS c FROM editions").fetchone()
+        """When the latest edition's items were chosen: when it was built, or, for one frozen
+        from a draft, when the draft was (items collected after that are due next)."""
+        row = self._q("SELECT max(coalesce(cutoff, created)) AS c FROM editions").fetchone()
         return _opt(row["c"])
 
     def listed_meetings(self) -> set[str]:
@@ -45,22 +47,26 @@ class Editions(Database):
         overflow: Iterable[int],
         meetings: Iterable[str],
         left_out: Iterable[tuple[int, str]] = (),
+        cutoff: datetime | None = None,
     ) -> tuple[int, int]:
         """Freeze an edition and queue every active subscriber; returns (id, recipients).
 
         `left_out` holds the (item id, reason) of the items it could not show (see `leave_out`).
+        `cutoff`, for an edition frozen from the desk's draft, is when the draft was built:
+        items collected after it are due in the next edition.
         One transaction: either the edition exists with its items and its queue, or nothing does.
         """
         with self.transaction():
             cur = self._q(
-                """INSERT INTO editions (created, status, subject, html, text)
-                   VALUES (?, ?, ?, ?, ?)""",
+                """INSERT INTO editions (created, status, subject, html, text, cutoff)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
                 (
                     iso(created),
                     EditionStatus.SENDING.value,
                     rendered.subject,
                     rendered.html,
                     rendered.text,
+                    iso(cutoff) if cutoff else None,
                 ),
             )
             edition_id = int(cur.lastrowid or 0)

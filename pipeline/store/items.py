@@ -77,15 +77,21 @@ class Items(Database):
         """Items in no edition yet, dated after `since`, and dated or first seen after `previous`
         (inclusive: an item seen in the very second an edition was built is not lost).
 
+        An item an editor dropped at the desk is never due; one kept again after a drop is due
+        whenever it was seen, within `since`.
+
         Returns each item with the ids of the ambassadors it is credited to, newest first.
         """
         rows = self._q(
             """SELECT i.*, group_concat(ia.ambassador_id, char(31)) AS ambassadors
                FROM items i JOIN item_ambassadors ia ON ia.item_id = i.id
+               LEFT JOIN desk_choices dc ON dc.item_id = i.id
                WHERE NOT EXISTS (SELECT 1 FROM edition_items ei WHERE ei.item_id = i.id)
                  AND NOT EXISTS (SELECT 1 FROM left_out_items lo WHERE lo.item_id = i.id)
                  AND i.date >= :since
-                 AND (:previous IS NULL OR i.date >= :previous OR i.first_seen >= :previous)
+                 AND coalesce(dc.dropped, 0) = 0
+                 AND (:previous IS NULL OR i.date >= :previous OR i.first_seen >= :previous
+                      OR dc.dropped = 0)
                GROUP BY i.id
                ORDER BY i.date DESC, i.id DESC""",
             {"since": iso(since), "previous": iso(previous) if previous else None},

@@ -247,6 +247,55 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX deliveries_deferred ON deliveries (updated) WHERE state = 'deferred';
         """,
     ),
+    (
+        # The editorial desk (`[editorial]`). A draft offers the items due when it was built
+        # (`draft_items`) and snapshots the meetings it lists; at most one draft is not yet
+        # sent. An editor's drop or keep is a choice about the item (`desk_choices`), so a
+        # dropped item never goes out in a later edition unless kept again. Every action is
+        # recorded (`desk_actions`). An edition frozen from a draft has the draft's `built`
+        # moment as its `cutoff`: items collected after it are due in the next edition.
+        "0010_editorial_desk",
+        """
+        CREATE TABLE drafts (
+            id INTEGER PRIMARY KEY,
+            nonce TEXT NOT NULL,
+            created TEXT NOT NULL,
+            built TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('open', 'approved', 'held', 'sent')),
+            lead_item INTEGER REFERENCES items (id) ON DELETE SET NULL,
+            note TEXT NOT NULL DEFAULT '',
+            meetings TEXT NOT NULL DEFAULT '[]',
+            new_meetings TEXT NOT NULL DEFAULT '[]',
+            editors TEXT NOT NULL DEFAULT '[]',
+            send_at TEXT,
+            awaiting TEXT,
+            edition_id INTEGER REFERENCES editions (id)
+        );
+        CREATE UNIQUE INDEX drafts_one_current ON drafts (state = 'sent') WHERE state != 'sent';
+        CREATE TABLE draft_items (
+            draft_id INTEGER NOT NULL REFERENCES drafts (id) ON DELETE CASCADE,
+            item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+            PRIMARY KEY (draft_id, item_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE desk_choices (
+            item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+            dropped INTEGER NOT NULL,
+            by TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE TABLE desk_actions (
+            id INTEGER PRIMARY KEY,
+            draft_id INTEGER NOT NULL REFERENCES drafts (id) ON DELETE CASCADE,
+            action TEXT NOT NULL,
+            item_id INTEGER,
+            text TEXT NOT NULL DEFAULT '',
+            by TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX desk_actions_draft ON desk_actions (draft_id, id);
+        ALTER TABLE editions ADD COLUMN cutoff TEXT;
+        """,
+    ),
 ]
 
 
