@@ -165,7 +165,8 @@ def act(
     text: str = "",
 ) -> None:
     """Do one action on the draft as `by` (an editor's address, or "cli"), after checking it:
-    an item must be one the draft offers; a note is plain text of at most NOTE_MAX characters.
+    an item must be one the draft offers (or, to keep, one left out of an earlier draft and in
+    no edition); a note is plain text of at most NOTE_MAX characters.
     A UsageError says what is wrong; nothing is changed then."""
     try:
         verb = DeskVerb(verb)
@@ -176,6 +177,8 @@ def act(
         raise UsageError(f"draft {draft.id} was sent as edition {draft.edition_id}: it is closed")
     if verb in (DeskVerb.DROP, DeskVerb.KEEP, DeskVerb.LEAD):
         offered = {d.item.id for d in draft.items}
+        if verb is DeskVerb.KEEP:  # an item left out of an earlier draft may come back
+            offered |= set(store.dropped_earlier(draft.id))
         if item is None or item not in offered:
             listed = ", ".join(str(i) for i in sorted(offered)) or "none"
             raise UsageError(
