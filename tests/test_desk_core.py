@@ -198,3 +198,18 @@ def test_a_desk_link_names_one_editor_of_one_draft_and_dies_with_the_send(desk_s
     desk_site.run("send")
     with Store.open(desk_site.db) as store:
         assert desk.editor_of(config, store, first) is None
+
+
+def test_the_desk_config_is_checked_every_problem_at_once(site: Site) -> None:
+    site.extra_toml = (
+        '[editorial]\nmode = "approve"\ndraft_hours = 0\nreviewers = ["x@example.org"]\n'
+    )
+    proc = site.run("check", check=False)
+    assert proc.returncode == 2
+    assert "editorial.editors: required when editorial.mode is 'approve'" in proc.stderr
+    assert "editorial.draft_hours" in proc.stderr
+    assert "editorial.reviewers: unknown key" in proc.stderr
+    site.extra_toml = '[editorial]\nmode = "review"\neditors = ["red@example.org"]\n'
+    site.write()
+    out = site.run("check").stdout
+    assert "editorial desk: review, 1 editor, drafts 4 h before each send" in out

@@ -54,10 +54,18 @@ def check(state: State, discover: bool, fix: bool) -> None:
     feeds = sum(len(a.feeds) for a in config.ambassador)
     for warning in warnings:
         err().print(f"trnews: warning: {warning}", markup=False)
+    editorial = config.editorial
+    desk = (
+        f"; editorial desk: {editorial.mode}, "
+        f"{words.count(len(editorial.editors), 'editor')}, "
+        f"drafts {editorial.draft_hours:g} h before each send"
+        if editorial.active
+        else ""
+    )
     click.echo(
         f"{state.path}: OK: {len(config.ambassador)} ambassadors, {feeds} feeds "
         f"({config.feed_count} to fetch), {len(config.meeting)} meetings; "
-        f"transport {config.delivery.transport}."
+        f"transport {config.delivery.transport}{desk}."
     )
     if discover:
         _discover(state.path, config, fix)
