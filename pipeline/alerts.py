@@ -1,4 +1,5 @@
-"""Alerts to the admins: a feed that starts failing or recovers, a send that fails.
+"""Alerts to the admins: a feed that starts failing or recovers, a send that fails, a send the
+editorial desk holds up (that one goes to the editors too, each with their desk link).
 
 Each alert is about a change, never about a run: a feed is reported once when it has failed
 `[alerts] feed_failures` runs in a row and once more when it works again; a failed send is
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 from . import redact, words
 from .config import Config
 from .errors import ConfigError, DeliveryError, RecipientRefused
-from .models import SendReport
+from .models import DeskDraft, DraftState, SendReport
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -263,20 +264,105 @@ def confirmations_unsent(config: Config, store: Store, now: datetime) -> None:
         logger.warning("Alert: %s not sent: %s", words.count(count, "confirmation message"), error)
 
 
-def _queue(config: Config, store: Store, key: str, subject: str, body: str, now: datetime) -> bool:
+def awaiting_editors(
+    config: Config,
+    store: Store,
+    draft: DeskDraft,
+    slot: datetime,
+    upcoming: datetime | None,
+    now: datetime,
+) -> None:
+    """Queue the alert for a scheduled send the desk held up (once per draft and slot): to the
+    admins, and to each editor with the link to their desk page, where they act."""
+    from . import desk
+    from .templates import translations
+
+    t = translations(config.newsletter.language)
+    tz = config.newsletter.tz
+    when = _local(slot, tz)
+    if draft.state is DraftState.HELD:
+        who = next((a.by for a in reversed(draft.actions) if a.action == "hold"), "")
+        subject = t.gettext("The edition of %(when)s is held") % {"when": when}
+        first = t.gettext(
+            "The edition due %(when)s was not sent: %(who)s held it at the desk (draft %(id)d)."
+        ) % {"when": when, "who": who or t.gettext("an editor"), "id": draft.id}
+    else:
+        subject = t.gettext("The edition of %(when)s awaits approval") % {"when": when}
+        first = t.gettext(
+            "The edition due %(when)s was not sent: no editor has approved it yet (draft %(id)d)."
+        ) % {"when": when, "id": draft.id}
+    then = (
+        t.gettext(
+            "It is sent within a minute of an editor's approval, if that comes before the next "
+            "scheduled send (%(next)s); after that, the next send takes it up."
+        )
+        % {"next": _local(upcoming, tz)}
+        if upcoming
+        else t.gettext("It is sent within a minute of an editor's approval.")
+    )
+    ask = t.gettext("The editors who can approve it: %(editors)s") % {
+        "editors": ", ".join(draft.editors)
+    }
+    subject = f"[{config.newsletter.title}] {subject}"
+    key = f"desk-awaiting:{draft.id}:{slot.isoformat()}"
+    editors = dict(desk.editor_links(config, store, draft))
+    admins = [a for a in config.alerts.to if a not in editors]
+    admin_body = _body(
+        t,
+        [
+            first,
+            then,
+            "",
+            ask,
+            t.gettext(
+                "They act on their desk page (the link is in the draft mail they got) or an "
+                "admin runs 'trnews desk approve'."
+            ),
+        ],
+    )
+    news = _queue(config, store, key, subject, admin_body, now, to=admins)
+    for editor, link in editors.items():
+        body = _body(
+            t,
+            [first, then, "", ask, t.gettext("Approve or hold it on your desk page:"), link],
+        )
+        news = _queue(config, store, key, subject, body, now, to=[editor]) or news
+    if news:
+        logger.warning(
+            "Alert: the send of %s waits for the editors (draft %d, %s); told %s",
+            when,
+            draft.id,
+            draft.state.value,
+            ", ".join([*editors, *admins]),
+        )
+
+
+def _queue(
+    config: Config,
+    store: Store,
+    key: str,
+    subject: str,
+    body: str,
+    now: datetime,
+    *,
+    to: list[str] | None = None,
+) -> bool:
     """Queue an alert for each admin; False if it was made before. Without admins it is only
     logged (by the caller) and kept as settled, so that it is neither repeated nor sent in a
     flood once admins are added."""
-    return store.add_alert(key, config.alerts.to, subject=subject, body=body, now=now)
+    recipients = config.alerts.to if to is None else to
+    return store.add_alert(key, recipients, subject=subject, body=body, now=now)
 
 
 def flush(config: Config, store: Store) -> int:
-    """Send every queued alert, each admin's copy on its own; returns how many went.
+    """Send every queued alert, each admin's (or editor's) copy on its own; returns how many
+    went.
 
     A copy the server asks to retry later (4xx), or that cannot be sent now at all, stays
     queued for the next call, up to MAX_TRIES; one an admin's server refuses for good is
     logged and settled, and never holds up the others."""
-    pending = [a for a in store.pending_alerts() if a.recipient in config.alerts.to]
+    readers = {*config.alerts.to, *config.editorial.editors}
+    pending = [a for a in store.pending_alerts() if a.recipient in readers]
     if not pending:
         return 0
     from .deliver import notify  # the delivery code: only when there is an alert to send

@@ -182,6 +182,30 @@ class WallClock(BaseTrigger):  # type: ignore[misc]
         return slot.at if slot else None
 
 
+class Ahead(WallClock):
+    """A cron line's slots, each `ahead` earlier: the desk's draft before each send.
+
+    A slot keeps the wall-clock time of the send it prepares (its key names that send); only
+    the instant it falls due moves. The DST rules are the send's own."""
+
+    def __init__(self, line: str, tz: ZoneInfo, ahead: timedelta) -> None:
+        super().__init__(line, tz)
+        self.ahead = ahead
+
+    def __repr__(self) -> str:
+        return f"Ahead({self.line!r}, {self.tz.key!r}, {self.ahead})"
+
+    def instant_of(self, wall: datetime) -> datetime:
+        return super().instant_of(wall) - self.ahead
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        after = self.wall_of(previous_fire_time + self.ahead) if previous_fire_time else None
+        slot = self.next_slot(now, after)
+        return slot.at if slot else None
+
+
 @dataclass(frozen=True)
 class Decision:
     """What a job does at one moment: run a slot, skip it (too late), or nothing."""

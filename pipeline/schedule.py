@@ -14,7 +14,13 @@ APScheduler 3 runs the jobs, with its traps closed (LIBRARIES.md):
 - One scheduler per database: `SchedulerLock` is an flock on `{database}.lock`, which the
   kernel drops when the process dies, so a crash leaves no stale lock.
 
-The jobs call the same cycle functions as the CLI (`cycle.collect`, `cycle.send`). The config
+The jobs call the same cycle functions as the CLI (`cycle.collect`, `cycle.send`). With the
+editorial desk (`[editorial]` review or approve), a third job makes the draft `draft_hours`
+before each send and mails it to the editors (its slots are the send's, earlier: `cron.Ahead`).
+A send the desk does not clear (`desk.gate`) sends nothing: the slot is noted on the draft as
+`awaiting`, the editors and admins are told once, and the run is recorded as `waiting`; the
+desk watch (every `DESK_SECONDS`) sends the edition as soon as an editor approves it, if that
+is before the next scheduled send, and records it on that slot's run. The config
 file is watched: a valid edit takes effect within `WATCH_SECONDS`, a broken one is logged
 (file, key, problem) and the last good config keeps running.
 """
@@ -39,16 +45,25 @@ from zoneinfo import ZoneInfo
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import cycle, words
+from . import alerts, cycle, words
 from .config import Config, load_config
-from .cron import GRACE, MINUTE, SLOT_FORMAT, Slot, WallClock, decide
-from .errors import ConfigError, SchedulerRunning, TransportUnavailable, TrnewsError
-from .models import JobRun
+from .cron import GRACE, MINUTE, SLOT_FORMAT, Ahead, Slot, WallClock, decide
+from .errors import (
+    AwaitingEditors,
+    ConfigError,
+    SchedulerRunning,
+    TransportUnavailable,
+    TrnewsError,
+)
+from .models import DeskDraft, DeskVerb, DraftState, JobRun
 from .store import Store, iso, open_owner_only, parse_iso
 
 logger = logging.getLogger(__name__)
 
-JOBS = ("collect", "send")
+JOBS = ("collect", "send", "draft")
+"""The cron jobs; "draft" runs only with the editorial desk (`[editorial]` review or approve)."""
+DESK_SECONDS = 15
+"""How often a send the editors held up is looked at: an approval is acted on within this."""
 WATCH_SECONDS = 2.0
 """How often the config file is looked at."""
 SETTLE_SECONDS = 0.2
@@ -165,6 +180,7 @@ def scheduler_status(store: Store) -> dict[str, Any]:
     return {
         "next_collect": state.get("next_collect") if pid is not None else None,
         "next_send": state.get("next_send") if pid is not None else None,
+        "next_draft": state.get("next_draft") if pid is not None else None,
         "scheduler_pid": pid,
         "scheduler": {
             "running": pid is not None,
@@ -172,7 +188,11 @@ def scheduler_status(store: Store) -> dict[str, Any]:
             "config_loaded": state.get("config_loaded") if pid is not None else None,
             "config_problem": state.get("config_problem") if pid is not None else None,
         },
-        "last_runs": {job: _run_json(runs[job]) if job in runs else None for job in JOBS},
+        "last_runs": {
+            job: _run_json(runs[job]) if job in runs else None
+            for job in JOBS
+            if job != "draft" or job in runs  # the desk's job: shown once it has run
+        },
     }
 
 
@@ -249,7 +269,7 @@ class Scheduler:
             for job in JOBS:
                 aps.add_job(
                     self.run_job,
-                    WallClock(self._line(self.config, job), tz),
+                    self._trigger(self.config, job),
                     args=[job],
                     id=job,
                     name=job,
@@ -258,6 +278,8 @@ class Scheduler:
             # GRACE late) of each job.
             aps.add_job(self.startup, "date", id="startup", name="startup")
             aps.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch", executor="watch")
+            # On the jobs' own worker: a late approval's send never overlaps a slot's.
+            aps.add_job(self.watch_desk, "interval", seconds=DESK_SECONDS, id="desk")
             self._write_state()  # the next runs first, then the pid that makes them visible
             aps.start()
             self._aps = aps
@@ -299,14 +321,17 @@ class Scheduler:
         self.resume_owed()
         for job in JOBS:
             self.run_job(job)
+        self.watch_desk()
 
     def run_job(self, job: str) -> None:
         """Run `job`'s due slot if any (a missed one at most GRACE late), exactly once."""
         if self.stop.is_set():
             return
         config = self.config
+        if job == "draft" and not config.editorial.active:
+            return
         now = self.clock()
-        trigger = WallClock(self._line(config, job), config.newsletter.tz)
+        trigger = self._trigger(config, job)
         try:
             with self._store(config) as store:
                 self._run_due(config, store, job, trigger, now)
@@ -370,6 +395,8 @@ class Scheduler:
                 outcome, detail = self._collect(config, store)
                 if outcome == "ok" and not self.stop.is_set():
                     self._resume(config, store)
+            elif job == "draft":
+                outcome, detail = self._draft(config, store, slot)
             else:
                 outcome, detail = self._send(config, store, slot)
         except TrnewsError as e:
@@ -379,6 +406,33 @@ class Scheduler:
             store.finish_run(job, slot.key, now=self.clock(), outcome=outcome, detail=detail)
             log = logger.info if outcome == "ok" else logger.warning
             log("The %s of %s: %s: %s", job, _local(slot.at, tz), outcome, detail)
+
+    def _draft(self, config: Config, store: Store, slot: Slot) -> tuple[str, str]:
+        """Make (or rebuild) the draft of the send `slot` prepares and mail it to the editors."""
+        from . import desk
+
+        send_at = slot.at + timedelta(hours=config.editorial.draft_hours)
+        _, collected = self._collect(config, store)
+        if self.stop.is_set():
+            return "stopped", f"{collected}; stopped while collecting, before the draft"
+        before = store.current_draft()
+        now = self.clock()
+        draft = desk.make_draft(config, store, now, send_at=send_at)
+        send = _day(send_at, config.newsletter.tz)
+        if draft is None:
+            return "ok", f"{collected}; no draft for the send of {send}: nothing new to send"
+        mailed = desk.mail_editors(config, store, draft, now)
+        reached = [m.editor for m in mailed if m.error is None]
+        made = "Made" if before is None else "Rebuilt"
+        line = (
+            f"{made} draft {draft.id} for the send of {send} and mailed it to "
+            f"{words.count(len(reached), 'editor')}"
+        )
+        missed = [f"{m.editor} ({m.error})" for m in mailed if m.error is not None]
+        if missed:
+            line += f"; not to {', '.join(missed)}: they can use 'trnews desk'"
+        logger.info("%s", line)
+        return ("ok" if not missed else "failed"), f"{collected}; {line}"
 
     def _collect(self, config: Config, store: Store) -> tuple[str, str]:
         outcomes = cycle.collect(config, store, stop=self.stop)
@@ -395,7 +449,9 @@ class Scheduler:
             return "stopped", detail + "; stopped before every feed was fetched"
         return "ok", detail
 
-    def _send(self, config: Config, store: Store, slot: Slot) -> tuple[str, str]:
+    def _send(
+        self, config: Config, store: Store, slot: Slot, *, collect: bool = True
+    ) -> tuple[str, str]:
         collected = ""
 
         def collect_first() -> None:
@@ -407,10 +463,12 @@ class Scheduler:
                 config,
                 store,
                 slot=slot.key,
-                collect_first=collect_first,
+                collect_first=collect_first if collect else None,
                 now=self.clock(),
                 stop=self.stop,
             )
+        except AwaitingEditors as e:
+            return "waiting", self._awaiting(config, store, slot, e)
         except TransportUnavailable as e:
             return "failed", f"{e}; the readers not yet sent to stay queued"
         except TrnewsError as e:
@@ -427,6 +485,77 @@ class Scheduler:
         if self.stop.is_set() and report.remaining:
             return "stopped", f"{detail}; {words.count(report.remaining, 'reader')} still owed"
         return "ok", detail
+
+    def _awaiting(self, config: Config, store: Store, slot: Slot, e: AwaitingEditors) -> str:
+        """The desk did not clear the send of `slot`: note the slot on the draft, tell the
+        editors and the admins once, and say what happens next."""
+        now = self.clock()
+        store.draft_awaiting(e.draft_id, slot.at, now=now)
+        draft = store.draft(e.draft_id)
+        assert draft is not None
+        tz = config.newsletter.tz
+        upcoming = WallClock(config.schedule.send, tz).next_slot(slot.at + MINUTE)
+        alerts.awaiting_editors(
+            config, store, draft, slot.at, upcoming.at if upcoming else None, now
+        )
+        alerts.flush(config, store)
+        why = "is held at the desk" if draft.state is DraftState.HELD else "awaits approval"
+        return (
+            f"not sent: draft {draft.id} {why}; it is sent within a minute of an editor's "
+            f"approval before the next send ({_day(upcoming.at, tz) if upcoming else 'none'}), "
+            "else by that send"
+        )
+
+    def watch_desk(self) -> None:
+        """Send the edition an editor approved after its slot, at once, if the next
+        scheduled send has not come yet (that send handles it otherwise)."""
+        config = self.config
+        if self.stop.is_set() or not config.editorial.active:
+            return
+        try:
+            with self._store(config) as store:
+                self._late_approval(config, store)
+        except TrnewsError as e:
+            logger.error("desk: %s", e)
+        except Exception:
+            logger.exception("desk: unexpected error; please report it")
+
+    def _late_approval(self, config: Config, store: Store) -> None:
+        from . import desk
+
+        draft = store.current_draft()
+        if draft is None or draft.awaiting is None:
+            return
+        try:
+            desk.gate(config, draft)
+        except AwaitingEditors:
+            return
+        now = self.clock()
+        trigger = WallClock(config.schedule.send, config.newsletter.tz)
+        upcoming = trigger.next_slot(draft.awaiting + MINUTE)
+        if upcoming is not None and now >= upcoming.at:
+            return  # the next scheduled send has come: it sends the edition as usual
+        wall = trigger.wall_of(draft.awaiting)
+        slot = Slot(wall, draft.awaiting)
+        tz = config.newsletter.tz
+        held = f"the edition held since the send of {_day(slot.at, tz)}"
+        approver = _approver(draft)
+        logger.info("Sending %s: %s approved it", held, approver)
+        outcome, detail = "failed", ""
+        try:
+            outcome, detail = self._send(config, store, slot, collect=False)
+        except TrnewsError as e:
+            detail = str(e)
+            raise
+        finally:
+            if outcome == "ok":
+                detail = f"sent {held} after {approver} approved it; {detail.lstrip('; ')}"
+            if store.run_of("send", slot.key) is None:
+                store.claim_run("send", slot.key, due=slot.at, now=now)
+            store.finish_run("send", slot.key, now=self.clock(), outcome=outcome, detail=detail)
+            log = logger.info if outcome == "ok" else logger.warning
+            log("The send of %s: %s: %s", _local(slot.at, tz), outcome, detail)
+            self._write_state()
 
     def resume_owed(self) -> None:
         """Carry on a send that a stop, a crash or a mail-server outage left unfinished."""
@@ -530,7 +659,7 @@ class Scheduler:
         aps = self._aps
         for job in changed:
             if aps is not None:
-                aps.reschedule_job(job, trigger=WallClock(self._line(new, job), new.newsletter.tz))
+                aps.reschedule_job(job, trigger=self._trigger(new, job))
             logger.info(
                 "Config %s: %s schedule is now '%s' (%s); next %s %s",
                 self.config_path,
@@ -546,7 +675,17 @@ class Scheduler:
 
     @staticmethod
     def _line(config: Config, job: str) -> str:
+        if job == "draft":
+            ed = config.editorial
+            return f"{config.schedule.send}, {ed.draft_hours:g} h ahead" if ed.active else "off"
         return config.schedule.collect if job == "collect" else config.schedule.send
+
+    @staticmethod
+    def _trigger(config: Config, job: str) -> WallClock:
+        tz = config.newsletter.tz
+        if job == "draft":  # made whether or not the desk is on: `run_job` asks
+            return Ahead(config.schedule.send, tz, timedelta(hours=config.editorial.draft_hours))
+        return WallClock(Scheduler._line(config, job), tz)
 
     def _note_lines(self, store: Store, config: Config) -> None:
         """Record when each job's cron line (and zone) took effect: slots before that are
@@ -576,7 +715,9 @@ class Scheduler:
 
     def _next(self, job: str) -> str | None:
         config = self.config
-        slot = WallClock(self._line(config, job), config.newsletter.tz).next_slot(self.clock())
+        if job == "draft" and not config.editorial.active:
+            return None
+        slot = self._trigger(config, job).next_slot(self.clock())
         return slot.at.astimezone(config.newsletter.tz).isoformat() if slot else None
 
     def _write_state(self) -> None:
@@ -585,6 +726,7 @@ class Scheduler:
             "started": iso(self._started),
             "next_collect": self._next("collect"),
             "next_send": self._next("send"),
+            "next_draft": self._next("draft"),
             "config_loaded": iso(self._loaded),
             "config_problem": self._problem,
         }
@@ -602,6 +744,19 @@ class Scheduler:
 
 def _local(value: datetime, tz: ZoneInfo) -> str:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _day(value: datetime, tz: ZoneInfo) -> str:
+    """An instant as an admin reads a send's time in the log: "Mon 7 Dec 08:00"."""
+    local = value.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
+def _approver(draft: DeskDraft) -> str:
+    """Who approved the draft last (the desk records every action)."""
+    return next(
+        (a.by for a in reversed(draft.actions) if a.action == DeskVerb.APPROVE), "an editor"
+    )
 
 
 def _local_or_none(slot: Slot | None, tz: ZoneInfo) -> str:

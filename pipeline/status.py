@@ -273,6 +273,10 @@ def _scheduler_lines(data: dict[str, Any], w: Words) -> list[str]:
             "  " + t.gettext("next collect: %(when)s") % {"when": w.at(data["next_collect"])},
             "  " + t.gettext("next send: %(when)s") % {"when": w.at(data["next_send"])},
         ]
+        if data.get("next_draft"):
+            lines.append(
+                "  " + t.gettext("next draft: %(when)s") % {"when": w.at(data["next_draft"])}
+            )
         problem = data.get("scheduler", {}).get("config_problem")
         if problem:
             lines.append(
@@ -283,12 +287,17 @@ def _scheduler_lines(data: dict[str, Any], w: Words) -> list[str]:
                 )
                 % {"problem": problem}
             )
-    jobs = {"collect": t.gettext("last collect"), "send": t.gettext("last send")}
+    jobs = {
+        "collect": t.gettext("last collect"),
+        "send": t.gettext("last send"),
+        "draft": t.gettext("last draft"),
+    }
     outcomes = {
         "ok": t.gettext("ok"),
         "failed": t.gettext("failed"),
         "stopped": t.gettext("stopped"),
         "skipped": t.gettext("skipped"),
+        "waiting": t.gettext("waiting for the editors"),
     }
     for job, last in data.get("last_runs", {}).items():
         what = jobs.get(job, job)

@@ -296,6 +296,29 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE editions ADD COLUMN cutoff TEXT;
         """,
     ),
+    (
+        # The scheduler's desk job (`draft`, made `draft_hours` before each send) and a send
+        # slot the editors held up (`waiting`, until an approval or the next send). SQLite
+        # cannot change a CHECK: the table is copied into one with the wider checks.
+        "0011_desk_jobs",
+        """
+        CREATE TABLE job_runs_new (
+            job TEXT NOT NULL CHECK (job IN ('collect', 'send', 'draft')),
+            slot TEXT NOT NULL,
+            due TEXT NOT NULL,
+            started TEXT NOT NULL,
+            finished TEXT,
+            outcome TEXT CHECK (outcome IN ('ok', 'failed', 'skipped', 'stopped', 'waiting')),
+            detail TEXT,
+            PRIMARY KEY (job, slot)
+        ) WITHOUT ROWID;
+        INSERT INTO job_runs_new SELECT job, slot, due, started, finished, outcome, detail
+            FROM job_runs;
+        DROP TABLE job_runs;
+        ALTER TABLE job_runs_new RENAME TO job_runs;
+        CREATE INDEX job_runs_started ON job_runs (job, started);
+        """,
+    ),
 ]
 
 
