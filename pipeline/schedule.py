@@ -468,7 +468,7 @@ class Scheduler:
                 stop=self.stop,
             )
         except AwaitingEditors as e:
-            return "waiting", self._awaiting(config, store, slot, e)
+            return "waiting", _awaiting(config, store, slot, e, self.clock())
         except TransportUnavailable as e:
             return "failed", f"{e}; the readers not yet sent to stay queued"
         except TrnewsError as e:
@@ -486,26 +486,6 @@ class Scheduler:
             return "stopped", f"{detail}; {words.count(report.remaining, 'reader')} still owed"
         return "ok", detail
 
-    def _awaiting(self, config: Config, store: Store, slot: Slot, e: AwaitingEditors) -> str:
-        """The desk did not clear the send of `slot`: note the slot on the draft, tell the
-        editors and the admins once, and say what happens next."""
-        now = self.clock()
-        store.draft_awaiting(e.draft_id, slot.at, now=now)
-        draft = store.draft(e.draft_id)
-        assert draft is not None
-        tz = config.newsletter.tz
-        upcoming = WallClock(config.schedule.send, tz).next_slot(slot.at + MINUTE)
-        alerts.awaiting_editors(
-            config, store, draft, slot.at, upcoming.at if upcoming else None, now
-        )
-        alerts.flush(config, store)
-        why = "is held at the desk" if draft.state is DraftState.HELD else "awaits approval"
-        return (
-            f"not sent: draft {draft.id} {why}; it is sent within a minute of an editor's "
-            f"approval before the next send ({_day(upcoming.at, tz) if upcoming else 'none'}), "
-            "else by that send"
-        )
-
     def watch_desk(self) -> None:
         """Send the edition an editor approved after its slot, at once, if the next
         scheduled send has not come yet (that send handles it otherwise)."""
@@ -521,22 +501,11 @@ class Scheduler:
             logger.exception("desk: unexpected error; please report it")
 
     def _late_approval(self, config: Config, store: Store) -> None:
-        from . import desk
-
-        draft = store.current_draft()
-        if draft is None or draft.awaiting is None:
-            return
-        try:
-            desk.gate(config, draft)
-        except AwaitingEditors:
-            return
         now = self.clock()
-        trigger = WallClock(config.schedule.send, config.newsletter.tz)
-        upcoming = trigger.next_slot(draft.awaiting + MINUTE)
-        if upcoming is not None and now >= upcoming.at:
-            return  # the next scheduled send has come: it sends the edition as usual
-        wall = trigger.wall_of(draft.awaiting)
-        slot = Slot(wall, draft.awaiting)
+        found = _cleared_late(config, store, now)
+        if found is None:
+            return
+        draft, slot = found
         tz = config.newsletter.tz
         held = f"the edition held since the send of {_day(slot.at, tz)}"
         approver = _approver(draft)
@@ -744,6 +713,44 @@ class Scheduler:
 
 def _local(value: datetime, tz: ZoneInfo) -> str:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _awaiting(config: Config, store: Store, slot: Slot, e: AwaitingEditors, now: datetime) -> str:
+    """The desk did not clear the send of `slot`: note the slot on the draft, tell the
+    editors and the admins once, and say what happens next."""
+    store.draft_awaiting(e.draft_id, slot.at, now=now)
+    draft = store.draft(e.draft_id)
+    assert draft is not None
+    tz = config.newsletter.tz
+    upcoming = WallClock(config.schedule.send, tz).next_slot(slot.at + MINUTE)
+    alerts.awaiting_editors(config, store, draft, slot.at, upcoming.at if upcoming else None, now)
+    alerts.flush(config, store)
+    why = "is held at the desk" if draft.state is DraftState.HELD else "awaits approval"
+    return (
+        f"not sent: draft {draft.id} {why}; it is sent within a minute of an editor's "
+        f"approval before the next send ({_day(upcoming.at, tz) if upcoming else 'none'}), "
+        "else by that send"
+    )
+
+
+def _cleared_late(config: Config, store: Store, now: datetime) -> tuple[DeskDraft, Slot] | None:
+    """The draft a scheduled send found not cleared, now cleared by the desk, with that send's
+    slot; None when there is none, or when the next scheduled send has come (it sends the
+    edition as usual)."""
+    from . import desk
+
+    draft = store.current_draft()
+    if draft is None or draft.awaiting is None:
+        return None
+    try:
+        desk.gate(config, draft)
+    except AwaitingEditors:
+        return None
+    trigger = WallClock(config.schedule.send, config.newsletter.tz)
+    upcoming = trigger.next_slot(draft.awaiting + MINUTE)
+    if upcoming is not None and now >= upcoming.at:
+        return None
+    return draft, Slot(trigger.wall_of(draft.awaiting), draft.awaiting)
 
 
 def _day(value: datetime, tz: ZoneInfo) -> str:
