@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import alerts, words
 from .config import Config
-from .errors import StoreError, TransportUnavailable, TrnewsError, UsageError
+from .errors import AwaitingEditors, StoreError, TransportUnavailable, TrnewsError, UsageError
 from .models import (
     EditionPlan,
     FeedOutcome,
@@ -187,6 +187,8 @@ def send_job(
         # it could not be; the error says to retry, and the next run that can write alerts.
         raise
     except TrnewsError as e:
+        if isinstance(e, AwaitingEditors) and slot is None:
+            raise  # by hand: not a failed send; the error says what the draft waits for
         key = slot or now.astimezone(config.newsletter.tz).strftime(SLOT_FORMAT)
         try:
             alerts.send_error(config, store, key, str(e), now, scheduled=slot is not None)

@@ -147,6 +147,19 @@ def gate(config: Config, draft: DeskDraft) -> None:
         )
 
 
+def check_items(draft: DeskDraft, items: Iterable[int | None]) -> None:
+    """Raise a UsageError naming the draft's item ids unless every one of `items` is an item
+    the draft offers (checked before any of them is acted on)."""
+    offered = {d.item.id for d in draft.items}
+    for item in items:
+        if item is None or item not in offered:
+            listed = ", ".join(str(i) for i in sorted(offered)) or "none"
+            raise UsageError(
+                f"item {item if item is not None else '(none given)'} is not in draft "
+                f"{draft.id}; its items are: {listed} (see 'trnews desk')"
+            )
+
+
 def _last_by(draft: DeskDraft, verb: DeskVerb) -> str | None:
     return next((a.by for a in reversed(draft.actions) if a.action == verb), None)
 
@@ -175,13 +188,7 @@ def act(
     if draft.state is DraftState.SENT:
         raise UsageError(f"draft {draft.id} was sent as edition {draft.edition_id}: it is closed")
     if verb in (DeskVerb.DROP, DeskVerb.KEEP, DeskVerb.LEAD):
-        offered = {d.item.id for d in draft.items}
-        if item is None or item not in offered:
-            listed = ", ".join(str(i) for i in sorted(offered)) or "none"
-            raise UsageError(
-                f"item {item if item is not None else '(none given)'} is not in draft "
-                f"{draft.id}; its items are: {listed} (see 'trnews desk')"
-            )
+        check_items(draft, [item])
     text = clean(text).strip() if verb is DeskVerb.NOTE else ""
     if len(text) > NOTE_MAX:
         raise UsageError(f"the note has {len(text)} characters; at most {NOTE_MAX} fit")
