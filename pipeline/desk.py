@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import tokens
@@ -64,9 +64,12 @@ def make_draft(
     current = store.current_draft()
     if current is None and not plan.has_news and not config.schedule.send_when_empty:
         return None
+    # The items dropped before stay on offer, left out, within the lookback: kept again, they
+    # go out (a dropped item is never due of itself).
+    dropped = store.dropped_items(since=now - timedelta(days=config.newsletter.lookback_days))
     draft_id, new = store.save_draft(
         now=now,
-        items=[i.id for i in (*plan.items, *plan.overflow)],
+        items=[*(i.id for i in (*plan.items, *plan.overflow)), *dropped],
         meetings=plan.meetings,
         new_meetings=plan.new_meetings,
         editors=config.editorial.editors,
