@@ -172,7 +172,7 @@ def _desk_lines(desk: dict[str, Any] | None, mode: str, w: Words) -> list[str]:
     if desk is None:
         return [t.gettext("Desk: no draft ('trnews draft' makes one of what is new)")]
     n = {"id": desk["id"], "items": desk["items"], "left_out": desk["left_out"]}
-    counts = t.gettext("%(items)d items, %(left_out)d left out") % n
+    counts = t.gettext("items: %(items)d, left out: %(left_out)d") % n
     if desk["state"] == "held":
         first = t.gettext(
             "Draft %(id)d is held (%(counts)s): approve it with 'trnews desk approve' or on the "
