@@ -397,7 +397,7 @@ def text(data: dict[str, Any], w: Words, mode: str = "auto") -> str:
         )
         % {"path": data["database"], "num": data["items"]},
         *_scheduler_lines(data, w),
-        *(_desk_lines(data["desk"], mode, w) if "desk" in data else []),
+        *(["", *_desk_lines(data["desk"], mode, w)] if "desk" in data else []),
         "",
         (t.gettext("Feeds: %(counts)s") % {"counts": feed_counts})
         if feed_counts

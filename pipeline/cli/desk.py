@@ -54,8 +54,10 @@ def _due(config: Config, draft: DeskDraft) -> str:
         return f"approved: sent {at}"
     if config.editorial.mode == "approve":
         since = f" since the send of {_when(draft.awaiting, tz)}" if draft.awaiting else ""
+        nxt = f"; the next scheduled send is {_when(draft.send_at, tz)}" if draft.send_at else ""
         return (
-            f"awaits approval{since}: sent only once an editor approves it ('trnews desk approve')"
+            f"awaits approval{since}: sent only once an editor approves it "
+            f"('trnews desk approve'){nxt}"
         )
     return f"sent {at} unless an editor holds it ('trnews desk hold')"
 
@@ -335,7 +337,7 @@ def approve(state: State, by: str) -> None:
       trnews desk approve --by redaksjon@example.org
     """
     config, after = _do(state, "approve", by)
-    click.echo(f"Draft {after.id} is approved: {_due(config, after)}.")
+    click.echo(f"Draft {after.id}: {_due(config, after)}.")
 
 
 @desk_group.command("hold")
