@@ -248,6 +248,7 @@ def _titles(draft: DeskDraft, items: tuple[int, ...]) -> str:
 
 
 @desk_group.command("drop")
+@config_option
 @click.argument("items", nargs=-1, type=int, required=True, metavar="ITEM...")
 @by_option
 @click.pass_obj
@@ -263,6 +264,7 @@ def drop(state: State, items: tuple[int, ...], by: str) -> None:
 
 
 @desk_group.command("keep")
+@config_option
 @click.argument("items", nargs=-1, type=int, required=True, metavar="ITEM...")
 @by_option
 @click.pass_obj
@@ -278,6 +280,7 @@ def keep(state: State, items: tuple[int, ...], by: str) -> None:
 
 
 @desk_group.command("lead")
+@config_option
 @click.argument("item", type=int, required=False, metavar="ITEM")
 @click.option("--none", "no_lead", is_flag=True, help="No item first.")
 @by_option
@@ -306,6 +309,7 @@ def lead(state: State, item: int | None, no_lead: bool, by: str) -> None:
 
 
 @desk_group.command("note")
+@config_option
 @click.argument("text", required=False, metavar="TEXT")
 @click.option("--clear", is_flag=True, help="Remove the note.")
 @by_option
@@ -327,6 +331,7 @@ def note(state: State, text: str | None, clear: bool, by: str) -> None:
 
 
 @desk_group.command("approve")
+@config_option
 @by_option
 @click.pass_obj
 def approve(state: State, by: str) -> None:
@@ -341,6 +346,7 @@ def approve(state: State, by: str) -> None:
 
 
 @desk_group.command("hold")
+@config_option
 @by_option
 @click.pass_obj
 def hold(state: State, by: str) -> None:
