@@ -187,8 +187,10 @@ def send_job(
         # it could not be; the error says to retry, and the next run that can write alerts.
         raise
     except TrnewsError as e:
-        if isinstance(e, AwaitingEditors) and slot is not None:
-            raise  # not a failure: the scheduler tells the editors and waits (schedule.py)
+        if isinstance(e, AwaitingEditors):
+            # Not a failed send: by hand the error says what the draft waits for; the
+            # scheduler tells the editors and waits (schedule.py).
+            raise
         key = slot or now.astimezone(config.newsletter.tz).strftime(SLOT_FORMAT)
         try:
             alerts.send_error(config, store, key, str(e), now, scheduled=slot is not None)

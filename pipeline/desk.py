@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import tokens
@@ -64,9 +64,12 @@ def make_draft(
     current = store.current_draft()
     if current is None and not plan.has_news and not config.schedule.send_when_empty:
         return None
+    # The items dropped before stay on offer, left out, within the lookback: kept again, they
+    # go out (a dropped item is never due of itself).
+    dropped = store.dropped_items(since=now - timedelta(days=config.newsletter.lookback_days))
     draft_id, new = store.save_draft(
         now=now,
-        items=[i.id for i in (*plan.items, *plan.overflow)],
+        items=[*(i.id for i in (*plan.items, *plan.overflow)), *dropped],
         meetings=plan.meetings,
         new_meetings=plan.new_meetings,
         editors=config.editorial.editors,
@@ -147,6 +150,19 @@ def gate(config: Config, draft: DeskDraft) -> None:
         )
 
 
+def check_items(draft: DeskDraft, items: Iterable[int | None]) -> None:
+    """Raise a UsageError naming the draft's item ids unless every one of `items` is an item
+    the draft offers (checked before any of them is acted on)."""
+    offered = {d.item.id for d in draft.items}
+    for item in items:
+        if item is None or item not in offered:
+            listed = ", ".join(str(i) for i in sorted(offered)) or "none"
+            raise UsageError(
+                f"item {item if item is not None else '(none given)'} is not in draft "
+                f"{draft.id}; its items are: {listed} (see 'trnews desk')"
+            )
+
+
 def _last_by(draft: DeskDraft, verb: DeskVerb) -> str | None:
     return next((a.by for a in reversed(draft.actions) if a.action == verb), None)
 
@@ -165,8 +181,8 @@ def act(
     text: str = "",
 ) -> None:
     """Do one action on the draft as `by` (an editor's address, or "cli"), after checking it:
-    an item must be one the draft offers (or, to keep, one left out of an earlier draft and in
-    no edition); a note is plain text of at most NOTE_MAX characters.
+    an item must be one the draft offers (items left out of earlier drafts are offered too, see
+    `make_draft`); a note is plain text of at most NOTE_MAX characters.
     A UsageError says what is wrong; nothing is changed then."""
     try:
         verb = DeskVerb(verb)
@@ -176,15 +192,7 @@ def act(
     if draft.state is DraftState.SENT:
         raise UsageError(f"draft {draft.id} was sent as edition {draft.edition_id}: it is closed")
     if verb in (DeskVerb.DROP, DeskVerb.KEEP, DeskVerb.LEAD):
-        offered = {d.item.id for d in draft.items}
-        if verb is DeskVerb.KEEP:  # an item left out of an earlier draft may come back
-            offered |= set(store.dropped_earlier(draft.id))
-        if item is None or item not in offered:
-            listed = ", ".join(str(i) for i in sorted(offered)) or "none"
-            raise UsageError(
-                f"item {item if item is not None else '(none given)'} is not in draft "
-                f"{draft.id}; its items are: {listed} (see 'trnews desk')"
-            )
+        check_items(draft, [item])
     text = clean(text).strip() if verb is DeskVerb.NOTE else ""
     if len(text) > NOTE_MAX:
         raise UsageError(f"the note has {len(text)} characters; at most {NOTE_MAX} fit")

@@ -68,7 +68,8 @@ def data(config: Config | None, store: Store) -> dict[str, Any]:
     the latest items left out of an edition because a template or MJML could not take them
     (`edition` null when, without them, no edition was built). `confirmations_unsent` counts
     the web sign-ups whose confirmation message failed and is still owed. URLs are shown redacted
-    (pipeline.redact): no password, query or key in the path.
+    (pipeline.redact): no password, query or key in the path. With `[editorial]` active,
+    `desk` is the current draft (see _desk), or null when there is none.
     """
     health = store.feed_health()
     owed = store.owed_counts()
@@ -102,6 +103,7 @@ def data(config: Config | None, store: Store) -> dict[str, Any]:
         )
     return {
         **scheduler_status(store),
+        **({"desk": _desk(store)} if config is not None and config.editorial.active else {}),
         "database": str(store.path),
         "items": store.item_count(),
         "feeds": feeds,
@@ -135,6 +137,75 @@ def data(config: Config | None, store: Store) -> dict[str, Any]:
             for r in store.left_out_items()
         ],
     }
+
+
+DESK_ACTIONS_SHOWN = 5
+"""The last actions at the desk that `status` shows (`trnews desk` shows them all)."""
+
+
+def _desk(store: Store) -> dict[str, Any] | None:
+    """The editorial desk's current draft: `awaiting` is the scheduled send that found it not
+    cleared for sending; null when there is no draft."""
+    draft = store.current_draft()
+    if draft is None:
+        return None
+    return {
+        "id": draft.id,
+        "state": draft.state.value,
+        "built": _iso(draft.built),
+        "send_at": _iso(draft.send_at),
+        "awaiting": _iso(draft.awaiting),
+        "items": len(draft.items),
+        "left_out": sum(d.dropped for d in draft.items),
+        "lead": draft.lead,
+        "note": bool(draft.note),
+        "actions": [
+            {"action": a.action, "by": a.by, "at": _iso(a.at)}
+            for a in draft.actions[-DESK_ACTIONS_SHOWN:]
+        ],
+    }
+
+
+def _desk_lines(desk: dict[str, Any] | None, mode: str, w: Words) -> list[str]:
+    """What an admin can do about the draft at the desk, in a line or two."""
+    t = w.t
+    if desk is None:
+        return [t.gettext("Desk: no draft ('trnews draft' makes one of what is new)")]
+    n = {"id": desk["id"], "items": desk["items"], "left_out": desk["left_out"]}
+    counts = t.gettext("items: %(items)d, left out: %(left_out)d") % n
+    if desk["state"] == "held":
+        first = t.gettext(
+            "Draft %(id)d is held (%(counts)s): approve it with 'trnews desk approve' or on the "
+            "desk page to send it"
+        ) % {**n, "counts": counts}
+    elif desk["state"] == "approved":
+        first = t.gettext("Draft %(id)d is approved (%(counts)s): the next send sends it") % {
+            **n,
+            "counts": counts,
+        }
+    elif mode == "approve" and desk["awaiting"]:
+        first = t.gettext(
+            "Draft %(id)d awaits approval since the send of %(when)s (%(counts)s): approve it "
+            "with 'trnews desk approve' or on the desk page"
+        ) % {**n, "when": w.at(desk["awaiting"]), "counts": counts}
+    elif mode == "approve":
+        first = t.gettext(
+            "Draft %(id)d awaits approval (%(counts)s): approve it with 'trnews desk approve' "
+            "or on the desk page"
+        ) % {**n, "counts": counts}
+    else:
+        first = t.gettext(
+            "Draft %(id)d is sent unless an editor holds it (%(counts)s); 'trnews desk' shows it"
+        ) % {**n, "counts": counts}
+    lines = [first]
+    if desk["actions"]:
+        last = desk["actions"][-1]
+        lines.append(
+            "  "
+            + t.gettext("last action: %(action)s by %(by)s, %(when)s")
+            % {"action": last["action"], "by": last["by"], "when": w.when(last["at"])}
+        )
+    return lines
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -319,8 +390,9 @@ def _scheduler_lines(data: dict[str, Any], w: Words) -> list[str]:
     return lines
 
 
-def text(data: dict[str, Any], w: Words) -> str:
-    """What `trnews status` prints: `data` in the newsletter's language, on its clock."""
+def text(data: dict[str, Any], w: Words, mode: str = "auto") -> str:
+    """What `trnews status` prints: `data` in the newsletter's language, on its clock (`mode`:
+    `[editorial] mode`, for what the desk's draft waits for)."""
     t = w.t
     groups: dict[str, list[dict[str, Any]]] = {g: [] for g in _FEED_GROUPS}
     for f in data["feeds"]:
@@ -334,6 +406,7 @@ def text(data: dict[str, Any], w: Words) -> str:
         )
         % {"path": data["database"], "num": data["items"]},
         *_scheduler_lines(data, w),
+        *(["", *_desk_lines(data["desk"], mode, w)] if "desk" in data else []),
         "",
         (t.gettext("Feeds: %(counts)s") % {"counts": feed_counts})
         if feed_counts

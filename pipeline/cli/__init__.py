@@ -20,6 +20,8 @@ COMMANDS = {
     "backup": "admin:backup",
     "check": "admin:check",
     "collect": "jobs:collect",
+    "desk": "desk:desk_group",
+    "draft": "desk:draft",
     "preview": "jobs:preview",
     "report": "admin:report",
     "run": "jobs:run",

@@ -137,7 +137,11 @@ def status(state: State, as_json: bool) -> None:
         click.echo(
             json.dumps(data, indent=2, ensure_ascii=False)
             if as_json
-            else view.text(data, setting.words)
+            else view.text(
+                data,
+                setting.words,
+                setting.config.editorial.mode if setting.config is not None else "auto",
+            )
         )
     if setting.problem is not None:
         sys.exit(setting.problem.exit_code)

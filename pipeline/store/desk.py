@@ -117,10 +117,8 @@ class Desk(Database):
         text: str = "",
     ) -> bool:
         """Do one editor's action on a draft not yet sent, and record it; False when the draft
-        is sent (or gone) and nothing was done. An item acted on joins the draft (keeping an
-        item dropped from an earlier draft brings it into this one). Each action writes only
-        what it changes, in one transaction, so two editors acting at once keep each other's
-        choices."""
+        is sent (or gone) and nothing was done. Each action writes only what it changes, in
+        one transaction, so two editors acting at once keep each other's choices."""
         with self.transaction():
             row = self._q(
                 "SELECT state, lead_item FROM drafts WHERE id = ? AND state != 'sent'",
@@ -130,11 +128,6 @@ class Desk(Database):
                 return False
             if verb in (DeskVerb.DROP, DeskVerb.KEEP, DeskVerb.LEAD):
                 assert item is not None
-                # An item dropped from an earlier draft is kept again into this one.
-                self._q(
-                    "INSERT OR IGNORE INTO draft_items (draft_id, item_id) VALUES (?, ?)",
-                    (draft_id, item),
-                )
                 dropped = 1 if verb is DeskVerb.DROP else 0
                 self._q(
                     """INSERT INTO desk_choices (item_id, dropped, by, at) VALUES (?, ?, ?, ?)
@@ -154,19 +147,6 @@ class Desk(Database):
                 self._q("UPDATE drafts SET state = 'held' WHERE id = ?", (draft_id,))
             self._action(draft_id, verb.value, by=by, now=now, item=item, text=text)
         return True
-
-    def dropped_earlier(self, draft_id: int) -> list[int]:
-        """Items left out at the desk, in no edition and not in this draft: `keep` may bring
-        them back into it."""
-        rows = self._q(
-            """SELECT dc.item_id FROM desk_choices dc
-               WHERE dc.dropped = 1
-                 AND NOT EXISTS (SELECT 1 FROM edition_items ei WHERE ei.item_id = dc.item_id)
-                 AND NOT EXISTS (SELECT 1 FROM draft_items di
-                                 WHERE di.draft_id = ? AND di.item_id = dc.item_id)""",
-            (draft_id,),
-        )
-        return [int(r["item_id"]) for r in rows]
 
     def clear_lead(self, draft_id: int, *, by: str, now: datetime) -> bool:
         """No item first (`trnews desk lead --none`); False when the draft is sent."""

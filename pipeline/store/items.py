@@ -98,6 +98,19 @@ class Items(Database):
         )
         return [(_item(r), sorted(r["ambassadors"].split("\x1f"))) for r in rows]
 
+    def dropped_items(self, *, since: datetime) -> list[int]:
+        """The ids of the items an editor dropped at the desk that are in no edition and dated
+        after `since`: a draft offers them again, left out, so that they can be kept."""
+        rows = self._q(
+            """SELECT i.id FROM items i JOIN desk_choices dc ON dc.item_id = i.id
+               WHERE dc.dropped = 1 AND i.date >= ?
+                 AND NOT EXISTS (SELECT 1 FROM edition_items ei WHERE ei.item_id = i.id)
+                 AND NOT EXISTS (SELECT 1 FROM left_out_items lo WHERE lo.item_id = i.id)
+               ORDER BY i.date DESC, i.id DESC""",
+            (iso(since),),
+        )
+        return [int(r["id"]) for r in rows]
+
     def edition_count(self) -> int:
         return int(self._q("SELECT count(*) FROM editions").fetchone()[0])
 
