@@ -479,7 +479,7 @@ class Core:
         store.purge_pending(datetime.now(UTC) - timedelta(days=days))
 
     def cross_site(self, request: Request) -> bool:
-        """True for a browser's post from another site, which no form of ours (subscribe, desk) is.
+        """True for a browser's post from another site, which none of our forms is.
 
         With Referrer-Policy: no-referrer a browser sends `Origin: null` from our own page, so
         Sec-Fetch-Site (sent by every current browser, whatever the referrer policy) decides
@@ -530,14 +530,14 @@ class Core:
         return PlainTextResponse("Internal Server Error", 500, headers=SECURITY_HEADERS)
 
 
-async def read_form(request: Request) -> dict[str, str] | None:
-    """The fields of a urlencoded form of at most MAX_FORM_BYTES, or None."""
+async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str] | None:
+    """The fields of a urlencoded form of at most `limit` bytes, or None."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > limit:
             return None
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
