@@ -320,7 +320,12 @@ def test_two_editors_acting_at_once_lose_no_choice(desk_site: DeskSite) -> None:
         start = threading.Barrier(2)
         errors: list[str] = []
 
-        def act(editor: str, posts: list[dict[str, str]]) -> None:
+        def act(
+            editor: str,
+            posts: list[dict[str, str]],
+            start: threading.Barrier = start,
+            errors: list[str] = errors,
+        ) -> None:
             start.wait()
             for data in posts:
                 answer = post(desk_site.links[editor], **data)
@@ -388,7 +393,7 @@ def test_the_archive_holds_no_token_no_editor_and_no_dropped_item(desk_site: Des
         assert dropped not in text, name
 
 
-# -- a phone's browser -------------------------------------------------------------------------------
+# -- a phone's browser ---------------------------------------------------------------------------
 
 
 def test_an_editor_leaves_out_and_approves_in_chromium_at_375px_with_no_script(
