@@ -363,6 +363,14 @@ _FOOTER = re.compile(r'<div\b[^>]*\bclass="(?:[^"]*\s)?' + FOOTER_CLASS + r'(?:\
 _DIV = re.compile(r"<div\b|</div\s*>", re.IGNORECASE)
 
 
+def with_top(finished: str, *, style: str, top: str) -> str:
+    """The HTML of a finished message with `style` (CSS) added to its head and `top` first in
+    its body: the archive's copy, and the desk's preview of a draft (the message unchanged
+    under a bar that says what it is)."""
+    page = finished.replace("</head>", f"<style>{style}</style></head>", 1)
+    return re.sub(r"<body\b[^>]*>", lambda m: m.group(0) + top, page, count=1)
+
+
 def archived_copy(finished: str, *, style: str, top: str, footer: str) -> str:
     """The HTML of a sent edition (its placeholders already filled with neutral values) as the
     archive shows it to anyone: `style` (CSS) added to its head, `top` (the site's header and
@@ -371,8 +379,7 @@ def archived_copy(finished: str, *, style: str, top: str, footer: str) -> str:
 
     A template with no footer section (an admin's footer.mjml without its css-class) gets
     `footer` at the end of the body, after its own."""
-    page = finished.replace("</head>", f"<style>{style}</style></head>", 1)
-    page = re.sub(r"<body\b[^>]*>", lambda m: m.group(0) + top, page, count=1)
+    page = with_top(finished, style=style, top=top)
     start = _FOOTER.search(page)
     if start is not None:
         depth = 0

@@ -15,6 +15,11 @@ Routes, relative to newsletter.public_url:
     GET  /archive.atom         the same as an Atom feed
     GET  /report               the open report (pipeline/report.py's HTML page), with the
                                site's navigation as on every public page (web/nav.html)
+    GET  /desk/{token}         an editor's desk: the draft of the next edition, a button for
+                               each of the desk's actions, every action taken
+    POST /desk/{token}         one action (drop, keep, lead, note, approve, hold), then a 303
+                               back to the page
+    GET  /desk/{token}/preview the draft as subscribers will get it
     GET  /healthz              200 and a small JSON body while the database answers, else 503
 
 How it keeps people safe:
@@ -34,9 +39,11 @@ How it keeps people safe:
   the hash of each style the page holds, `form-action 'self'`, `frame-ancestors 'none'`,
   `base-uri 'none'`), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` and
   `X-Frame-Options: DENY`. No page has a script; no answer sets a cookie.
-- POST /subscribe refuses a browser's cross-site post (its Origin names another site, or its
-  Sec-Fetch-Site says cross-site); a post that says neither is accepted, and the one-click
-  unsubscribe never asks for either (mail providers send none).
+- A desk link names one editor and one draft, signed; it gets 404 when forged or once its
+  edition is sent. Desk pages are never kept (no-store), indexed, or sent on as a Referer.
+- POST /subscribe and POST /desk/{token} refuse a browser's cross-site post (its Origin names
+  another site, or its Sec-Fetch-Site says cross-site); a post that says neither is accepted,
+  and the one-click unsubscribe never asks for either (mail providers send none).
 
 What it computes on demand (the open report, the archive's list, Atom feed and editions) is
 built by one request at a time and kept (`OnDemand`): the others wait for that build, or get
@@ -51,7 +58,7 @@ Each worker thread keeps its own database connection (SQLite connections are not
 between threads); the config is read once, at start.
 
 The package: app.py (what every request needs: headers, CSP, limits, on-demand builds, page
-rendering), then one module per area (subscribe.py, unsubscribe.py, archive.py, report.py),
+rendering), then one module per area (subscribe.py, unsubscribe.py, archive.py, report.py, desk.py),
 put together with the routes in server.py.
 """
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -57,6 +57,8 @@ ARCHIVE_CACHE = "public, max-age=300"
 CHANGES_EVERY = 0.1
 """Seconds between two looks at whether the database has changed (`Changes`): what another
 process publishes shows within about this time."""
+MAX_FORM_BYTES = 8 * 1024
+"""The largest form body read (the subscribe form, the desk's): more is refused unread."""
 BUILDERS = 4
 """Threads that build pages on demand (the report, the archive), apart from those that serve
 requests, so that a slow build never holds up a request for anything else."""
@@ -476,6 +478,22 @@ class Core:
         days = self.config.web.purge_pending_days
         store.purge_pending(datetime.now(UTC) - timedelta(days=days))
 
+    def cross_site(self, request: Request) -> bool:
+        """True for a browser's post from another site, which none of our forms is.
+
+        With Referrer-Policy: no-referrer a browser sends `Origin: null` from our own page, so
+        Sec-Fetch-Site (sent by every current browser, whatever the referrer policy) decides
+        then; a client that sends neither (curl, an old browser) is let through: the form
+        sets no cookie and holds nothing a forged post could steal.
+        """
+        origin = request.headers.get("origin")
+        if origin not in (None, "null") and origin not in (
+            self.origin,
+            _origin(str(request.base_url)),
+        ):
+            return True
+        return request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
+
     # -- health and errors -----------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
@@ -510,6 +528,22 @@ class Core:
     async def server_error(self, request: Request, exc: Exception) -> Response:
         # Outside the middleware: the headers go on here.
         return PlainTextResponse("Internal Server Error", 500, headers=SECURITY_HEADERS)
+
+
+async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str] | None:
+    """The fields of a urlencoded form of at most `limit` bytes, or None."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {k: v[0] for k, v in fields.items()}
 
 
 def _kept(page: tuple[str, str]) -> HTMLResponse:

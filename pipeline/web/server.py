@@ -21,6 +21,7 @@ from starlette.routing import Route
 from ..config import load_config
 from .app import SecurityHeaders
 from .archive import Archive
+from .desk import Desk
 from .report import Report
 from .subscribe import Subscribe
 from .unsubscribe import Unsubscribe
@@ -28,7 +29,7 @@ from .unsubscribe import Unsubscribe
 logger = logging.getLogger("pipeline.web")  # one name for the whole web side, as before
 
 
-class Web(Subscribe, Unsubscribe, Archive, Report):
+class Web(Subscribe, Unsubscribe, Archive, Report, Desk):
     """What every request needs, with each area of the site: the routes' handlers."""
 
 
@@ -61,6 +62,9 @@ def make_app(config_path: Path | str) -> Starlette:
         Route("/archive.atom", web.atom, methods=["GET"]),
         Route("/archive/{id}", web.edition, methods=["GET"]),
         Route("/report", web.report, methods=["GET"]),
+        Route("/desk/{token}", web.desk, methods=["GET"]),
+        Route("/desk/{token}", web.desk_post, methods=["POST"]),
+        Route("/desk/{token}/preview", web.desk_preview, methods=["GET"]),
         Route("/healthz", web.healthz, methods=["GET"]),
     ]
     return Starlette(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from urllib.parse import parse_qs
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -21,7 +20,7 @@ from ..errors import RecipientRefused, TrnewsError, UsageError
 from ..models import SubscriberState, inert
 from ..sanitize import one_line
 from ..store import Confirmation, ConsentText, Store
-from .app import Core, _days, _origin, client_address
+from .app import Core, _days, client_address, read_form
 
 logger = logging.getLogger("pipeline.web")  # one name for the whole web side, as before
 
@@ -41,7 +40,6 @@ CONFIRM_POLL = 2.0
 STALE = timedelta(minutes=15)
 """How long a confirmation owed waits before the scheduler tries it: a running `serve` has
 tried it by then (its longest wait is five minutes)."""
-MAX_FORM_BYTES = 8 * 1024
 MAX_NAME = 100
 
 
@@ -79,22 +77,6 @@ class Subscribe(Core):
             self.front = self.form()
         return HTMLResponse(self.front.body, headers=dict(self.front.headers))
 
-    def cross_site(self, request: Request) -> bool:
-        """True for a browser's post from another site, which the form never is.
-
-        With Referrer-Policy: no-referrer a browser sends `Origin: null` from our own page, so
-        Sec-Fetch-Site (sent by every current browser, whatever the referrer policy) decides
-        then; a client that sends neither (curl, an old browser) is let through: the form
-        sets no cookie and holds nothing a forged post could steal.
-        """
-        origin = request.headers.get("origin")
-        if origin not in (None, "null") and origin not in (
-            self.origin,
-            _origin(str(request.base_url)),
-        ):
-            return True
-        return request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
-
     async def subscribe(self, request: Request) -> Response:
         t = self.t
         if self.cross_site(request):
@@ -121,7 +103,7 @@ class Subscribe(Core):
                 status=429,
                 link=(f"{self.base}/", t.gettext("Go to the front page")),
             )
-        fields = await _read_form(request)
+        fields = await read_form(request)
         if fields is None:
             return self.form(400, error=t.gettext("The form could not be read. Try again."))
         raw_email = fields.get("email", "")[:320]
@@ -272,22 +254,6 @@ class Subscribe(Core):
             t.gettext("Every newsletter has a link at the bottom to unsubscribe with one click."),
             link=(f"{self.base}/archive", t.gettext("Read past editions")),
         )
-
-
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """The fields of a urlencoded form of at most MAX_FORM_BYTES, or None."""
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return {k: v[0] for k, v in fields.items()}
 
 
 def send_owed_confirmations(config: Config, store: Store) -> int:
