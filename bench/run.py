@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import collect
 import deliver
+import desk
 import render
 import schedule
 import startup
@@ -30,6 +31,7 @@ from common import Result
 BENCHES = {
     "collect": collect.run,
     "deliver": deliver.run,
+    "desk": desk.run,
     "render": render.run,
     "schedule": schedule.run,
     "startup": startup.run,
@@ -74,7 +76,8 @@ def main() -> None:
     print(
         "ratio: the compared time / ours for collect, ours msg/s / baseline msg/s for deliver, "
         "re-render time / personalise time for render, CLI time / scheduler time (or the "
-        "bound SPEC.md promises / ours) for schedule, ours req/s / bare uvicorn req/s for web;"
+        "bound SPEC.md promises / ours) for schedule, ours req/s / bare uvicorn req/s for web, "
+        "the command or page without the desk / with it for desk;"
     )
     print("above 1 trnews is faster than the baseline.\n")
     rows: list[Result] = []

@@ -249,9 +249,12 @@ def editor_links(config: Config, store: Store, draft: DeskDraft) -> list[tuple[s
     ]
 
 
-def editor_of(config: Config, store: Store, token: str) -> tuple[DeskDraft, str] | None:
+def editor_of(
+    config: Config, store: Store, token: str, *, secret: str | None = None
+) -> tuple[DeskDraft, str] | None:
     """The draft and the editor a desk link names, or None when the link is malformed, forged,
-    of another purpose, or its draft is sent (its links die with it)."""
+    of another purpose, or its draft is sent (its links die with it). `secret`: the key that
+    signs links, when the caller holds it already (the web side reads it once)."""
     claim = tokens.desk_claim(token)
     if claim is None:
         return None
@@ -260,7 +263,7 @@ def editor_of(config: Config, store: Store, token: str) -> tuple[DeskDraft, str]
     if draft is None or draft.state is DraftState.SENT or editor > len(draft.editors):
         return None
     address = draft.editors[editor - 1]
-    secret = tokens.link_secret(config, store)
+    secret = secret or tokens.link_secret(config, store)
     if not tokens.desk_verify(secret, token, draft.id, draft.nonce, editor, address):
         return None
     return draft, address

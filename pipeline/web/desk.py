@@ -52,7 +52,7 @@ class Desk(Core):
         token = request.path_params["token"]
 
         def show(store: Store) -> str | None:
-            found = desk.editor_of(self.config, store, token)
+            found = desk.editor_of(self.config, store, token, secret=self.secret)
             if found is None:
                 return None
             draft, editor = found
@@ -193,7 +193,7 @@ class Desk(Core):
         fields = await read_form(request, FORM_BYTES)
 
         def act(store: Store) -> str | None:
-            found = desk.editor_of(self.config, store, token)
+            found = desk.editor_of(self.config, store, token, secret=self.secret)
             if found is None:
                 return None
             draft, editor = found
@@ -260,7 +260,7 @@ class Desk(Core):
         t = self.t
 
         def build(store: Store) -> str | None:
-            found = desk.editor_of(self.config, store, token)
+            found = desk.editor_of(self.config, store, token, secret=self.secret)
             if found is None:
                 return None
             draft, _ = found
