@@ -294,7 +294,7 @@ def mail_editors(
     from .deliver import build_message, notify
     from .errors import DeliveryError
     from .render import personalise
-    from .templates import translations
+    from .templates import translations, wrap
 
     rendered = render(config, store, draft, now).rendered
     t = translations(config.newsletter.language)
@@ -304,7 +304,7 @@ def mail_editors(
     with notify.Sender(config, transport) as sender:
         for address, link in editor_links(config, store, draft):
             lines = ask_lines(config, draft, t)
-            banner_text = "\n".join([*lines, link, "", "-" * 40, "", ""])
+            banner_text = "\n".join([*map(wrap, lines), link, "", "-" * 40, "", ""])
             subject = t.gettext("[Draft] %(subject)s") % {"subject": content.subject}
             msg = build_message(
                 config,
