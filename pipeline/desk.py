@@ -250,16 +250,17 @@ def editor_links(config: Config, store: Store, draft: DeskDraft) -> list[tuple[s
 
 
 def editor_of(
-    config: Config, store: Store, token: str, *, secret: str | None = None
+    config: Config, store: Store, token: str, *, secret: str | None = None, actions: bool = True
 ) -> tuple[DeskDraft, str] | None:
     """The draft and the editor a desk link names, or None when the link is malformed, forged,
     of another purpose, or its draft is sent (its links die with it). `secret`: the key that
-    signs links, when the caller holds it already (the web side reads it once)."""
+    signs links, when the caller holds it already (the web side reads it once); `actions`:
+    whether the draft's record of actions is wanted (see Store.draft)."""
     claim = tokens.desk_claim(token)
     if claim is None:
         return None
     draft_id, editor = claim
-    draft = store.draft(draft_id)
+    draft = store.draft(draft_id, actions=actions)
     if draft is None or draft.state is DraftState.SENT or editor > len(draft.editors):
         return None
     address = draft.editors[editor - 1]

@@ -26,9 +26,11 @@ class Desk(Database):
         row = self._q("SELECT * FROM drafts WHERE state != 'sent'").fetchone()
         return self._draft(row) if row is not None else None
 
-    def draft(self, draft_id: int) -> DeskDraft | None:
+    def draft(self, draft_id: int, *, actions: bool = True) -> DeskDraft | None:
+        """One draft; without `actions`, its record of actions is left unread (an action
+        only needs the draft's items and state, and a busy draft has hundreds)."""
         row = self._q("SELECT * FROM drafts WHERE id = ?", (draft_id,)).fetchone()
-        return self._draft(row) if row is not None else None
+        return self._draft(row, actions=actions) if row is not None else None
 
     def draft_changed(self) -> int:
         """A number that changes whenever a draft or an action is written (pages read it to
@@ -196,7 +198,7 @@ class Desk(Database):
             (draft_id, action, item, text, by, iso(now)),
         )
 
-    def _draft(self, row: sqlite3.Row) -> DeskDraft:
+    def _draft(self, row: sqlite3.Row, *, actions: bool = True) -> DeskDraft:
         draft_id = int(row["id"])
         items = self._q(
             """SELECT i.*, coalesce(dc.dropped, 0) AS dropped,
@@ -210,9 +212,13 @@ class Desk(Database):
                ORDER BY i.date DESC, i.id DESC""",
             {"draft": draft_id, "sent": row["state"] == DraftState.SENT},
         ).fetchall()
-        actions = self._q(
-            "SELECT * FROM desk_actions WHERE draft_id = ? ORDER BY id", (draft_id,)
-        ).fetchall()
+        done = (
+            self._q(
+                "SELECT * FROM desk_actions WHERE draft_id = ? ORDER BY id", (draft_id,)
+            ).fetchall()
+            if actions
+            else []
+        )
         return DeskDraft(
             id=draft_id,
             nonce=row["nonce"],
@@ -241,7 +247,7 @@ class Desk(Database):
                     item=a["item_id"],
                     text=a["text"],
                 )
-                for a in actions
+                for a in done
             ),
             editors=tuple(json.loads(row["editors"])),
             send_at=_opt(row["send_at"]),

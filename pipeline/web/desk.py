@@ -193,7 +193,7 @@ class Desk(Core):
         fields = await read_form(request, FORM_BYTES)
 
         def act(store: Store) -> str | None:
-            found = desk.editor_of(self.config, store, token, secret=self.secret)
+            found = desk.editor_of(self.config, store, token, secret=self.secret, actions=False)
             if found is None:
                 return None
             draft, editor = found
