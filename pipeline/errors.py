@@ -8,6 +8,7 @@
     ├── FetchError              one feed could not be fetched or parsed; never stops the others
     ├── RenderError             exit 1: a template is broken (most often an admin's override)
     ├── AwaitingEditors         exit 1: the desk has not approved the draft, or holds it
+    ├── NoDraft                 exit 1: `trnews desk` was asked to act and there is no draft
     └── DeliveryError           exit 1: the transport could not deliver; nothing is lost
         ├── TransportUnavailable    the server cannot be reached or refuses us as a whole
         └── RecipientRefused        the server refused one recipient (temporary or permanent)
@@ -96,6 +97,10 @@ class AwaitingEditors(TrnewsError):
         self.draft_id = draft_id
         self.state = state
         super().__init__(why)
+
+
+class NoDraft(TrnewsError):
+    """There is no draft at the desk to act on: nothing was done."""
 
 
 class DeliveryError(TrnewsError):

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from ..errors import TransportUnavailable, TrnewsError, UsageError
+from ..errors import NoDraft, TransportUnavailable, UsageError
 from .output import State, config_option, open_store
 
 if TYPE_CHECKING:
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from ..store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class NoDraft(TrnewsError):
-    """There is no draft at the desk to act on (exit 1: nothing was done)."""
 
 
 def _active(config: Config, command: str) -> None:

@@ -99,7 +99,7 @@ class Desk(Database):
                     "INSERT OR IGNORE INTO draft_items (draft_id, item_id) VALUES (?, ?)",
                     (draft_id, item_id),
                 ).rowcount
-            text = f"{added} new" if not new else f"{len(ids)}"
+            text = f"{len(ids)} items" if new else f"{added} new items"
             self._action(draft_id, "draft" if new else "rebuilt", by=BY_TRNEWS, now=now, text=text)
             if not new and added and row["state"] == DraftState.APPROVED:
                 self._q("UPDATE drafts SET state = 'open' WHERE id = ?", (draft_id,))
