@@ -485,6 +485,32 @@ class MessageConfig(_Section):
     whole word (any case); a keyword ending in `*` also matches longer words it begins."""
 
 
+class IndicatorConfig(_Section):
+    """One of the region's indicators (HP 6.5): a published statistic, its direction of
+    progress and, optionally, its goal."""
+
+    id: Annotated[str, AfterValidator(_slug)]
+    title: Name
+    source: Location
+    """A JSON-stat 2.0 dataset (SSB's API and most statistics offices') or a CSV with the
+    header `period,value`: an http(s) URL or a local path."""
+    better: Literal["higher", "lower"]
+    """Which way is progress."""
+    unit: OneLine | None = None
+    """Shown after each value ("%" without a space); default: the dataset's unit, if any."""
+    decimals: int | None = Field(None, ge=0, le=6)
+    """Decimals shown; default: the dataset's, else 0."""
+    target: float | None = None
+    target_year: int | None = Field(None, ge=1900, le=2200)
+    """The target is to be reached by the end of this year."""
+    sum: OneLine | None = None
+    """A JSON-stat dimension whose categories are added up (municipalities into a region)."""
+
+    @property
+    def is_local(self) -> bool:
+        return urlsplit(self.source).scheme not in ("http", "https")
+
+
 class ReportConfig(_Section):
     in_newsletter: bool = False
     """Close each edition with a compact table of the ambassador plan."""
@@ -628,6 +654,7 @@ class Config(_Section):
     meeting: list[MeetingConfig] = []
     calendar: CalendarConfig = CalendarConfig()
     message: list[MessageConfig] = []
+    indicator: list[IndicatorConfig] = []
     report: ReportConfig = ReportConfig()
     web: WebConfig = WebConfig()
     editorial: EditorialConfig = EditorialConfig()
@@ -656,6 +683,10 @@ class Config(_Section):
     def templates_path(self) -> Path | None:
         t = self.newsletter.templates
         return self.resolve(t) if t is not None else None
+
+    def indicator_location(self, indicator: IndicatorConfig) -> str:
+        """What to fetch: the URL, or the local path resolved against the config's folder."""
+        return str(self.resolve(indicator.source)) if indicator.is_local else indicator.source
 
     def feed_location(self, feed: FeedConfig) -> str:
         """What to fetch: the URL, or the local path resolved against the config's folder."""
@@ -777,6 +808,34 @@ def _cross_check(raw: dict[str, Any]) -> list[Problem]:
         if start is not None and end is not None and end < start:
             problems.append(Problem(f"meeting[{i}].end", "is before start"))
     problems += _plan_cross_check(raw)
+    indicator_ids: dict[str, int] = {}
+    for i, ind in _tables(raw.get("indicator")):
+        ind_id = ind.get("id")
+        if isinstance(ind_id, str):
+            if ind_id in indicator_ids:
+                problems.append(
+                    Problem(
+                        f"indicator[{i}].id",
+                        f"{ind_id!r} is already used by indicator[{indicator_ids[ind_id]}]",
+                    )
+                )
+            indicator_ids.setdefault(ind_id, i)
+        if ("target" in ind) != ("target_year" in ind):
+            given, missing = (
+                ("target", "target_year")
+                if "target" in ind
+                else (
+                    "target_year",
+                    "target",
+                )
+            )
+            problems.append(
+                Problem(
+                    f"indicator[{i}].{missing}",
+                    f"required with {given}: a target is a value to reach by the end of a "
+                    "year, like target = 160000 and target_year = 2030",
+                )
+            )
     editorial = raw.get("editorial")
     if (
         isinstance(editorial, dict)

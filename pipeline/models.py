@@ -541,6 +541,49 @@ class DeskDraft:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """One published value of an indicator: its period and its value as published; None when
+    the source marks it missing (suppressed, not yet published), which is never 0."""
+
+    period: str
+    """Normalised: "2024", "2024K1" (a quarter), "2024M01" (a month)."""
+    value: float | None
+    revised_from: float | None = None
+    """The value published before, when a later fetch found it changed (a revision)."""
+
+
+@dataclass(frozen=True)
+class IndicatorView:
+    """One indicator as the report shows it: every number computed from the stored values
+    (pipeline.indicators.compute), in SPEC.md's `--format json` shape."""
+
+    id: str
+    title: str
+    unit: str
+    better: str
+    """"higher" or "lower": which way is progress."""
+    decimals: int
+    latest: Observation | None
+    """The latest period with a value."""
+    previous: Observation | None
+    """The period just before `latest` (a year, quarter or month before), its value None when
+    missing; None when there is no earlier period at all."""
+    change: float | None
+    change_pct: float | None
+    direction: str | None
+    """"better", "worse" or "unchanged"; None when there is no change to tell."""
+    target: float | None
+    target_year: int | None
+    on_track: bool | None
+    series: tuple[Observation, ...]
+    """Every stored period, oldest first."""
+    error: str | None = None
+    """Why the last fetch failed; the series is the last good one."""
+    source: str = ""
+    """Where the values come from (redacted of secrets), for the reader to check."""
+
+
+@dataclass(frozen=True)
 class ArchivedEdition:
     """An edition in the public archive."""
 

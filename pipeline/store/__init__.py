@@ -3,7 +3,8 @@
 Schema changes are ordered, named migrations; each is applied once, in a transaction, and
 recorded in the `migrations` table (`migrations.py`). `db.py` opens the database owner-only and
 holds its transactions and meta; each family of tables has a module of its own (`feeds.py`,
-`items.py`, `editions.py`, `subscribers.py`, `jobs.py`, `desk.py`), and `Store` is all of them
+`items.py`, `editions.py`, `subscribers.py`, `jobs.py`, `desk.py`,
+`indicators.py`), and `Store` is all of them
 on one connection.
 """
 
@@ -28,6 +29,7 @@ from .db import (
 from .desk import Desk
 from .editions import Editions
 from .feeds import Feeds
+from .indicators import Indicators, IndicatorSource, Saved
 from .items import Items
 from .jobs import Jobs
 from .migrations import MIGRATIONS, Migrations
@@ -43,7 +45,9 @@ __all__ = [
     "Consent",
     "ConsentText",
     "FeedHealth",
+    "IndicatorSource",
     "Recipient",
+    "Saved",
     "Store",
     "create_owner_only",
     "iso",
@@ -54,5 +58,5 @@ __all__ = [
 ]
 
 
-class Store(Feeds, Items, Editions, Desk, Subscribers, Jobs, Reports, Migrations):
+class Store(Feeds, Items, Editions, Desk, Indicators, Subscribers, Jobs, Reports, Migrations):
     """One open SQLite database."""

@@ -319,6 +319,45 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX job_runs_started ON job_runs (job, started);
         """,
     ),
+    (
+        # The region's indicators (`[[indicator]]`): each source's fetch state (validators for
+        # a conditional GET, failures in a row, the dataset's unit and decimals), each
+        # period's value as last published (null: missing, never 0), and every revision with
+        # the value it replaced. Nothing here is ever deleted.
+        "0012_indicators",
+        """
+        CREATE TABLE indicator_sources (
+            indicator_id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            etag TEXT,
+            last_modified TEXT,
+            last_attempt TEXT,
+            last_success TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            unit TEXT NOT NULL DEFAULT '',
+            decimals INTEGER,
+            alerted_failing TEXT
+        );
+        CREATE TABLE indicator_values (
+            indicator_id TEXT NOT NULL,
+            period TEXT NOT NULL,
+            value REAL,
+            first_fetched TEXT NOT NULL,
+            fetched TEXT NOT NULL,
+            PRIMARY KEY (indicator_id, period)
+        ) WITHOUT ROWID;
+        CREATE TABLE indicator_revisions (
+            id INTEGER PRIMARY KEY,
+            indicator_id TEXT NOT NULL,
+            period TEXT NOT NULL,
+            old_value REAL,
+            new_value REAL,
+            found TEXT NOT NULL
+        );
+        CREATE INDEX indicator_revisions_period ON indicator_revisions (indicator_id, period, id);
+        """,
+    ),
 ]
 
 
