@@ -1,4 +1,5 @@
-"""Set up the offline demo: the example config and feeds, with their dates moved up to today.
+"""Set up the offline demo: the example config, feeds and indicators, with the feeds' dates moved
+up to today.
 
 The bundled feeds and meetings are dated around 26 November 2026. So that `make demo` shows a
 full edition on any later day, this writes a copy of them to `var/demo/` with every date moved
@@ -50,7 +51,7 @@ def shift_dates(data: bytes, days: int) -> bytes:
 
 
 def prepare(repo: Path, today: date | None = None) -> Path:
-    """Write `var/demo/` (config, feeds) from `config/trnews.toml` and `examples/feeds/`."""
+    """Write `var/demo/` (config, feeds, indicators) from `config/trnews.toml` and `examples/`."""
     days = days_since_anchor(today)
     out = repo / "var" / "demo"
     if out.exists():
@@ -58,9 +59,12 @@ def prepare(repo: Path, today: date | None = None) -> Path:
     (out / "feeds").mkdir(parents=True)
     for feed in sorted((repo / "examples" / "feeds").iterdir()):
         (out / "feeds" / feed.name).write_bytes(shift_dates(feed.read_bytes(), days))
+    # The indicators are statistics of past years and quarters: copied as they are.
+    shutil.copytree(repo / "examples" / "indicators", out / "indicators")
     text = (repo / "config" / "trnews.toml").read_text(encoding="utf-8")
     replacements = {
         '"../examples/feeds/': '"feeds/',
+        '"../examples/indicators/': '"indicators/',
         'database = "../var/trnews.db"': 'database = "trnews.db"',
         'maildir = "../var/outbox"': 'maildir = "../outbox"',
     }

@@ -54,6 +54,8 @@ def check(state: State, discover: bool, fix: bool) -> None:
     feeds = sum(len(a.feeds) for a in config.ambassador)
     for warning in warnings:
         err().print(f"trnews: warning: {warning}", markup=False)
+    n = len(config.indicator)
+    indicators = f", {words.count(n, 'indicator')}" if n else ""
     editorial = config.editorial
     desk = (
         f"; editorial desk: {editorial.mode}, "
@@ -64,7 +66,7 @@ def check(state: State, discover: bool, fix: bool) -> None:
     )
     click.echo(
         f"{state.path}: OK: {len(config.ambassador)} ambassadors, {feeds} feeds "
-        f"({config.feed_count} to fetch), {len(config.meeting)} meetings; "
+        f"({config.feed_count} to fetch), {len(config.meeting)} meetings{indicators}; "
         f"transport {config.delivery.transport}{desk}."
     )
     if discover:
