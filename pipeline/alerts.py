@@ -119,6 +119,102 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
         logger.info("Alert: feed %s works again", h.url)
 
 
+def after_indicators(config: Config, store: Store, now: datetime) -> None:
+    """Queue one alert for the indicator sources that just crossed the failure threshold
+    (`[alerts] feed_failures` collects in a row) or work again, as after_collect does for
+    feeds."""
+    from .indicator_sources import shown
+
+    threshold = config.alerts.feed_failures
+    failing, recovered = [], []
+    for indicator in config.indicator:
+        state = store.indicator_source(indicator.id)
+        if state is None:
+            continue
+        if state.consecutive_failures >= threshold and state.alerted_failing is None:
+            failing.append((indicator, state))
+        elif state.consecutive_failures == 0 and state.alerted_failing is not None:
+            recovered.append((indicator, state))
+    if not failing and not recovered:
+        return
+    from .templates import translations
+
+    tz = config.newsletter.tz
+    t = translations(config.newsletter.language)
+    lines: list[str] = []
+    if failing:
+        lines.append(
+            t.ngettext(
+                "Failing for %(num)d run or more in a row:",
+                "Failing for %(num)d or more runs in a row:",
+                threshold,
+            )
+            % {"num": threshold}
+        )
+        for indicator, state in failing:
+            since = (
+                t.gettext("last worked %(when)s") % {"when": _local(state.last_success, tz)}
+                if state.last_success
+                else t.gettext("never worked")
+            )
+            failures = t.ngettext(
+                "%(num)d failure in a row", "%(num)d failures in a row", state.consecutive_failures
+            ) % {"num": state.consecutive_failures}
+            lines += [
+                f"- {indicator.id}: {shown(config, indicator)}",
+                f"  {failures}, {since}",
+                "  "
+                + t.gettext("last error: %(error)s")
+                % {"error": redact.text(state.last_error or "")},
+            ]
+        lines += [
+            "",
+            t.gettext(
+                "The report keeps showing the last figures fetched, with the error; the "
+                "source is tried again with every collect."
+            ),
+            "",
+        ]
+    if recovered:
+        lines.append(t.gettext("Working again:"))
+        lines += [f"- {i.id}: {shown(config, i)}" for i, _ in recovered]
+        lines.append("")
+    parts = []
+    if failing:
+        parts.append(
+            t.ngettext(
+                "%(num)d indicator source failing",
+                "%(num)d indicator sources failing",
+                len(failing),
+            )
+            % {"num": len(failing)}
+        )
+    if recovered:
+        parts.append(
+            t.ngettext(
+                "%(num)d indicator source working again",
+                "%(num)d indicator sources working again",
+                len(recovered),
+            )
+            % {"num": len(recovered)}
+        )
+    subject = f"[{config.newsletter.title}] " + (
+        t.gettext("%(first)s and %(last)s") % {"first": parts[0], "last": parts[1]}
+        if len(parts) == 2
+        else parts[0]
+    )
+    with store.transaction():
+        _queue(config, store, f"indicators:{now.isoformat()}", subject, _body(t, lines), now)
+        for indicator, _ in failing:
+            store.indicator_alerted(indicator.id, now)
+        for indicator, _ in recovered:
+            store.indicator_alerted(indicator.id, None)
+    for indicator, state in failing:
+        logger.warning("Alert: indicator source %s is failing (%s)", indicator.id, state.last_error)
+    for indicator, _ in recovered:
+        logger.info("Alert: indicator source %s works again", indicator.id)
+
+
 def send_unavailable(
     config: Config, store: Store, edition_id: int | None, error: str, now: datetime
 ) -> None:

@@ -19,6 +19,7 @@ from .errors import AwaitingEditors, StoreError, TransportUnavailable, TrnewsErr
 from .models import (
     EditionPlan,
     FeedOutcome,
+    IndicatorOutcome,
     LeftOut,
     Rendered,
     SendReport,
@@ -326,20 +327,26 @@ def collect(
     store: Store,
     *,
     on_outcome: Callable[[FeedOutcome], None] | None = None,
+    on_indicator: Callable[[IndicatorOutcome], None] | None = None,
     retry_gone: bool = False,
     stop: threading.Event | None = None,
 ) -> list[FeedOutcome]:
-    """Fetch every feed once and store the new items (gone feeds too, with `retry_gone`).
+    """Fetch every feed once and store the new items (gone feeds too, with `retry_gone`);
+    then each indicator source that is due (pipeline.indicator_sources).
 
-    The admins are alerted (`[alerts]`) once when a feed has failed `feed_failures` runs in a
-    row, and once when it works again. Setting `stop` ends the run early (see
-    collect_stage.collect)."""
+    The admins are alerted (`[alerts]`) once when a feed or an indicator source has failed
+    `feed_failures` runs in a row, and once when it works again. Setting `stop` ends the run
+    early (see collect_stage.collect), before the indicator sources."""
     from . import collect as collect_stage  # httpx and the parsers: not for a send alone
+    from . import indicator_sources
 
     now = datetime.now(UTC)
     outcomes = collect_stage.collect(
         config, store, now=now, on_outcome=on_outcome, retry_gone=retry_gone, stop=stop
     )
+    if stop is None or not stop.is_set():
+        indicator_sources.collect(config, store, now=now, on_outcome=on_indicator)
     alerts.after_collect(config, store, now)
+    alerts.after_indicators(config, store, now)
     alerts.flush(config, store)
     return outcomes

@@ -590,3 +590,32 @@ class ArchivedEdition:
     id: int
     created: datetime
     subject: str
+
+
+@dataclass(frozen=True)
+class IndicatorOutcome:
+    """What one `collect` did with one indicator's source."""
+
+    id: str
+    source: str
+    """As shown: a URL redacted (pipeline.redact), or the local path."""
+    new: int = 0
+    """Periods published for the first time."""
+    revised: int = 0
+    """Periods whose published value changed (the old one is kept)."""
+    periods: int = 0
+    """Periods in the source."""
+    not_modified: bool = False
+    due: datetime | None = None
+    """Not fetched this run: it worked recently and is fetched again from this time on."""
+    error: str | None = None
+    attempts: int = 1
+
+    @property
+    def state(self) -> str:
+        """ "ok", "not modified", "not due" or "failed"."""
+        if self.error is not None:
+            return "failed"
+        if self.due is not None:
+            return "not due"
+        return "not modified" if self.not_modified else "ok"

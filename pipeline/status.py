@@ -69,7 +69,8 @@ def data(config: Config | None, store: Store) -> dict[str, Any]:
     (`edition` null when, without them, no edition was built). `confirmations_unsent` counts
     the web sign-ups whose confirmation message failed and is still owed. URLs are shown redacted
     (pipeline.redact): no password, query or key in the path. With `[editorial]` active,
-    `desk` is the current draft (see _desk), or null when there is none.
+    `desk` is the current draft (see _desk), or null when there is none. `indicators` has
+    each configured indicator's source (see _indicators).
     """
     health = store.feed_health()
     owed = store.owed_counts()
@@ -107,6 +108,7 @@ def data(config: Config | None, store: Store) -> dict[str, Any]:
         "database": str(store.path),
         "items": store.item_count(),
         "feeds": feeds,
+        "indicators": _indicators(config, store),
         "editions": [
             {
                 "id": e.id,
@@ -137,6 +139,53 @@ def data(config: Config | None, store: Store) -> dict[str, Any]:
             for r in store.left_out_items()
         ],
     }
+
+
+def _indicators(config: Config | None, store: Store) -> list[dict[str, Any]]:
+    """Each configured indicator's source, in config order: `ok` null until it is first
+    fetched, false while its last fetch failed (the report keeps the last good figures)."""
+    if config is None:
+        return []
+    from .indicator_sources import shown
+
+    out = []
+    for indicator in config.indicator:
+        state = store.indicator_source(indicator.id)
+        out.append(
+            {
+                "id": indicator.id,
+                "source": shown(config, indicator),
+                "ok": state.consecutive_failures == 0 if state is not None else None,
+                "last_attempt": _iso(state.last_attempt) if state else None,
+                "last_success": _iso(state.last_success) if state else None,
+                "consecutive_failures": state.consecutive_failures if state else 0,
+                "last_error": redact.optional(state.last_error) if state else None,
+            }
+        )
+    return out
+
+
+def _indicator_lines(indicators: list[dict[str, Any]], w: Words) -> list[str]:
+    t, label = w.t, _labels(w.t)
+    if not indicators:
+        return []
+    lines = ["", t.gettext("Indicator sources:")]
+    for i in indicators:
+        head = f"{i['id']} ({i['source']})"
+        last_success = t.gettext("last success %(when)s") % {"when": w.when(i["last_success"])}
+        if i["ok"] is None:
+            lines.append(f"  {label['not fetched yet']} {head}: " + t.gettext("not fetched yet"))
+        elif i["ok"]:
+            lines.append(f"  {label['ok']} {head}: {last_success}")
+        else:
+            n = i["consecutive_failures"]
+            failures = t.ngettext("%(num)d failure in a row", "%(num)d failures in a row", n) % {
+                "num": n
+            }
+            lines.append(
+                f"  {label['failing']} {head}: {failures}, {last_success}: {i['last_error']}"
+            )
+    return lines
 
 
 DESK_ACTIONS_SHOWN = 5
@@ -414,6 +463,7 @@ def text(data: dict[str, Any], w: Words, mode: str = "auto") -> str:
     ]
     for group, feeds in groups.items():
         lines += [_feed_status_line(f, group, w) for f in feeds]
+    lines += _indicator_lines(data.get("indicators", []), w)
     lines += ["", t.gettext("Editions:")]
     for e in data["editions"]:
         parts = [

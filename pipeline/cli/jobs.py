@@ -18,7 +18,7 @@ import click
 from .. import redact, words
 from ..config import check_address
 from ..errors import DeliveryError, UsageError
-from ..models import FeedOutcome
+from ..models import FeedOutcome, IndicatorOutcome
 from .output import State, config_option, open_store, progress
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,21 @@ def _feed_line(o: FeedOutcome, tz: ZoneInfo) -> str:
     return f"ok      {head}: {what}{moved}"
 
 
+def _indicator_line(o: IndicatorOutcome, tz: ZoneInfo) -> str:
+    """One line of `collect` about one indicator source."""
+    head = f"indicator {o.id} ({o.source})"
+    if o.error is not None:
+        return f"FAILED  {head}: {redact.text(o.error)}; the last good figures stand"
+    if o.due is not None:
+        return f"ok      {head}: fetched recently, not asked again before {_local(o.due, tz)}"
+    if o.not_modified:
+        return f"ok      {head}: not modified"
+    what = f"{words.count(o.new, 'new period')}, {o.revised} revised ({o.periods} in source)"
+    if o.attempts > 1:
+        what += f" (on try {o.attempts})"
+    return f"ok      {head}: {what}"
+
+
 def _summary(outcomes: list[FeedOutcome]) -> str:
     """The last line of `collect`: new items, then every feed counted once by how it went."""
     states = Counter(o.state for o in outcomes)
@@ -96,8 +111,10 @@ def _summary(outcomes: list[FeedOutcome]) -> str:
 def collect(state: State, retry_gone: bool) -> None:
     """Fetch every feed once and store the new items.
 
-    Prints one line per feed (new items, not modified, or why it failed) and a summary. A
-    failing feed never stops the others, and the run still exits 0. A feed that answered 410
+    Prints one line per feed (new items, not modified, or why it failed), one per indicator
+    source (new periods, revised, not modified, or why it failed) and a summary. A failing
+    feed or source never stops the others, and the run still exits 0. An indicator source
+    that worked is fetched again only 6 hours later. A feed that answered 410
     Gone is not fetched again, and one whose server asked to wait (Retry-After) is not fetched
     before that time; both still get their line.
 
@@ -117,7 +134,12 @@ def collect(state: State, retry_gone: bool) -> None:
             bar.print(_feed_line(o, tz), markup=False, highlight=False)
             bar.advance(task)
 
-        outcomes = cycle.collect(config, store, on_outcome=line, retry_gone=retry_gone)
+        def indicator(o: IndicatorOutcome) -> None:
+            bar.print(_indicator_line(o, tz), markup=False, highlight=False)
+
+        outcomes = cycle.collect(
+            config, store, on_outcome=line, on_indicator=indicator, retry_gone=retry_gone
+        )
     click.echo(_summary(outcomes))
 
 
