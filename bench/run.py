@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import collect
 import deliver
 import desk
+import indicators
 import render
 import schedule
 import startup
@@ -32,6 +33,7 @@ BENCHES = {
     "collect": collect.run,
     "deliver": deliver.run,
     "desk": desk.run,
+    "indicators": indicators.run,
     "render": render.run,
     "schedule": schedule.run,
     "startup": startup.run,
@@ -77,7 +79,8 @@ def main() -> None:
         "ratio: the compared time / ours for collect, ours msg/s / baseline msg/s for deliver, "
         "re-render time / personalise time for render, CLI time / scheduler time (or the "
         "bound SPEC.md promises / ours) for schedule, ours req/s / bare uvicorn req/s for web, "
-        "the command or page without the desk / with it for desk;"
+        "the command or page without the desk / with it for desk, json.loads / our JSON-stat "
+        "reader for indicators;"
     )
     print("above 1 trnews is faster than the baseline.\n")
     rows: list[Result] = []
