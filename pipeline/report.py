@@ -20,6 +20,11 @@ Every ambassador is listed, the ones at zero too, ordered by name in the newslet
 alphabetical order (bokmål and nynorsk: … X Y Z Æ Ø Å). The report is text, JSON, CSV or an
 HTML page with an inline SVG chart (no JavaScript) in which a gap behind the plan and a gap
 ahead of it are drawn alike, only on either side of the line.
+
+The region's indicators (SPEC.md "The region's indicators") follow, in config order whatever
+their news: every number is pipeline.indicators.compute's, from the values stored; here they are
+only put in words, of one weight whether the figure got better or worse, and drawn as a line
+chart per indicator (a missing value is a gap in the line, never 0; the target a dashed line).
 """
 
 from __future__ import annotations
@@ -32,13 +37,17 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from . import redact, spreadsheet
+from babel.dates import format_date
+from babel.numbers import format_decimal
+
+from . import indicators, redact, spreadsheet
 from .calendars import Fetched, meetings_between
 from .config import Config, MessageConfig
-from .models import CalendarProblem
+from .indicators import Period
+from .models import CalendarProblem, IndicatorView, Observation
 from .store import Store, parse_iso
 from .templates import Escaping, decimal, environment, long_date, translations
 
@@ -130,6 +139,8 @@ class Report:
     title: str = ""
     """The newsletter's title."""
     totals: dict[str, dict[str, float]] = field(default_factory=dict)
+    indicators: tuple[IndicatorView, ...] = ()
+    """The region's indicators, in config order."""
 
     def as_json(self) -> dict[str, Any]:
         """The report as SPEC.md's `--format json` gives it (plus `share_of_year`,
@@ -159,7 +170,36 @@ class Report:
                 {"calendar": p.calendar, "error": p.error, "events_left_out": p.events_left_out}
                 for p in self.calendar_problems
             ],
+            "indicators": [indicator_json(v) for v in self.indicators],
         }
+
+
+def indicator_json(view: IndicatorView) -> dict[str, Any]:
+    """One indicator as SPEC.md's `--format json` gives it: values as published (null when
+    missing, never 0), `change` and `change_pct` as pipeline.indicators computes them."""
+
+    def point(o: Observation | None) -> dict[str, Any] | None:
+        return None if o is None else {"period": o.period, "value": o.value}
+
+    return {
+        "id": view.id,
+        "title": view.title,
+        "unit": view.unit,
+        "better": view.better,
+        "latest": point(view.latest),
+        "previous": point(view.previous),
+        "change": view.change,
+        "change_pct": view.change_pct,
+        "direction": view.direction,
+        "target": view.target,
+        "target_year": view.target_year,
+        "on_track": view.on_track,
+        "series": [
+            {"period": o.period, "value": o.value, "revised_from": o.revised_from}
+            for o in view.series
+        ],
+        "error": view.error,
+    }
 
 
 def year_bounds(year: int, config: Config) -> tuple[datetime, datetime]:
@@ -209,10 +249,13 @@ def build(
     texts: list[tuple[str, str]] = []
     counting_since = None
     own = None
+    # No database yet: every indicator without figures, in config order.
+    shown = tuple(indicators.compute(i, []) for i in config.indicator)
     if store is None and config.database_path.exists():
         store = own = Store.open(config.database_path)
     try:
         if store is not None:
+            shown = tuple(indicators.views(config, store))
             since = store.get_meta("counting_since")
             counting_since = parse_iso(since) if since else None
             if until > start:
@@ -272,6 +315,7 @@ def build(
         language=config.newsletter.language,
         title=config.newsletter.title,
         totals=totals,
+        indicators=shown,
     )
 
 
@@ -304,6 +348,13 @@ def _plain_words(language: str) -> dict[str, str]:
             "open report", "Gap against what the plan expects by now (actual minus expected)"
         ),
         "never": t.pgettext("open report", "Nothing has been collected yet: run 'trnews collect'."),
+        # Translators: the heading of the region's statistics in the report and in editions.
+        "indicators": t.pgettext("indicators", "The region's indicators"),
+        # Translators: a period the source marks missing (suppressed, not yet published).
+        "missing": t.pgettext("indicators", "missing"),
+        "no_figures": t.pgettext("indicators", "No figures yet."),
+        "series": t.pgettext("indicators", "Series"),
+        "source": t.pgettext("indicators", "Source"),
     }
 
 
@@ -392,6 +443,158 @@ class Words:
     def date(self, value: datetime) -> str:
         return long_date(value, self.language)
 
+    # -- the region's indicators ---------------------------------------------------------------
+
+    def period(self, text: str) -> str:
+        """A stored period in words: "2024", "1. kvartal 2024" / "2024 Q1", "januar 2024"."""
+        period = Period.parse(text)
+        if period.kind == "Q":
+            # Translators: a quarter of a year, as in "1. kvartal 2024".
+            return self.t.pgettext("indicators", "%(year)s Q%(quarter)s") % {
+                "year": period.year,
+                "quarter": period.n,
+            }
+        if period.kind == "M":
+            return format_date(date(period.year, period.n, 1), "LLLL y", locale=self.language)
+        return str(period.year)
+
+    def amount(self, value: float, decimals: int) -> str:
+        """A number without its sign, grouped and with `decimals` decimals: "160 000", "2,1"."""
+        pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+        return format_decimal(abs(value), format=pattern, locale=self.language)
+
+    def value(self, value: float | None, view: IndicatorView) -> str:
+        """A value with its unit: "2,1%" ("%" without a space), "160 000 personer"; the word
+        for missing when there is none."""
+        if value is None:
+            return self["missing"]
+        number = ("−" if value < 0 else "") + self.amount(value, view.decimals)
+        return self._with_unit(number, view.unit)
+
+    @staticmethod
+    def _with_unit(number: str, unit: str) -> str:
+        if not unit:
+            return number
+        return number + unit if unit == "%" else f"{number}\u00a0{unit}"
+
+    def percent(self, value: float) -> str:
+        """A signed percentage of change: "+4,5%", "−4,5%", "±0,0%"."""
+        sign = "+" if value > 0 else "−" if value < 0 else "±"
+        return f"{sign}{self.amount(value, 1)}%"
+
+    def change(self, view: IndicatorView) -> str:
+        """How the latest value stands against the period before, without judging it:
+        "0,1 prosentpoeng lavere enn i 2024 (−4,5%)"; what to say when there is nothing to
+        compare with."""
+        if view.latest is None:
+            return self["no_figures"]
+        if view.previous is None:
+            return self.t.pgettext(
+                "indicators", "Only one period so far: no change to show."
+            )
+        before = self.period(view.previous.period)
+        if view.change is None:
+            return self.t.pgettext("indicators", "No value for %(period)s to compare with.") % {
+                "period": before
+            }
+        amount = self.amount(view.change, view.decimals)
+        if view.unit == "%":
+            # Translators: the change of a figure given in per cent: "0,1 prosentpoeng".
+            amount = self.t.pgettext("indicators", "%(amount)s percentage points") % {
+                "amount": amount
+            }
+        else:
+            amount = self._with_unit(amount, view.unit)
+        if view.change > 0:
+            said = self.t.pgettext("indicators", "%(amount)s higher than in %(period)s")
+        elif view.change < 0:
+            said = self.t.pgettext("indicators", "%(amount)s lower than in %(period)s")
+        else:
+            said = self.t.pgettext("indicators", "the same as in %(period)s")
+        text = said % {"amount": amount, "period": before}
+        if view.change_pct is not None:
+            text += f" ({self.percent(view.change_pct)})"
+        return text
+
+    def direction(self, view: IndicatorView) -> str:
+        """Whether that is progress, in words of one weight either way: "bedre enn året før",
+        "svakere enn året før", "uendret fra året før" (the quarter, the month before)."""
+        if view.direction is None or view.latest is None:
+            return ""
+        kind = Period.parse(view.latest.period).kind
+        t = self.t
+        said = {
+            ("better", "Y"): t.pgettext("indicators", "better than the year before"),
+            ("worse", "Y"): t.pgettext("indicators", "worse than the year before"),
+            ("unchanged", "Y"): t.pgettext("indicators", "unchanged from the year before"),
+            ("better", "Q"): t.pgettext("indicators", "better than the quarter before"),
+            ("worse", "Q"): t.pgettext("indicators", "worse than the quarter before"),
+            ("unchanged", "Q"): t.pgettext("indicators", "unchanged from the quarter before"),
+            ("better", "M"): t.pgettext("indicators", "better than the month before"),
+            ("worse", "M"): t.pgettext("indicators", "worse than the month before"),
+            ("unchanged", "M"): t.pgettext("indicators", "unchanged from the month before"),
+        }
+        return said[(view.direction, kind)]
+
+    def target(self, view: IndicatorView) -> str:
+        """"Mål for 2030: 160 000 personer"; empty without a target."""
+        if view.target is None or view.target_year is None:
+            return ""
+        return self.t.pgettext("indicators", "Target for %(year)s: %(value)s") % {
+            "year": view.target_year,
+            "value": self.value(view.target, view),
+        }
+
+    def on_track(self, view: IndicatorView) -> str:
+        """Whether the trend so far reaches the target in time, said as plainly either way."""
+        if view.target is None or view.target_year is None:
+            return ""
+        values = {"year": view.target_year}
+        if view.on_track is None:
+            return self.t.pgettext(
+                "indicators", "too few periods yet to say whether the %(year)s target is reached"
+            ) % values
+        if view.on_track:
+            return self.t.pgettext("indicators", "on track for the %(year)s target") % values
+        return self.t.pgettext("indicators", "not on track for the %(year)s target") % values
+
+    def revised(self, o: Observation, view: IndicatorView) -> str:
+        """ "revidert fra 151 500 personer"; empty unless the value was revised."""
+        if o.revised_from is None:
+            return ""
+        return self.t.pgettext("indicators", "revised from %(value)s") % {
+            "value": self.value(o.revised_from, view)
+        }
+
+    def failed(self, error: str) -> str:
+        return self.t.pgettext(
+            "indicators", "the last fetch failed: %(error)s; showing the last good figures"
+        ) % {"error": error}
+
+    def indicator_line(self, view: IndicatorView) -> str:
+        """The indicator in one line, as an edition closes with it: "Registrert ledighet: 2,1%
+        (2025), 0,1 prosentpoeng lavere enn i 2024 (−4,5%): bedre enn året før"."""
+        if view.latest is None:
+            text = f"{view.title}: {self['no_figures']}"
+        else:
+            text = (
+                f"{view.title}: {self.value(view.latest.value, view)} "
+                f"({self.period(view.latest.period)}), {self.change(view)}"
+            )
+            if view.direction is not None:
+                text += f": {self.direction(view)}"
+        if view.target is not None:
+            text += f"; {self.on_track(view)}"
+        if view.error:
+            text += f" ({self.failed(view.error)})"
+        return text
+
+    def series(self, view: IndicatorView) -> str:
+        """The whole series in words, for the chart's title and the text report."""
+        return "; ".join(
+            f"{self.period(o.period)}: {self.value(o.value, view)}" for o in view.series
+        )
+
 
 def _head(report: Report, words: Words) -> list[str]:
     """The lines under the title: how far the year has come, since when counts run, and
@@ -457,7 +660,44 @@ def to_text(report: Report) -> str:
     title_width = max((len(m.title) for m in report.messages), default=0) + 2
     for m in report.messages:
         lines.append(f"{m.title.ljust(title_width)}{m.items:>5} {words['items'].lower()}")
+    if report.indicators:
+        lines += ["", words["indicators"], "-" * len(words["indicators"])]
+        for view in report.indicators:
+            lines += [view.title, *(f"  {line}" for line in indicator_lines(view, words)), ""]
+        lines.pop()
     return "\n".join(lines) + "\n"
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def indicator_lines(view: IndicatorView, words: Words) -> list[str]:
+    """What the text report says about one indicator, a line each: the latest value, its change
+    and whether that is progress, the target, revisions, a failing source, the series."""
+    lines = []
+    if view.latest is not None:
+        latest = f"{words.value(view.latest.value, view)} ({words.period(view.latest.period)})"
+        if view.latest.revised_from is not None:
+            latest += f", {words.revised(view.latest, view)}"
+        lines.append(latest)
+    change = words.change(view)
+    if view.direction is not None:
+        change += f": {words.direction(view)}"
+    lines.append(_capital(change))
+    if view.target is not None:
+        lines.append(f"{words.target(view)}: {words.on_track(view)}")
+    for o in view.series:
+        if o.revised_from is not None and (view.latest is None or o.period != view.latest.period):
+            lines.append(f"{words.period(o.period)}: {words.value(o.value, view)}, "
+                         f"{words.revised(o, view)}")
+    if view.error:
+        lines.append(_capital(words.failed(view.error)))
+    if view.series:
+        lines.append(f"{words['series']}: {words.series(view)}")
+    if view.source:
+        lines.append(f"{words['source']}: {view.source}")
+    return lines
 
 
 def to_json(report: Report) -> str:
@@ -490,7 +730,67 @@ def to_csv(report: Report, dialect: spreadsheet.Dialect = spreadsheet.PLAIN) -> 
                 ),
             ]
         )
+    if report.indicators:
+        # Two more tables, each after an empty row, as a spreadsheet shows them: one row per
+        # indicator with what the report says, then every period as published. Empty cells
+        # are nulls (a missing value is empty, never 0).
+        writer.writerow([])
+        writer.writerow(INDICATOR_CSV_HEADER)
+        for v in report.indicators:
+            writer.writerow(_blank(c) for c in _indicator_row(v))
+        writer.writerow([])
+        writer.writerow(SERIES_CSV_HEADER)
+        for v in report.indicators:
+            for o in v.series:
+                writer.writerow(_blank(c) for c in (v.id, o.period, o.value, o.revised_from))
     return out.getvalue()
+
+
+INDICATOR_CSV_HEADER = [
+    "indicator",
+    "title",
+    "unit",
+    "better",
+    "latest_period",
+    "latest_value",
+    "previous_period",
+    "previous_value",
+    "change",
+    "change_pct",
+    "direction",
+    "target",
+    "target_year",
+    "on_track",
+    "error",
+]
+"""The second table of the CSV report: one row per indicator, in config order."""
+SERIES_CSV_HEADER = ["indicator", "period", "value", "revised_from"]
+"""The third: every stored period of each indicator, oldest first."""
+
+
+def _indicator_row(v: IndicatorView) -> list[object]:
+    return [
+        v.id,
+        v.title,
+        v.unit,
+        v.better,
+        v.latest.period if v.latest else None,
+        v.latest.value if v.latest else None,
+        v.previous.period if v.previous else None,
+        v.previous.value if v.previous else None,
+        v.change,
+        v.change_pct,
+        v.direction,
+        v.target,
+        v.target_year,
+        None if v.on_track is None else str(v.on_track).lower(),
+        v.error,
+    ]
+
+
+def _blank(value: object) -> object:
+    """A null as an empty cell (never 0)."""
+    return "" if value is None else value
 
 
 # -- HTML ----------------------------------------------------------------------------------
@@ -550,6 +850,116 @@ def chart(report: Report, kind: str, words: Words) -> dict[str, Any]:
     }
 
 
+LINE_WIDTH = 640
+LINE_HEIGHT = 190
+LINE_LEFT = 120
+"""Room left of the plot for the first value's label; the last value's is on the right."""
+LINE_RIGHT = 120
+LINE_TOP = 24
+LINE_BOTTOM = 34
+"""Room under the plot for the first and last periods."""
+
+
+def indicator_chart(view: IndicatorView, words: Words) -> dict[str, Any]:
+    """One indicator's line chart: a point per period with a value, joined to the period before
+    when that has one, so that a missing value is a gap in the line (never drawn as 0); the
+    target as a dashed line across the plot. Periods are placed by time, not by position in the
+    list. One colour and one thickness whichever way the figures go."""
+    valued = [(Period.parse(o.period), o.value) for o in view.series if o.value is not None]
+    chart: dict[str, Any] = {
+        "width": LINE_WIDTH,
+        "height": LINE_HEIGHT,
+        "left": LINE_LEFT,
+        "right": LINE_WIDTH - LINE_RIGHT,
+        "top": LINE_TOP,
+        "bottom": LINE_HEIGHT - LINE_BOTTOM,
+        "title": f"{view.title}: {words.series(view) or words['no_figures']}",
+        "segments": [],
+        "points": [],
+        "labels": [],
+        "target": None,
+    }
+    if not valued:
+        return chart
+    periods = [Period.parse(o.period) for o in view.series]
+    first, last = periods[0].index, periods[-1].index
+    numbers = [v for _, v in valued] + ([view.target] if view.target is not None else [])
+    low, high = min(numbers), max(numbers)
+    pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+    low, high = low - pad, high + pad
+
+    def x(period: Period) -> float:
+        span = max(last - first, 1)
+        middle = (LINE_LEFT + chart["right"]) / 2
+        if last == first:
+            return middle
+        return round(LINE_LEFT + (period.index - first) / span * (chart["right"] - LINE_LEFT), 1)
+
+    def y(value: float) -> float:
+        return round(chart["bottom"] - (value - low) / (high - low) * (chart["bottom"] - LINE_TOP), 1)
+
+    segment: list[str] = []
+    before: Period | None = None
+    for period, o in zip(periods, view.series, strict=True):
+        if o.value is None or (before is not None and period.index != before.index + 1):
+            if len(segment) > 1:
+                chart["segments"].append(" ".join(segment))
+            segment = []
+        if o.value is not None:
+            segment.append(f"{x(period)},{y(o.value)}")
+            chart["points"].append(
+                {
+                    "x": x(period),
+                    "y": y(o.value),
+                    "title": f"{words.period(o.period)}: {words.value(o.value, view)}",
+                }
+            )
+        before = period
+    if len(segment) > 1:
+        chart["segments"].append(" ".join(segment))
+    (p0, v0), (p1, v1) = valued[0], valued[-1]
+    chart["labels"] = [
+        {"x": x(p0) - 8, "y": y(v0) + 4, "anchor": "end", "text": words.value(v0, view)},
+        {"x": x(p1) + 8, "y": y(v1) + 4, "anchor": "start", "text": words.value(v1, view)},
+    ]
+    if len(valued) == 1:
+        chart["labels"].pop()
+    axis_y = chart["bottom"] + 20
+    chart["periods"] = [
+        {"x": x(periods[0]), "y": axis_y, "text": words.period(str(periods[0]))},
+        {"x": x(periods[-1]), "y": axis_y, "text": words.period(str(periods[-1]))},
+    ]
+    if first == last:
+        chart["periods"].pop()
+    if view.target is not None:
+        chart["target"] = {"y": y(view.target), "text": words.target(view)}
+    return chart
+
+
+def indicator_context(view: IndicatorView, words: Words) -> dict[str, Any]:
+    """What report.html shows of one indicator: every sentence already in words."""
+    latest = view.latest
+    return {
+        "id": view.id,
+        "title": view.title,
+        "value": words.value(latest.value, view) if latest else "",
+        "period": words.period(latest.period) if latest else "",
+        "revised": words.revised(latest, view) if latest else "",
+        "change": _capital(words.change(view)),
+        "direction": words.direction(view),
+        "target": words.target(view),
+        "on_track": words.on_track(view),
+        "revisions": [
+            f"{words.period(o.period)}: {words.value(o.value, view)}, {words.revised(o, view)}"
+            for o in view.series
+            if o.revised_from is not None and (latest is None or o.period != latest.period)
+        ],
+        "error": _capital(words.failed(view.error)) if view.error else "",
+        "source": view.source,
+        "chart": indicator_chart(view, words),
+    }
+
+
 def _cells(words: Words, actual: float, expected: float, plan: float) -> list[str]:
     return [
         str(int(actual)),
@@ -588,6 +998,7 @@ def html_context(report: Report) -> dict[str, Any]:
         ],
         "charts": [chart(report, k, words) for k in KINDS],
         "messages": report.messages,
+        "indicators": [indicator_context(v, words) for v in report.indicators],
     }
 
 
@@ -638,6 +1049,8 @@ def compact_context(report: Report) -> dict[str, Any]:
 
     t = report.totals
     return {
+        "indicators_heading": words["indicators"],
+        "indicators": [words.indicator_line(v) for v in report.indicators],
         "heading": words.compact(report.year),
         "note": words.compact_note(words.date(report.as_of)),
         "ambassador": words["ambassador"],
