@@ -489,9 +489,7 @@ class Words:
         if view.latest is None:
             return self["no_figures"]
         if view.previous is None:
-            return self.t.pgettext(
-                "indicators", "Only one period so far: no change to show."
-            )
+            return self.t.pgettext("indicators", "Only one period so far: no change to show.")
         before = self.period(view.previous.period)
         if view.change is None:
             return self.t.pgettext("indicators", "No value for %(period)s to compare with.") % {
@@ -537,7 +535,7 @@ class Words:
         return said[(view.direction, kind)]
 
     def target(self, view: IndicatorView) -> str:
-        """"Mål for 2030: 160 000 personer"; empty without a target."""
+        """ "Mål for 2030: 160 000 personer"; empty without a target."""
         if view.target is None or view.target_year is None:
             return ""
         return self.t.pgettext("indicators", "Target for %(year)s: %(value)s") % {
@@ -551,9 +549,13 @@ class Words:
             return ""
         values = {"year": view.target_year}
         if view.on_track is None:
-            return self.t.pgettext(
-                "indicators", "too few periods yet to say whether the %(year)s target is reached"
-            ) % values
+            return (
+                self.t.pgettext(
+                    "indicators",
+                    "too few periods yet to say whether the %(year)s target is reached",
+                )
+                % values
+            )
         if view.on_track:
             return self.t.pgettext("indicators", "on track for the %(year)s target") % values
         return self.t.pgettext("indicators", "not on track for the %(year)s target") % values
@@ -689,8 +691,9 @@ def indicator_lines(view: IndicatorView, words: Words) -> list[str]:
         lines.append(f"{words.target(view)}: {words.on_track(view)}")
     for o in view.series:
         if o.revised_from is not None and (view.latest is None or o.period != view.latest.period):
-            lines.append(f"{words.period(o.period)}: {words.value(o.value, view)}, "
-                         f"{words.revised(o, view)}")
+            lines.append(
+                f"{words.period(o.period)}: {words.value(o.value, view)}, {words.revised(o, view)}"
+            )
     if view.error:
         lines.append(_capital(words.failed(view.error)))
     if view.series:
@@ -887,16 +890,16 @@ def indicator_chart(view: IndicatorView, words: Words) -> dict[str, Any]:
     low, high = min(numbers), max(numbers)
     pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
     low, high = low - pad, high + pad
+    right: float = chart["right"]
+    bottom: float = chart["bottom"]
 
     def x(period: Period) -> float:
-        span = max(last - first, 1)
-        middle = (LINE_LEFT + chart["right"]) / 2
         if last == first:
-            return middle
-        return round(LINE_LEFT + (period.index - first) / span * (chart["right"] - LINE_LEFT), 1)
+            return (LINE_LEFT + right) / 2
+        return round(LINE_LEFT + (period.index - first) / (last - first) * (right - LINE_LEFT), 1)
 
     def y(value: float) -> float:
-        return round(chart["bottom"] - (value - low) / (high - low) * (chart["bottom"] - LINE_TOP), 1)
+        return round(bottom - (value - low) / (high - low) * (bottom - LINE_TOP), 1)
 
     segment: list[str] = []
     before: Period | None = None

@@ -92,9 +92,7 @@ def fill(site: Site) -> None:
             [o("2020", 150000), o("2021", 151000), o("2022", None), o("2023", 153500)],
             now=FIRST,
         )
-        store.save_series(
-            "sysselsatte", "ssb", [o("2023", 154000), o("2024", 156500)], now=SECOND
-        )
+        store.save_series("sysselsatte", "ssb", [o("2023", 154000), o("2024", 156500)], now=SECOND)
         # 2023K4 not published: 2024K1 is compared with it (no value), never with 2023K3.
         store.save_series(
             "nyetablerte", "ssb", [o("2023K2", 400), o("2023K3", 420), o("2024K1", 450)], now=FIRST
