@@ -187,7 +187,9 @@ def views(config: Config, store: Store) -> list[IndicatorView]:
                 store.indicator_series(indicator.id),
                 unit=state.unit if state else "",
                 decimals=state.decimals if state else None,
-                error=state.last_error if failing and state else None,
+                error=redact.text(state.last_error)
+                if failing and state and state.last_error
+                else None,
                 source=redact.url(indicator.source) if not indicator.is_local else "",
             )
         )

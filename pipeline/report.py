@@ -20,6 +20,11 @@ Every ambassador is listed, the ones at zero too, ordered by name in the newslet
 alphabetical order (bokmål and nynorsk: … X Y Z Æ Ø Å). The report is text, JSON, CSV or an
 HTML page with an inline SVG chart (no JavaScript) in which a gap behind the plan and a gap
 ahead of it are drawn alike, only on either side of the line.
+
+The region's indicators (SPEC.md "The region's indicators") follow, in config order whatever
+their news: every number is pipeline.indicators.compute's, from the values stored; here they are
+only put in words, of one weight whether the figure got better or worse, and drawn as a line
+chart per indicator (a missing value is a gap in the line, never 0; the target a dashed line).
 """
 
 from __future__ import annotations
@@ -32,13 +37,23 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from . import redact, spreadsheet
+from babel.dates import format_date
+from babel.numbers import format_decimal
+
+from . import indicators, redact, spreadsheet
 from .calendars import Fetched, meetings_between
 from .config import Config, MessageConfig
-from .models import CalendarProblem
+from .indicators import Period
+from .models import CalendarProblem, IndicatorView, Observation
+from .report_indicators import (
+    indicator_context,
+    indicator_json,
+    indicator_lines,
+    indicator_tables,
+)
 from .store import Store, parse_iso
 from .templates import Escaping, decimal, environment, long_date, translations
 
@@ -130,6 +145,8 @@ class Report:
     title: str = ""
     """The newsletter's title."""
     totals: dict[str, dict[str, float]] = field(default_factory=dict)
+    indicators: tuple[IndicatorView, ...] = ()
+    """The region's indicators, in config order."""
 
     def as_json(self) -> dict[str, Any]:
         """The report as SPEC.md's `--format json` gives it (plus `share_of_year`,
@@ -159,6 +176,7 @@ class Report:
                 {"calendar": p.calendar, "error": p.error, "events_left_out": p.events_left_out}
                 for p in self.calendar_problems
             ],
+            "indicators": [indicator_json(v) for v in self.indicators],
         }
 
 
@@ -209,10 +227,13 @@ def build(
     texts: list[tuple[str, str]] = []
     counting_since = None
     own = None
+    # No database yet: every indicator without figures, in config order.
+    shown = tuple(indicators.compute(i, []) for i in config.indicator)
     if store is None and config.database_path.exists():
         store = own = Store.open(config.database_path)
     try:
         if store is not None:
+            shown = tuple(indicators.views(config, store))
             since = store.get_meta("counting_since")
             counting_since = parse_iso(since) if since else None
             if until > start:
@@ -272,6 +293,7 @@ def build(
         language=config.newsletter.language,
         title=config.newsletter.title,
         totals=totals,
+        indicators=shown,
     )
 
 
@@ -304,6 +326,13 @@ def _plain_words(language: str) -> dict[str, str]:
             "open report", "Gap against what the plan expects by now (actual minus expected)"
         ),
         "never": t.pgettext("open report", "Nothing has been collected yet: run 'trnews collect'."),
+        # Translators: the heading of the region's statistics in the report and in editions.
+        "indicators": t.pgettext("indicators", "The region's indicators"),
+        # Translators: a period the source marks missing (suppressed, not yet published).
+        "missing": t.pgettext("indicators", "missing"),
+        "no_figures": t.pgettext("indicators", "No figures yet."),
+        "series": t.pgettext("indicators", "Series"),
+        "source": t.pgettext("indicators", "Source"),
     }
 
 
@@ -392,6 +421,160 @@ class Words:
     def date(self, value: datetime) -> str:
         return long_date(value, self.language)
 
+    # -- the region's indicators ---------------------------------------------------------------
+
+    def period(self, text: str) -> str:
+        """A stored period in words: "2024", "1. kvartal 2024" / "2024 Q1", "januar 2024"."""
+        period = Period.parse(text)
+        if period.kind == "Q":
+            # Translators: a quarter of a year, as in "1. kvartal 2024".
+            return self.t.pgettext("indicators", "%(year)s Q%(quarter)s") % {
+                "year": period.year,
+                "quarter": period.n,
+            }
+        if period.kind == "M":
+            return format_date(date(period.year, period.n, 1), "LLLL y", locale=self.language)
+        return str(period.year)
+
+    def amount(self, value: float, decimals: int) -> str:
+        """A number without its sign, grouped and with `decimals` decimals: "160 000", "2,1"."""
+        pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+        return format_decimal(abs(value), format=pattern, locale=self.language)
+
+    def value(self, value: float | None, view: IndicatorView) -> str:
+        """A value with its unit: "2,1%" ("%" without a space), "160 000 personer"; the word
+        for missing when there is none."""
+        if value is None:
+            return self["missing"]
+        number = ("−" if value < 0 else "") + self.amount(value, view.decimals)
+        return self._with_unit(number, view.unit)
+
+    @staticmethod
+    def _with_unit(number: str, unit: str) -> str:
+        if not unit:
+            return number
+        return number + unit if unit == "%" else f"{number}\u00a0{unit}"
+
+    def percent(self, value: float) -> str:
+        """A signed percentage of change: "+4,5%", "−4,5%", "±0,0%"."""
+        sign = "+" if value > 0 else "−" if value < 0 else "±"
+        return f"{sign}{self.amount(value, 1)}%"
+
+    def change(self, view: IndicatorView) -> str:
+        """How the latest value stands against the period before, without judging it:
+        "0,1 prosentpoeng lavere enn i 2024 (−4,5%)"; what to say when there is nothing to
+        compare with."""
+        if view.latest is None:
+            return self["no_figures"]
+        if view.previous is None:
+            return self.t.pgettext("indicators", "Only one period so far: no change to show.")
+        before = self.period(view.previous.period)
+        if view.change is None:
+            return self.t.pgettext("indicators", "No value for %(period)s to compare with.") % {
+                "period": before
+            }
+        amount = self.amount(view.change, view.decimals)
+        if view.unit == "%":
+            # Translators: the change of a figure given in per cent: "0,1 prosentpoeng".
+            amount = self.t.pgettext("indicators", "%(amount)s percentage points") % {
+                "amount": amount
+            }
+        else:
+            amount = self._with_unit(amount, view.unit)
+        if view.change > 0:
+            said = self.t.pgettext("indicators", "%(amount)s higher than in %(period)s")
+        elif view.change < 0:
+            said = self.t.pgettext("indicators", "%(amount)s lower than in %(period)s")
+        else:
+            said = self.t.pgettext("indicators", "the same as in %(period)s")
+        text = said % {"amount": amount, "period": before}
+        if view.change_pct is not None:
+            text += f" ({self.percent(view.change_pct)})"
+        return text
+
+    def direction(self, view: IndicatorView) -> str:
+        """Whether that is progress, in words of one weight either way: "bedre enn året før",
+        "svakere enn året før", "uendret fra året før" (the quarter, the month before)."""
+        if view.direction is None or view.latest is None:
+            return ""
+        kind = Period.parse(view.latest.period).kind
+        t = self.t
+        said = {
+            ("better", "Y"): t.pgettext("indicators", "better than the year before"),
+            ("worse", "Y"): t.pgettext("indicators", "worse than the year before"),
+            ("unchanged", "Y"): t.pgettext("indicators", "unchanged from the year before"),
+            ("better", "Q"): t.pgettext("indicators", "better than the quarter before"),
+            ("worse", "Q"): t.pgettext("indicators", "worse than the quarter before"),
+            ("unchanged", "Q"): t.pgettext("indicators", "unchanged from the quarter before"),
+            ("better", "M"): t.pgettext("indicators", "better than the month before"),
+            ("worse", "M"): t.pgettext("indicators", "worse than the month before"),
+            ("unchanged", "M"): t.pgettext("indicators", "unchanged from the month before"),
+        }
+        return said[(view.direction, kind)]
+
+    def target(self, view: IndicatorView) -> str:
+        """ "Mål for 2030: 160 000 personer"; empty without a target."""
+        if view.target is None or view.target_year is None:
+            return ""
+        return self.t.pgettext("indicators", "Target for %(year)s: %(value)s") % {
+            "year": view.target_year,
+            "value": self.value(view.target, view),
+        }
+
+    def on_track(self, view: IndicatorView) -> str:
+        """Whether the trend so far reaches the target in time, said as plainly either way."""
+        if view.target is None or view.target_year is None:
+            return ""
+        values = {"year": view.target_year}
+        if view.on_track is None:
+            return (
+                self.t.pgettext(
+                    "indicators",
+                    "too few periods yet to say whether the %(year)s target is reached",
+                )
+                % values
+            )
+        if view.on_track:
+            return self.t.pgettext("indicators", "on track for the %(year)s target") % values
+        return self.t.pgettext("indicators", "not on track for the %(year)s target") % values
+
+    def revised(self, o: Observation, view: IndicatorView) -> str:
+        """ "revidert fra 151 500 personer"; empty unless the value was revised."""
+        if o.revised_from is None:
+            return ""
+        return self.t.pgettext("indicators", "revised from %(value)s") % {
+            "value": self.value(o.revised_from, view)
+        }
+
+    def failed(self, error: str) -> str:
+        return self.t.pgettext(
+            "indicators", "the last fetch failed: %(error)s; showing the last good figures"
+        ) % {"error": error}
+
+    def indicator_line(self, view: IndicatorView) -> str:
+        """The indicator in one line, as an edition closes with it: "Registrert ledighet: 2,1%
+        (2025), 0,1 prosentpoeng lavere enn i 2024 (−4,5%): bedre enn året før"."""
+        if view.latest is None:
+            text = f"{view.title}: {self['no_figures']}"
+        else:
+            text = (
+                f"{view.title}: {self.value(view.latest.value, view)} "
+                f"({self.period(view.latest.period)}), {self.change(view)}"
+            )
+            if view.direction is not None:
+                text += f": {self.direction(view)}"
+        if view.target is not None:
+            text += f"; {self.on_track(view)}"
+        if view.error:
+            text += f" ({self.failed(view.error)})"
+        return text
+
+    def series(self, view: IndicatorView) -> str:
+        """The whole series in words, for the chart's title and the text report."""
+        return "; ".join(
+            f"{self.period(o.period)}: {self.value(o.value, view)}" for o in view.series
+        )
+
 
 def _head(report: Report, words: Words) -> list[str]:
     """The lines under the title: how far the year has come, since when counts run, and
@@ -457,6 +640,11 @@ def to_text(report: Report) -> str:
     title_width = max((len(m.title) for m in report.messages), default=0) + 2
     for m in report.messages:
         lines.append(f"{m.title.ljust(title_width)}{m.items:>5} {words['items'].lower()}")
+    if report.indicators:
+        lines += ["", words["indicators"], "-" * len(words["indicators"])]
+        for view in report.indicators:
+            lines += [view.title, *(f"  {line}" for line in indicator_lines(view, words)), ""]
+        lines.pop()
     return "\n".join(lines) + "\n"
 
 
@@ -490,6 +678,8 @@ def to_csv(report: Report, dialect: spreadsheet.Dialect = spreadsheet.PLAIN) -> 
                 ),
             ]
         )
+    if report.indicators:
+        indicator_tables(writer, report.indicators)
     return out.getvalue()
 
 
@@ -588,6 +778,7 @@ def html_context(report: Report) -> dict[str, Any]:
         ],
         "charts": [chart(report, k, words) for k in KINDS],
         "messages": report.messages,
+        "indicators": [indicator_context(v, words) for v in report.indicators],
     }
 
 
@@ -638,6 +829,8 @@ def compact_context(report: Report) -> dict[str, Any]:
 
     t = report.totals
     return {
+        "indicators_heading": words["indicators"],
+        "indicators": [words.indicator_line(v) for v in report.indicators],
         "heading": words.compact(report.year),
         "note": words.compact_note(words.date(report.as_of)),
         "ambassador": words["ambassador"],

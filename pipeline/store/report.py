@@ -28,13 +28,18 @@ class Reports(Database):
 
     def report_mark(self) -> tuple[object, ...]:
         """What changes when anything the report reads does: a new item, a new credit, a blog
-        item turned chronicle (its title, excerpt and date with it), the day counting began."""
+        item turned chronicle (its title, excerpt and date with it), the day counting began, an
+        indicator's fetch (new or revised values, a failure or a recovery)."""
         row = self._q(
             """SELECT (SELECT count(*) FROM items) AS items,
                       (SELECT max(id) FROM items) AS newest,
                       (SELECT count(*) FROM items WHERE kind = 'chronicle') AS chronicles,
                       (SELECT count(*) FROM item_ambassadors) AS credits,
-                      (SELECT value FROM meta WHERE key = 'counting_since') AS since"""
+                      (SELECT value FROM meta WHERE key = 'counting_since') AS since,
+                      (SELECT count(*) FROM indicator_values) AS values_,
+                      (SELECT max(fetched) FROM indicator_values) AS fetched,
+                      (SELECT count(*) FROM indicator_revisions) AS revisions,
+                      (SELECT max(last_attempt) FROM indicator_sources) AS attempted"""
         ).fetchone()
         return tuple(row)
 
