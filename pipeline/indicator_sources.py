@@ -208,13 +208,14 @@ def _log(o: IndicatorOutcome) -> None:
         logger.warning("Indicator source %s (%s) failed: %s", o.source, o.id, o.error)
     elif o.due is not None:
         logger.info("Not fetching %s (%s) before %s: it worked recently", o.source, o.id, o.due)
+    elif o.not_modified:
+        logger.info("Fetched %s (%s): not modified", o.source, o.id)
     else:
         logger.info(
-            "Fetched %s (%s): %d new, %d revised of %d periods%s",
+            "Fetched %s (%s): %d new, %d revised of %d periods",
             o.source,
             o.id,
             o.new,
             o.revised,
             o.periods,
-            " (not modified)" if o.not_modified else "",
         )
