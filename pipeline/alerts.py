@@ -48,30 +48,11 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
     t = translations(config.newsletter.language)
     lines: list[str] = []
     if failing:
-        lines.append(
-            t.ngettext(
-                "Failing for %(num)d run or more in a row:",
-                "Failing for %(num)d or more runs in a row:",
-                threshold,
-            )
-            % {"num": threshold}
-        )
+        lines.append(_failing_heading(t, threshold))
         for h in failing:
             who = ", ".join(dict.fromkeys(names[s.ambassador] for s in owners[h.url]))
-            since = (
-                t.gettext("last worked %(when)s") % {"when": _local(h.last_success, tz)}
-                if h.last_success
-                else t.gettext("never worked")
-            )
-            failures = t.ngettext(
-                "%(num)d failure in a row", "%(num)d failures in a row", h.consecutive_failures
-            ) % {"num": h.consecutive_failures}
-            lines += [
-                f"- {redact.url(h.url)} ({who})",
-                f"  {failures}, {since}",
-                "  "
-                + t.gettext("last error: %(error)s") % {"error": redact.text(h.last_error or "")},
-            ]
+            lines.append(f"- {redact.url(h.url)} ({who})")
+            lines += _failure_lines(t, tz, h.consecutive_failures, h.last_success, h.last_error)
             if h.moved_to:
                 lines.append(
                     "  "
@@ -104,11 +85,7 @@ def after_collect(config: Config, store: Store, now: datetime) -> None:
             t.ngettext("%(num)d feed working again", "%(num)d feeds working again", len(recovered))
             % {"num": len(recovered)}
         )
-    subject = f"[{config.newsletter.title}] " + (
-        t.gettext("%(first)s and %(last)s") % {"first": parts[0], "last": parts[1]}
-        if len(parts) == 2
-        else parts[0]
-    )
+    subject = _subject(config, t, parts)
     with store.transaction():
         _queue(config, store, f"feeds:{now.isoformat()}", subject, _body(t, lines), now)
         store.mark_feeds_alerted([h.url for h in failing], now)
@@ -143,30 +120,12 @@ def after_indicators(config: Config, store: Store, now: datetime) -> None:
     t = translations(config.newsletter.language)
     lines: list[str] = []
     if failing:
-        lines.append(
-            t.ngettext(
-                "Failing for %(num)d run or more in a row:",
-                "Failing for %(num)d or more runs in a row:",
-                threshold,
-            )
-            % {"num": threshold}
-        )
+        lines.append(_failing_heading(t, threshold))
         for indicator, state in failing:
-            since = (
-                t.gettext("last worked %(when)s") % {"when": _local(state.last_success, tz)}
-                if state.last_success
-                else t.gettext("never worked")
+            lines.append(f"- {indicator.id}: {shown(config, indicator)}")
+            lines += _failure_lines(
+                t, tz, state.consecutive_failures, state.last_success, state.last_error
             )
-            failures = t.ngettext(
-                "%(num)d failure in a row", "%(num)d failures in a row", state.consecutive_failures
-            ) % {"num": state.consecutive_failures}
-            lines += [
-                f"- {indicator.id}: {shown(config, indicator)}",
-                f"  {failures}, {since}",
-                "  "
-                + t.gettext("last error: %(error)s")
-                % {"error": redact.text(state.last_error or "")},
-            ]
         lines += [
             "",
             t.gettext(
@@ -198,11 +157,7 @@ def after_indicators(config: Config, store: Store, now: datetime) -> None:
             )
             % {"num": len(recovered)}
         )
-    subject = f"[{config.newsletter.title}] " + (
-        t.gettext("%(first)s and %(last)s") % {"first": parts[0], "last": parts[1]}
-        if len(parts) == 2
-        else parts[0]
-    )
+    subject = _subject(config, t, parts)
     with store.transaction():
         _queue(config, store, f"indicators:{now.isoformat()}", subject, _body(t, lines), now)
         for indicator, _ in failing:
@@ -506,6 +461,46 @@ def flush(config: Config, store: Store) -> int:
 
 MAX_TRIES = 48
 """Tries of one admin's copy before it is given up (a day of half-hourly collects)."""
+
+
+def _failing_heading(t: GNUTranslations, threshold: int) -> str:
+    """The line above the sources (feeds, indicator sources) that crossed the threshold."""
+    return t.ngettext(
+        "Failing for %(num)d run or more in a row:",
+        "Failing for %(num)d or more runs in a row:",
+        threshold,
+    ) % {"num": threshold}
+
+
+def _failure_lines(
+    t: GNUTranslations,
+    tz: ZoneInfo,
+    failures: int,
+    last_success: datetime | None,
+    last_error: str | None,
+) -> list[str]:
+    """How long a failing source has failed, when it last worked, and its last error."""
+    since = (
+        t.gettext("last worked %(when)s") % {"when": _local(last_success, tz)}
+        if last_success
+        else t.gettext("never worked")
+    )
+    count = t.ngettext("%(num)d failure in a row", "%(num)d failures in a row", failures) % {
+        "num": failures
+    }
+    return [
+        f"  {count}, {since}",
+        "  " + t.gettext("last error: %(error)s") % {"error": redact.text(last_error or "")},
+    ]
+
+
+def _subject(config: Config, t: GNUTranslations, parts: list[str]) -> str:
+    """An alert's subject: the newsletter's title, then one or two parts ("… and …")."""
+    return f"[{config.newsletter.title}] " + (
+        t.gettext("%(first)s and %(last)s") % {"first": parts[0], "last": parts[1]}
+        if len(parts) == 2
+        else parts[0]
+    )
 
 
 def _body(t: GNUTranslations, lines: list[str]) -> str:
