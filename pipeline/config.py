@@ -554,15 +554,7 @@ class WebConfig(_Section):
 def _plan_cross_check(raw: dict[str, Any]) -> list[Problem]:
     """Unique message ids, and ambassador e-mails that tell calendar attendees apart."""
     problems: list[Problem] = []
-    ids: dict[str, int] = {}
-    for i, message in _tables(raw.get("message")):
-        mid = message.get("id")
-        if isinstance(mid, str):
-            if mid in ids:
-                problems.append(
-                    Problem(f"message[{i}].id", f"{mid!r} is already used by message[{ids[mid]}]")
-                )
-            ids.setdefault(mid, i)
+    _unique_ids(raw, "message", problems)
     emails: dict[str, int] = {}
     for i, amb in _tables(raw.get("ambassador")):
         address = amb.get("email")
@@ -761,18 +753,8 @@ def _cross_check(raw: dict[str, Any]) -> list[Problem]:
     these problems are listed together with every other one, not only once the rest is fixed.
     """
     problems: list[Problem] = []
-    seen: dict[str, int] = {}
+    seen = _unique_ids(raw, "ambassador", problems)
     for i, amb in _tables(raw.get("ambassador")):
-        amb_id = amb.get("id")
-        if isinstance(amb_id, str):
-            if amb_id in seen:
-                problems.append(
-                    Problem(
-                        f"ambassador[{i}].id",
-                        f"{amb_id!r} is already used by ambassador[{seen[amb_id]}]",
-                    )
-                )
-            seen.setdefault(amb_id, i)
         urls: set[str] = set()
         for j, feed in _tables(amb.get("feeds")):
             url = feed.get("url")
@@ -808,18 +790,8 @@ def _cross_check(raw: dict[str, Any]) -> list[Problem]:
         if start is not None and end is not None and end < start:
             problems.append(Problem(f"meeting[{i}].end", "is before start"))
     problems += _plan_cross_check(raw)
-    indicator_ids: dict[str, int] = {}
+    _unique_ids(raw, "indicator", problems)
     for i, ind in _tables(raw.get("indicator")):
-        ind_id = ind.get("id")
-        if isinstance(ind_id, str):
-            if ind_id in indicator_ids:
-                problems.append(
-                    Problem(
-                        f"indicator[{i}].id",
-                        f"{ind_id!r} is already used by indicator[{indicator_ids[ind_id]}]",
-                    )
-                )
-            indicator_ids.setdefault(ind_id, i)
         if ("target" in ind) != ("target_year" in ind):
             given, missing = (
                 ("target", "target_year")
@@ -850,6 +822,24 @@ def _cross_check(raw: dict[str, Any]) -> list[Problem]:
             )
         )
     return problems
+
+
+def _unique_ids(raw: dict[str, Any], table: str, problems: list[Problem]) -> dict[str, int]:
+    """Each id of the `[[table]]` array and where it first stands; a repeated id is a
+    problem naming both places."""
+    seen: dict[str, int] = {}
+    for i, entry in _tables(raw.get(table)):
+        entry_id = entry.get("id")
+        if not isinstance(entry_id, str):
+            continue
+        if entry_id in seen:
+            problems.append(
+                Problem(
+                    f"{table}[{i}].id", f"{entry_id!r} is already used by {table}[{seen[entry_id]}]"
+                )
+            )
+        seen.setdefault(entry_id, i)
+    return seen
 
 
 def _tables(value: Any) -> list[tuple[int, dict[str, Any]]]:
