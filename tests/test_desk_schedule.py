@@ -87,6 +87,18 @@ def run_of(site, slot: str):  # type: ignore[no-untyped-def]
         return store.run_of("send", slot)
 
 
+def through_the_first_send(site):  # type: ignore[no-untyped-def]
+    """A scheduler on a fake clock that has run the draft (Mon 30 Nov 04:00, draft_hours 4)
+    and the send (08:00) of the first week; the clock stands just after the send."""
+    clock = FakeClock(oslo(2026, 11, 29, 12))
+    s = scheduler(site, clock)
+    clock.at(oslo(2026, 11, 30, 4, 0, 5))
+    s.run_job("draft")
+    clock.at(oslo(2026, 11, 30, 8, 0, 1))
+    s.run_job("send")
+    return s, clock
+
+
 def test_the_draft_is_made_and_mailed_draft_hours_before_the_send(approve_site) -> None:  # type: ignore[no-untyped-def]
     site = approve_site
     clock = FakeClock(oslo(2026, 11, 29, 12))
@@ -120,12 +132,7 @@ def test_the_draft_is_made_and_mailed_draft_hours_before_the_send(approve_site) 
 
 def test_approve_mode_waits_tells_once_and_sends_after_a_late_approval(approve_site) -> None:  # type: ignore[no-untyped-def]
     site = approve_site
-    clock = FakeClock(oslo(2026, 11, 29, 12))
-    s = scheduler(site, clock)
-    clock.at(oslo(2026, 11, 30, 4, 0, 5))
-    s.run_job("draft")
-    clock.at(oslo(2026, 11, 30, 8, 0, 1))
-    s.run_job("send")
+    s, clock = through_the_first_send(site)
     assert editions(site) == [] and to(site, *READERS) == []
     told = alerts(site)
     assert sorted(str(m["To"]) for m in told) == sorted([ADMIN, *EDITORS])
@@ -170,12 +177,7 @@ def test_approve_mode_waits_tells_once_and_sends_after_a_late_approval(approve_s
 
 def test_an_approval_after_the_next_slot_is_sent_by_that_slot(approve_site) -> None:  # type: ignore[no-untyped-def]
     site = approve_site
-    clock = FakeClock(oslo(2026, 11, 29, 12))
-    s = scheduler(site, clock)
-    clock.at(oslo(2026, 11, 30, 4, 0, 5))
-    s.run_job("draft")
-    clock.at(oslo(2026, 11, 30, 8, 0, 1))
-    s.run_job("send")
+    s, clock = through_the_first_send(site)
     assert run_of(site, "2026-11-30T08:00").outcome == "waiting"
     # Approved while the scheduler was down; it is back just after the next send's time.
     act(site, "approve", "ed1@example.org", oslo(2026, 12, 6, 20))
@@ -192,12 +194,7 @@ def test_an_approval_after_the_next_slot_is_sent_by_that_slot(approve_site) -> N
 
 def test_review_mode_sends_an_untouched_draft_and_waits_for_a_held_one(review_site) -> None:  # type: ignore[no-untyped-def]
     site = review_site
-    clock = FakeClock(oslo(2026, 11, 29, 12))
-    s = scheduler(site, clock)
-    clock.at(oslo(2026, 11, 30, 4, 0, 5))
-    s.run_job("draft")
-    clock.at(oslo(2026, 11, 30, 8, 0, 1))
-    s.run_job("send")
+    s, clock = through_the_first_send(site)
     assert editions(site) == [1] and len(to(site, *READERS)) == 2
     assert to(site, ADMIN) == []
     # The next week an editor holds the draft: the send waits, everyone is told it is held.
