@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from . import redact, words
 from .config import Config
 from .errors import ConfigError, DeliveryError, RecipientRefused
-from .models import DeskDraft, DraftState, SendReport
+from .models import DeskDraft, DeskVerb, DraftState, SendReport
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ def awaiting_editors(
     tz = config.newsletter.tz
     when = _local(slot, tz)
     if draft.state is DraftState.HELD:
-        who = next((a.by for a in reversed(draft.actions) if a.action == "hold"), "")
+        who = draft.last_by(DeskVerb.HOLD) or ""
         subject = t.gettext("The edition of %(when)s is held") % {"when": when}
         first = t.gettext(
             "The edition due %(when)s was not sent: %(who)s held it at the desk (draft %(id)d)."

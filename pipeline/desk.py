@@ -133,7 +133,7 @@ def gate(config: Config, draft: DeskDraft) -> None:
     approval in either mode; in "approve" mode, so does one nobody has approved."""
     mode = config.editorial.mode
     if draft.state is DraftState.HELD:
-        who = _last_by(draft, DeskVerb.HOLD)
+        who = draft.last_by(DeskVerb.HOLD)
         raise AwaitingEditors(
             draft.id,
             draft.state,
@@ -161,10 +161,6 @@ def check_items(draft: DeskDraft, items: Iterable[int | None]) -> None:
                 f"item {item if item is not None else '(none given)'} is not in draft "
                 f"{draft.id}; its items are: {listed} (see 'trnews desk')"
             )
-
-
-def _last_by(draft: DeskDraft, verb: DeskVerb) -> str | None:
-    return next((a.by for a in reversed(draft.actions) if a.action == verb), None)
 
 
 # -- the editors' actions ----------------------------------------------------------------------

@@ -539,6 +539,10 @@ class DeskDraft:
     def kept(self) -> tuple[Item, ...]:
         return tuple(d.item for d in self.items if not d.dropped)
 
+    def last_by(self, action: str) -> str | None:
+        """Who did `action` (a DeskVerb: who held it, who approved it) most recently."""
+        return next((a.by for a in reversed(self.actions) if a.action == action), None)
+
 
 @dataclass(frozen=True)
 class Observation:

@@ -508,7 +508,7 @@ class Scheduler:
         draft, slot = found
         tz = config.newsletter.tz
         held = f"the edition held since the send of {_day(slot.at, tz)}"
-        approver = _approver(draft)
+        approver = draft.last_by(DeskVerb.APPROVE) or "an editor"
         logger.info("Sending %s: %s approved it", held, approver)
         outcome, detail = "failed", ""
         try:
@@ -757,13 +757,6 @@ def _day(value: datetime, tz: ZoneInfo) -> str:
     """An instant as an admin reads a send's time in the log: "Mon 7 Dec 08:00"."""
     local = value.astimezone(tz)
     return f"{local:%a} {local.day} {local:%b %H:%M}"
-
-
-def _approver(draft: DeskDraft) -> str:
-    """Who approved the draft last (the desk records every action)."""
-    return next(
-        (a.by for a in reversed(draft.actions) if a.action == DeskVerb.APPROVE), "an editor"
-    )
 
 
 def _local_or_none(slot: Slot | None, tz: ZoneInfo) -> str:

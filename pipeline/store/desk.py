@@ -32,15 +32,6 @@ class Desk(Database):
         row = self._q("SELECT * FROM drafts WHERE id = ?", (draft_id,)).fetchone()
         return self._draft(row, actions=actions) if row is not None else None
 
-    def draft_changed(self) -> int:
-        """A number that changes whenever a draft or an action is written (pages read it to
-        tell whether what they show is current)."""
-        row = self._q(
-            "SELECT coalesce(max(id), 0) + (SELECT count(*) FROM drafts) * 1000003 "
-            "FROM desk_actions"
-        ).fetchone()
-        return int(row[0])
-
     def save_draft(
         self,
         *,

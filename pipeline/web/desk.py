@@ -130,13 +130,13 @@ class Desk(Core):
         when = self._when(draft.send_at) if draft.send_at else None
         approve = self.config.editorial.mode == "approve"
         if draft.state is DraftState.HELD:
-            who = next((a.by for a in reversed(draft.actions) if a.action == "hold"), "")
+            who = draft.last_by(DeskVerb.HOLD) or ""
             return [
                 t.gettext("Held by %(editor)s: it is not sent until an editor approves it.")
                 % {"editor": who}
             ]
         if draft.state is DraftState.APPROVED:
-            who = next((a.by for a in reversed(draft.actions) if a.action == "approve"), "")
+            who = draft.last_by(DeskVerb.APPROVE) or ""
             first = t.gettext("Approved by %(editor)s.") % {"editor": who}
             second = (
                 t.gettext("It is sent %(when)s.") % {"when": when}
