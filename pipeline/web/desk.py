@@ -9,6 +9,7 @@ nor by any cache, never indexed, and no link on it sends the token on as a Refer
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -42,9 +43,13 @@ class Problem(Exception):
 class Desk(Core):
     """The editors' pages: one draft, one editor, by the token in the URL."""
 
-    def _when(self, value: datetime) -> str:
+    @functools.cached_property
+    def _fmt(self) -> Formatter:
         nl = self.config.newsletter
-        return Formatter(nl.language, nl.tz).when(value, None)
+        return Formatter(nl.language, nl.tz)
+
+    def _when(self, value: datetime) -> str:
+        return self._fmt.when(value, None)
 
     # -- GET -------------------------------------------------------------------------------
 
@@ -112,9 +117,7 @@ class Desk(Core):
             "meetings": [
                 {
                     "title": inert(m.title),
-                    "when": Formatter(
-                        self.config.newsletter.language, self.config.newsletter.tz
-                    ).when(m.start, m.end),
+                    "when": self._fmt.when(m.start, m.end),
                     "location": inert(m.location),
                 }
                 for m in plan.meetings
