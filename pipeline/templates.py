@@ -35,7 +35,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
-from .config import MIN_CONTRAST, Config, mix_until_contrast
+from .colours import MIN_CONTRAST, mix_until_contrast
+from .config import Config
 from .errors import RenderError
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"

@@ -49,7 +49,8 @@ from support.editions import (
 )
 from support.site import Site
 
-from pipeline.config import Config, contrast_ratio
+from pipeline.colours import contrast_ratio
+from pipeline.config import Config
 from pipeline.deliver import build_message
 from pipeline.errors import ConfigError, RenderError
 from pipeline.models import PERSONAL_MARK, Credit, EditionPlan, Kind, Rendered
