@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import egress, redact
+from . import egress, library, redact
 from .config import CollectConfig, Config
 from .errors import FetchError
 from .fetch import ACCEPT_ENCODING, Body, Source, fetch_http, host_clients, host_of, user_agent
@@ -235,7 +235,7 @@ def store_result(
             matched = _matched(subs, entry.author)
             if not matched:
                 continue
-            kind = Kind.CHRONICLE if any(s.kind is Kind.CHRONICLE for s in matched) else Kind.BLOG
+            kind = max((s.kind for s in matched), key=lambda k: k.rank)
             credited = dict.fromkeys(s.ambassador for s in matched)
             new += store.store_entry(
                 entry, kind=kind, feed_url=result.url, ambassadors=credited, now=now
@@ -297,7 +297,8 @@ def collect(
     A feed marked gone (410) is not fetched unless `retry_gone`; one whose server asked to
     wait (Retry-After) is not fetched before that time. Both still get an outcome. Setting
     `stop` (SIGTERM) ends the run within a fraction of a second: the feeds already stored
-    stay stored, the others get no outcome and are fetched by the next run.
+    stay stored, the others get no outcome and are fetched by the next run. The items stored
+    are then tagged with their messages (pipeline.library).
     """
     now = now or datetime.now(UTC)
     subs = subscriptions(config)
@@ -344,4 +345,5 @@ def collect(
             stop=stop,
         )
     )
+    library.tag(store, config)  # the messages of the items just stored, for the library
     return outcomes

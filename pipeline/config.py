@@ -367,7 +367,7 @@ class DeliveryConfig(_Section):
 class FeedConfig(_Section):
     url: NonEmpty
     """An http(s) URL, or a local file path (relative to the config file)."""
-    kind: Literal["blog", "chronicle"]
+    kind: Literal["blog", "chronicle", "video"]
     author: Name | None = None
     """Keep only entries whose author field names this person (a newspaper's shared feed)."""
 
@@ -431,6 +431,7 @@ class PlanConfig(_Section):
     chronicles: int = Field(0, ge=0, le=10_000)
     blog_posts: int = Field(0, ge=0, le=10_000)
     meetings: int = Field(0, ge=0, le=10_000)
+    videos: int = Field(0, ge=0, le=10_000)
 
 
 class CalendarConfig(_Section):
@@ -443,9 +444,14 @@ class MessageConfig(_Section):
 
     id: Annotated[str, AfterValidator(_slug)]
     title: Name
+    summary: OneLine = ""
+    """The main message in one sentence."""
+    arguments: list[Name] = []
+    """The arguments that carry it, one sentence each, in the order they are best made."""
     keywords: list[Keyword] = Field(min_length=1)
     """An item carries the message when one of these appears in its title or excerpt as a
-    whole word (any case); a keyword ending in `*` also matches longer words it begins."""
+    whole word (any case); a keyword ending in `*` also matches longer words it begins. The
+    items that carry it are its examples (pipeline.library)."""
 
 
 class IndicatorConfig(_Section):

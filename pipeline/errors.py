@@ -3,6 +3,7 @@
     TrnewsError                 exit 1 unless a subclass says otherwise
     ├── ConfigError             exit 2: the config file is missing, unreadable or invalid
     ├── UsageError              exit 2: a bad argument (a malformed address, a bad CSV file)
+    │   └── UnknownFilter           a library filter names nothing known (404 on the web side)
     ├── StoreError              exit 1: the database could not be opened, is locked, or is newer
     ├── SchedulerRunning        exit 1: another `trnews run` already schedules this database
     ├── FetchError              one feed could not be fetched or parsed; never stops the others
@@ -56,6 +57,11 @@ class UsageError(TrnewsError):
     """A command was given something it cannot use, such as a malformed address."""
 
     exit_code = 2
+
+
+class UnknownFilter(UsageError):
+    """A library filter names no message, ambassador or kind of the config, or a page or
+    year that is not a number: exit 2 on the CLI, 404 on the web side."""
 
 
 class StoreError(TrnewsError):

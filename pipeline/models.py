@@ -23,10 +23,19 @@ def inert(text: str) -> str:
 
 
 class Kind(enum.StrEnum):
-    """What an item is; a chronicle outranks a blog post when both carry the same article."""
+    """What an item is. When two feeds carry the same article, the higher rank wins: a
+    chronicle outranks a film, and a film a blog post (a blog's item that links a film)."""
 
     BLOG = "blog"
     CHRONICLE = "chronicle"
+    VIDEO = "video"
+
+    @property
+    def rank(self) -> int:
+        return _KIND_RANK[self]
+
+
+_KIND_RANK = {Kind.BLOG: 0, Kind.VIDEO: 1, Kind.CHRONICLE: 2}
 
 
 class SubscriberState(enum.StrEnum):
@@ -184,6 +193,22 @@ class Item:
 
 
 @dataclass(frozen=True)
+class LibraryItem:
+    """An item as the library lists it: with the ids of its ambassadors and its messages."""
+
+    id: int
+    title: str
+    link: str
+    excerpt: str
+    kind: Kind
+    date: datetime
+    """Published date (UTC), or when trnews first saw it if the feed gave none."""
+    published: datetime | None
+    ambassadors: tuple[str, ...]
+    messages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Meeting:
     """A planned meeting, from the config."""
 
@@ -275,6 +300,10 @@ class EditionPlan:
     @property
     def blog_posts(self) -> tuple[Item, ...]:
         return tuple(i for i in self.items if i.kind is Kind.BLOG and i.id != self.lead)
+
+    @property
+    def videos(self) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.kind is Kind.VIDEO and i.id != self.lead)
 
     @property
     def has_news(self) -> bool:

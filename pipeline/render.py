@@ -33,6 +33,7 @@ from .models import (
     PERSONAL_MARK,
     EditionPlan,
     Item,
+    Kind,
     LeftOut,
     Meeting,
     Rendered,
@@ -99,8 +100,10 @@ class Formatter:
     def summary(self, plan: EditionPlan) -> str:
         """ "2 kronikker, 3 blogginnlegg og 1 møte": what the edition holds."""
         t = self.t
-        chronicles = sum(1 for i in (*plan.items, *plan.overflow) if i.kind == "chronicle")
-        blogs = len(plan.items) + len(plan.overflow) - chronicles
+        shown = (*plan.items, *plan.overflow)
+        chronicles = sum(1 for i in shown if i.kind is Kind.CHRONICLE)
+        videos = sum(1 for i in shown if i.kind is Kind.VIDEO)
+        blogs = len(shown) - chronicles - videos
         meetings = len(plan.meetings)
         parts = []
         if chronicles:
@@ -112,6 +115,8 @@ class Formatter:
             parts.append(
                 t.ngettext("%(num)d blog post", "%(num)d blog posts", blogs) % {"num": blogs}
             )
+        if videos:
+            parts.append(t.ngettext("%(num)d video", "%(num)d videos", videos) % {"num": videos})
         if meetings:
             parts.append(
                 t.ngettext("%(num)d meeting", "%(num)d meetings", meetings) % {"num": meetings}
@@ -184,6 +189,7 @@ class Renderer:
             "lead": _item_view(plan.lead_item, fmt) if plan.lead_item else None,
             "chronicles": [_item_view(i, fmt) for i in plan.chronicles],
             "blog_posts": [_item_view(i, fmt) for i in plan.blog_posts],
+            "videos": [_item_view(i, fmt) for i in plan.videos],
             "meetings": [_meeting_view(m, fmt) for m in plan.meetings],
             "more": len(plan.overflow),
             "archive_url": tokens.archive_url(self.config),

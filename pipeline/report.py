@@ -3,16 +3,16 @@
 SPEC.md "The ambassador plan and the open report". For a calendar year in newsletter.timezone:
 
 - **actual**: items dated in that year up to now (the feed's published date, else when trnews
-  first saw the item), per kind, counted once per ambassador: a co-written chronicle counts for
-  each author. Meetings of that year that have started and list the ambassador (a `[[meeting]]`
-  table's `ambassadors`, or a calendar attendee matched by e-mail; see pipeline.calendars).
+  first saw the item), per kind (chronicles, blog posts, films), counted once per ambassador:
+  a co-written chronicle counts for each author. Meetings of that year that have started and
+  list the ambassador (a `[[meeting]]` table's `ambassadors`, or a calendar attendee matched
+  by e-mail; see pipeline.calendars).
 - **expected by now**: the plan times the share of the year gone, rounded to one decimal.
 - **totals** add up the rows (a co-written chronicle once per author, as the plans count).
 - **messages**: that year's items (credited to an ambassador in the config) that carry each
-  message of the bank; an item carries a message when one of its keywords is in its title or
-  excerpt as a whole word, in any case; a keyword ending in `*` also matches the longer words it
-  begins ("næringsliv*" matches "næringslivet"), since Norwegian inflects at the end of words.
-  Items are tagged when the report is made, so an edited keyword list applies to past items too.
+  message of the bank, by pipeline.library's one definition (`carries`: a keyword as a whole
+  word, or as the start of one with `*`). Items are tagged when the report is made, so an
+  edited keyword list applies to past items too.
 - **counting_since**: when trnews first collected (the database's meta `counting_since`):
   items from before then count only if the feeds still carried them.
 
@@ -33,9 +33,7 @@ import functools
 import gettext
 import io
 import json
-import re
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -45,8 +43,9 @@ from babel.numbers import format_decimal
 
 from . import indicators, redact, spreadsheet
 from .calendars import Fetched, meetings_between
-from .config import Config, MessageConfig
+from .config import Config
 from .indicators import Period
+from .library import carries
 from .models import CalendarProblem, IndicatorView, Observation
 from .report_indicators import (
     indicator_context,
@@ -57,9 +56,9 @@ from .report_indicators import (
 from .store import Store, parse_iso
 from .templates import Escaping, decimal, environment, long_date, translations
 
-KINDS = ("chronicles", "blog_posts", "meetings")
-"""The three things an ambassador plans, in the order every format shows them."""
-_ITEM_KIND = {"chronicle": "chronicles", "blog": "blog_posts"}
+KINDS = ("chronicles", "blog_posts", "videos", "meetings")
+"""The things an ambassador plans, in the order every format shows them."""
+_ITEM_KIND = {"chronicle": "chronicles", "blog": "blog_posts", "video": "videos"}
 
 # -- ordering and the message bank -----------------------------------------------------------
 
@@ -83,24 +82,6 @@ def sort_key(name: str, language: str) -> tuple[str, str]:
 def _base(char: str) -> str:
     """`char` without its accents (é → e)."""
     return "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
-
-
-def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str]:
-    """One pattern matching any of the keywords as a whole word (or phrase), in any case; a
-    keyword ending in `*` matches the words it begins too."""
-    parts = []
-    for keyword in keywords:
-        prefix = keyword.endswith("*")
-        words = keyword.rstrip("*").split()
-        body = r"\s+".join(re.escape(w) for w in words)
-        parts.append(rf"(?<!\w){body}" + (r"\w*" if prefix else r"(?!\w)"))
-    return re.compile("|".join(parts), re.IGNORECASE)
-
-
-def carries(message: MessageConfig, title: str, excerpt: str) -> bool:
-    """True when an item with this title and excerpt carries the message."""
-    pattern = keyword_pattern(message.keywords)
-    return bool(pattern.search(title) or pattern.search(excerpt))
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -266,6 +247,7 @@ def build(
         actual = {
             "chronicles": items.get(amb.id, {}).get("chronicles", 0),
             "blog_posts": items.get(amb.id, {}).get("blog_posts", 0),
+            "videos": items.get(amb.id, {}).get("videos", 0),
             "meetings": meeting_counts.get(amb.id, 0),
         }
         expected = {k: round(plan[k] * share, 1) for k in KINDS}
@@ -308,6 +290,7 @@ def _plain_words(language: str) -> dict[str, str]:
         # Translators: the three things an ambassador plans, as the report's headings.
         "chronicles": t.pgettext("open report", "Chronicles"),
         "blog_posts": t.pgettext("open report", "Blog posts"),
+        "videos": t.pgettext("open report", "Videos"),
         "meetings": t.pgettext("open report", "Meetings"),
         "ambassador": t.pgettext("open report", "Ambassador"),
         # Translators: the report's columns: done, expected by now, planned, and the difference.

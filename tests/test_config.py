@@ -169,7 +169,7 @@ BROKEN_KEYS = {
     "ambassador[0].id": "slug",
     "ambassador[0].twitter": "unknown key",
     "ambassador[0].feeds[0].url": "file:",
-    "ambassador[0].feeds[0].kind": "'blog' or 'chronicle'",
+    "ambassador[0].feeds[0].kind": "'chronicle' or 'video'",
     "ambassador[1].feeds[0].colour": "unknown key",
     "ambassador[1].feeds[1].url": "ftp://ola.example.org/feed.rss",
     "ambassador[2].id": "already used by ambassador[1]",
@@ -270,7 +270,7 @@ def test_every_mistake_in_the_file_is_reported_at_once_with_file_and_key(tmp_pat
         ),
         pytest.param(
             edit('kind = "blog"', 'kind = "podcast"'),
-            {"ambassador[0].feeds[0].kind": "'blog' or 'chronicle'"},
+            {"ambassador[0].feeds[0].kind": "'chronicle' or 'video'"},
             id="bad-kind",
         ),
         pytest.param(

@@ -40,7 +40,7 @@ from pipeline.report import (
 
 OSLO = ZoneInfo("Europe/Oslo")
 AS_OF = datetime(2025, 7, 2, 12, 0, tzinfo=OSLO)
-KINDS = ("chronicles", "blog_posts", "meetings")
+KINDS = ("chronicles", "blog_posts", "videos", "meetings")
 
 
 def share(as_of: datetime, year: int) -> float:
@@ -192,24 +192,49 @@ def test_counts_are_exact_for_the_year_in_the_newsletter_timezone_up_to_the_repo
     # Blog: "Første dag", "Næringslivet i regionen", "Sommer"; not New Year's Eve, not
     # September's, not last year's. Chronicles: her own and the co-written one. Meetings:
     # Regionrådet; Næringsforum (1 August) has not started yet.
-    assert got["kari-nordmann"]["actual"] == {"chronicles": 2, "blog_posts": 3, "meetings": 1}
+    assert got["kari-nordmann"]["actual"] == {
+        "chronicles": 2,
+        "blog_posts": 3,
+        "videos": 0,
+        "meetings": 1,
+    }
     # The co-written chronicle counts for Ola too; his piece of last year does not.
-    assert got["ola-hansen"]["actual"] == {"chronicles": 1, "blog_posts": 0, "meetings": 1}
+    assert got["ola-hansen"]["actual"] == {
+        "chronicles": 1,
+        "blog_posts": 0,
+        "videos": 0,
+        "meetings": 1,
+    }
     # Nothing at all, and still listed, with her plan.
-    assert got["siri-berg"]["actual"] == {"chronicles": 0, "blog_posts": 0, "meetings": 0}
-    assert got["siri-berg"]["plan"] == {"chronicles": 0, "blog_posts": 5, "meetings": 0}
+    assert got["siri-berg"]["actual"] == {
+        "chronicles": 0,
+        "blog_posts": 0,
+        "videos": 0,
+        "meetings": 0,
+    }
+    assert got["siri-berg"]["plan"] == {
+        "chronicles": 0,
+        "blog_posts": 5,
+        "videos": 0,
+        "meetings": 0,
+    }
 
     gone = share(AS_OF, 2025)
     assert 0.49 < gone < 0.51
     for amb_id, plan in {
-        "kari-nordmann": (2, 12, 6),
-        "ola-hansen": (2, 0, 3),
-        "siri-berg": (0, 5, 0),
+        "kari-nordmann": (2, 12, 0, 6),
+        "ola-hansen": (2, 0, 0, 3),
+        "siri-berg": (0, 5, 0, 0),
     }.items():
         expected = {k: round(p * gone, 1) for k, p in zip(KINDS, plan, strict=True)}
         assert got[amb_id]["expected_by_now"] == expected
-    assert data["totals"]["plan"] == {"chronicles": 4, "blog_posts": 17, "meetings": 9}
-    assert data["totals"]["actual"] == {"chronicles": 3, "blog_posts": 3, "meetings": 2}
+    assert data["totals"]["plan"] == {"chronicles": 4, "blog_posts": 17, "videos": 0, "meetings": 9}
+    assert data["totals"]["actual"] == {
+        "chronicles": 3,
+        "blog_posts": 3,
+        "videos": 0,
+        "meetings": 2,
+    }
     # "næringsliv*" finds "Næringslivet" (not last year's); "arbeidsplasser" the co-written
     # piece, counted once as an item; "by" is a whole word: "Bygg byen" has none.
     assert data["messages"] == [
@@ -243,11 +268,16 @@ def test_a_past_year_expects_the_whole_plan_and_a_year_not_begun_expects_nothing
     last = build(config, year=2024, as_of=AS_OF)
     assert last.share == 1
     kari = next(r for r in last.ambassadors if r.id == "kari-nordmann")
-    assert kari.expected_by_now == {"chronicles": 2.0, "blog_posts": 12.0, "meetings": 6.0}
+    assert kari.expected_by_now == {
+        "chronicles": 2.0,
+        "blog_posts": 12.0,
+        "videos": 0.0,
+        "meetings": 6.0,
+    }
     # New Year's Eve 23:30 in Oslo and "Fjorårets næringsliv"; the Oslo-1-January one is 2025.
-    assert kari.actual == {"chronicles": 0, "blog_posts": 2, "meetings": 0}
+    assert kari.actual == {"chronicles": 0, "blog_posts": 2, "videos": 0, "meetings": 0}
     ola = next(r for r in last.ambassadors if r.id == "ola-hansen")
-    assert ola.actual == {"chronicles": 1, "blog_posts": 0, "meetings": 1}
+    assert ola.actual == {"chronicles": 1, "blog_posts": 0, "videos": 0, "meetings": 1}
     assert [m.items for m in last.messages] == [1, 0]
 
     ahead = build(config, year=2026, as_of=AS_OF)
@@ -420,7 +450,7 @@ def test_the_html_report_has_a_chart_without_script_that_draws_behind_and_ahead_
         "--out", str(out),
     )  # fmt: skip
     page = out.read_text(encoding="utf-8")
-    assert page.count("<svg") == 3  # one chart per kind
+    assert page.count("<svg") == len(KINDS)  # one chart per kind
     assert "<script" not in page.lower()
     assert not re.search(r"\son\w+\s*=", page, re.IGNORECASE)
     assert "@media print" in page
@@ -432,7 +462,7 @@ def test_the_html_report_has_a_chart_without_script_that_draws_behind_and_ahead_
     bars = re.findall(
         r'<rect class="(\w+)" x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="(\d+)"', page
     )
-    assert len(bars) == 9  # three ambassadors in three charts
+    assert len(bars) == 3 * len(KINDS)  # three ambassadors in each chart
     assert {(cls, height) for cls, _, _, height in bars} == {("bar", "14")}
     centre = re.search(r'<line class="line" x1="(\d+)"', page)
     assert centre is not None

@@ -32,6 +32,7 @@ from .feeds import Feeds
 from .indicators import Indicators, IndicatorSource, Saved
 from .items import Items
 from .jobs import Jobs
+from .library import Library, Query
 from .migrations import MIGRATIONS, Migrations
 from .report import Reports
 from .subscribers import GMAIL, Subscribers, mailbox
@@ -46,6 +47,7 @@ __all__ = [
     "ConsentText",
     "FeedHealth",
     "IndicatorSource",
+    "Query",
     "Recipient",
     "Saved",
     "Store",
@@ -58,5 +60,16 @@ __all__ = [
 ]
 
 
-class Store(Feeds, Items, Editions, Desk, Indicators, Subscribers, Jobs, Reports, Migrations):
+class Store(
+    Feeds,
+    Items,
+    Library,
+    Editions,
+    Desk,
+    Indicators,
+    Subscribers,
+    Jobs,
+    Reports,
+    Migrations,
+):
     """One open SQLite database."""

@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 import stat
 import threading
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,11 @@ def iso(value: datetime) -> str:
 
 def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def nfc(value: str | None) -> str | None:
+    """`value` composed (Unicode NFC): how text enters the full-text index and queries it."""
+    return unicodedata.normalize("NFC", value) if value is not None else None
 
 
 def _opt(value: str | None) -> datetime | None:
@@ -129,6 +135,9 @@ class Database:
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open the database {path}: {e}") from e
         conn.row_factory = sqlite3.Row
+        # The full-text index reads its text composed (NFC), as queries are: "å" typed as "a"
+        # and a combining ring would otherwise be two tokens (see store/library.py).
+        conn.create_function("nfc", 1, nfc, deterministic=True)
         store = cls(conn, path)
         try:
             conn.execute("PRAGMA foreign_keys = ON")

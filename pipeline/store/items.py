@@ -18,8 +18,10 @@ class Items(Database):
     ) -> bool:
         """Store one entry as an item credited to `ambassadors`; True if the article is new.
 
-        The same article (same key) from another feed adds credits; a chronicle copy turns a
-        blog item into a chronicle and its title, excerpt and link win.
+        The same article (same key) from another feed adds credits; a copy of a higher kind
+        (`Kind.rank`: a chronicle over a film over a blog post) turns the item into that kind,
+        and its title, excerpt and link win. The full-text index follows the item, and an
+        item whose text changed is tagged again (pipeline.library).
         """
         published = iso(entry.published) if entry.published else None
         seen = iso(now)
@@ -45,17 +47,19 @@ class Items(Database):
         new = inserted is not None
         if inserted is not None:
             item_id = inserted["id"]
+            self._index_text(item_id, entry.title, entry.excerpt)
         else:
             row = self._q("SELECT id, kind FROM items WHERE key = ?", (entry.key,)).fetchone()
             item_id = row["id"]
-            if row["kind"] == Kind.BLOG and kind is Kind.CHRONICLE:
+            if kind.rank > Kind(row["kind"]).rank:
                 self._q(
-                    """UPDATE items SET kind = 'chronicle', link = coalesce(nullif(?, ''), link),
+                    """UPDATE items SET kind = ?, link = coalesce(nullif(?, ''), link),
                            title = ?, excerpt = ?,
                            published = COALESCE(?, published), date = COALESCE(?, date),
-                           feed_url = ?
+                           feed_url = ?, tagged = 0
                        WHERE id = ?""",
                     (
+                        kind.value,
                         entry.link,
                         entry.title,
                         entry.excerpt,
@@ -65,11 +69,19 @@ class Items(Database):
                         item_id,
                     ),
                 )
+                self._q("DELETE FROM items_fts WHERE rowid = ?", (item_id,))
+                self._index_text(item_id, entry.title, entry.excerpt)
         self.conn.executemany(
             "INSERT OR IGNORE INTO item_ambassadors (item_id, ambassador_id) VALUES (?, ?)",
             [(item_id, a) for a in ambassadors],
         )
         return new
+
+    def _index_text(self, item_id: int, title: str, excerpt: str) -> None:
+        self._q(
+            "INSERT INTO items_fts (rowid, title, excerpt) VALUES (?, nfc(?), nfc(?))",
+            (item_id, title, excerpt),
+        )
 
     def due_items(
         self, *, since: datetime, previous: datetime | None

@@ -358,6 +358,50 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX indicator_revisions_period ON indicator_revisions (indicator_id, period, id);
         """,
     ),
+    (
+        # The library (SPEC.md "The library and the message bank"): items may be films
+        # ('video'), which the CHECK must admit, so the table is copied into one with the
+        # wider check (foreign keys are off while migrating: see `_migrate`). `tagged` is 0
+        # until the item's messages are in `item_messages` (pipeline.library tags it); the
+        # full-text index of titles and excerpts keeps æ, ø and å as letters of their own
+        # (`remove_diacritics 0`: the default folds "får" into "far").
+        "0013_library",
+        """
+        CREATE TABLE items_new (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            link TEXT NOT NULL,
+            title TEXT NOT NULL,
+            excerpt TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('blog', 'chronicle', 'video')),
+            published TEXT,
+            first_seen TEXT NOT NULL,
+            date TEXT NOT NULL,
+            feed_url TEXT NOT NULL,
+            tagged INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO items_new (id, key, link, title, excerpt, kind, published, first_seen, date,
+                               feed_url)
+            SELECT id, key, link, title, excerpt, kind, published, first_seen, date, feed_url
+            FROM items;
+        DROP TABLE items;
+        ALTER TABLE items_new RENAME TO items;
+        CREATE INDEX items_date ON items (date);
+        CREATE INDEX items_untagged ON items (id) WHERE tagged = 0;
+        CREATE INDEX item_ambassadors_ambassador ON item_ambassadors (ambassador_id, item_id);
+        CREATE TABLE item_messages (
+            message_id TEXT NOT NULL,
+            item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+            PRIMARY KEY (message_id, item_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX item_messages_item ON item_messages (item_id);
+        CREATE VIRTUAL TABLE items_fts USING fts5 (
+            title, excerpt, tokenize = 'unicode61 remove_diacritics 0'
+        );
+        INSERT INTO items_fts (rowid, title, excerpt)
+            SELECT id, nfc(title), nfc(excerpt) FROM items
+        """,
+    ),
 ]
 
 
@@ -375,15 +419,28 @@ class Migrations(Database):
                 f"the database {self.path} was written by a newer trnews "
                 f"(migrations {', '.join(sorted(done - known))}); upgrade trnews"
             )
-        for name, sql in MIGRATIONS:
-            if name in done:
-                continue
-            logger.info("Applying database migration %s", name)
-            with self.transaction():
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute(
-                    "INSERT INTO migrations (name, applied) VALUES (?, ?)",
-                    (name, iso(datetime.now(UTC))),
-                )
+        # Foreign keys off while the schema changes, as SQLite's own recipe for copying a
+        # table has it: dropping the old `items` must not cascade into the tables that refer
+        # to it. Each migration is checked for broken references before it commits.
+        self.conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                logger.info("Applying database migration %s", name)
+                with self.transaction():
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            self.conn.execute(statement)
+                    broken = self.conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StoreError(
+                            f"migration {name} of {self.path} left {len(broken)} broken "
+                            f"references (first in the table {broken[0][0]}); nothing was changed"
+                        )
+                    self.conn.execute(
+                        "INSERT INTO migrations (name, applied) VALUES (?, ?)",
+                        (name, iso(datetime.now(UTC))),
+                    )
+        finally:
+            self.conn.execute("PRAGMA foreign_keys = ON")

@@ -27,13 +27,14 @@ class Reports(Database):
         return counts
 
     def report_mark(self) -> tuple[object, ...]:
-        """What changes when anything the report reads does: a new item, a new credit, a blog
-        item turned chronicle (its title, excerpt and date with it), the day counting began, an
-        indicator's fetch (new or revised values, a failure or a recovery)."""
+        """What changes when anything the report reads does: a new item, a new credit, an item
+        turned chronicle or film (its title, excerpt and date with it), the day counting began,
+        an indicator's fetch (new or revised values, a failure or a recovery)."""
         row = self._q(
             """SELECT (SELECT count(*) FROM items) AS items,
                       (SELECT max(id) FROM items) AS newest,
                       (SELECT count(*) FROM items WHERE kind = 'chronicle') AS chronicles,
+                      (SELECT count(*) FROM items WHERE kind = 'video') AS videos,
                       (SELECT count(*) FROM item_ambassadors) AS credits,
                       (SELECT value FROM meta WHERE key = 'counting_since') AS since,
                       (SELECT count(*) FROM indicator_values) AS values_,

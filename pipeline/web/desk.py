@@ -96,6 +96,7 @@ class Desk(Core):
             (t.gettext("Featured"), [entry(lead)] if lead else []),
             (t.gettext("Chronicles"), [entry(i) for i in plan.chronicles]),
             (t.gettext("Blog posts"), [entry(i) for i in plan.blog_posts]),
+            (t.gettext("Videos"), [entry(i) for i in plan.videos]),
             (
                 t.gettext("Not shown: over the edition's limit"),
                 [entry(i, shown=False) for i in plan.overflow],
