@@ -4,7 +4,7 @@ Schema changes are ordered, named migrations; each is applied once, in a transac
 recorded in the `migrations` table (`migrations.py`). `db.py` opens the database owner-only and
 holds its transactions and meta; each family of tables has a module of its own (`feeds.py`,
 `items.py`, `editions.py`, `subscribers.py`, `jobs.py`, `desk.py`,
-`indicators.py`), and `Store` is all of them
+`indicators.py`, `bounces.py`), and `Store` is all of them
 on one connection.
 """
 
@@ -18,6 +18,7 @@ from ..models import (
     FeedHealth,
     Recipient,
 )
+from .bounces import BounceEffect, Bounces
 from .db import (
     OWNER_ONLY,
     create_owner_only,
@@ -41,6 +42,7 @@ __all__ = [
     "MIGRATIONS",
     "OWNER_ONLY",
     "ArchivedEdition",
+    "BounceEffect",
     "Confirmation",
     "Consent",
     "ConsentText",
@@ -58,5 +60,7 @@ __all__ = [
 ]
 
 
-class Store(Feeds, Items, Editions, Desk, Indicators, Subscribers, Jobs, Reports, Migrations):
+class Store(
+    Feeds, Items, Editions, Desk, Indicators, Bounces, Subscribers, Jobs, Reports, Migrations
+):
     """One open SQLite database."""
