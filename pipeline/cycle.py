@@ -375,4 +375,5 @@ def read_bounces(
     now = datetime.now(UTC)
     run = bounces.read(config, store, now=now, on_handled=on_handled)
     alerts.after_bounces(config, store, run, now)
+    alerts.flush(config, store)
     return run

@@ -227,12 +227,15 @@ def _sender(msg: email.message.Message) -> str:
 
 
 def _text(msg: email.message.Message) -> str:
-    """The plain text of a message (its first text/plain part, or its body)."""
-    for part in msg.walk():
-        if part.get_content_maintype() == "text":
-            data = part.get_payload(decode=True)
-            if isinstance(data, bytes):
-                return data.decode(part.get_content_charset() or "latin-1", "replace")
+    """The plain text of a message: its first text/plain part, else its first text part with
+    the tags taken out."""
+    parts = [p for p in msg.walk() if p.get_content_maintype() == "text"]
+    parts.sort(key=lambda p: p.get_content_subtype() != "plain")
+    for part in parts:
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes):
+            text = data.decode(part.get_content_charset() or "latin-1", "replace")
+            return text if part.get_content_subtype() == "plain" else re.sub(r"<[^>]*>", " ", text)
     return ""
 
 

@@ -3,6 +3,7 @@ what each does to the reader (pipeline.bounces reads the reports)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,10 @@ class BounceEffect:
     """That count made the reader `bounced`."""
     unsubscribed: bool = False
     """A complaint unsubscribed the reader."""
+
+
+BOUNCED_LATER = "bounced later: "
+"""How a delivery's error begins when a bounce of it came back later."""
 
 
 class Bounces(Subscribers):
@@ -53,8 +58,8 @@ class Bounces(Subscribers):
         changes nothing) and act on it, in one transaction.
 
         A permanent failure marks the reader's delivery of the edition failed and counts as a
-        refusal for good at delivery does, once per edition, and only if no later edition was
-        delivered to them since (a delivered edition clears the count). Without `edition_id`
+        refusal for good at delivery does, once per edition: the reader's count becomes their
+        editions refused in a row back to the last one delivered. Without `edition_id`
         (no VERP), the edition is the latest one delivered to the reader. A complaint
         unsubscribes the reader, noting on their consent records it was by complaint.
         """
@@ -101,19 +106,33 @@ class Bounces(Subscribers):
         changed = self._q(
             """UPDATE deliveries SET state = 'failed', last_error = ?, updated = ?
                WHERE edition_id = ? AND subscriber_id = ? AND state = 'sent'""",
-            (f"bounced later: {reason}", iso(now), edition_id, subscriber_id),
+            (f"{BOUNCED_LATER}{reason}", iso(now), edition_id, subscriber_id),
         ).rowcount
         if not changed:  # refused at delivery, or a bounce of it read already: counted once
             return BounceEffect(new=True)
-        later = self._q(
-            """SELECT 1 FROM deliveries
-               WHERE subscriber_id = ? AND edition_id > ? AND state = 'sent' LIMIT 1""",
-            (subscriber_id, edition_id),
-        ).fetchone()
-        if later is not None:  # a later edition was delivered: the row is failed, the count clear
-            return BounceEffect(new=True)
-        bounced = count_refusal(self, subscriber_id, bounce_limit, now)
+        bounced = count_refusal(
+            self, subscriber_id, bounce_limit, now, in_a_row=self._refused_in_a_row(subscriber_id)
+        )
         return BounceEffect(new=True, counted=True, bounced=bounced)
+
+    def _refused_in_a_row(self, subscriber_id: int) -> int:
+        """The reader's latest editions refused for good in a row (at delivery, or bounced
+        later), back to the last one sent: a message a relay took counts as delivered only
+        until its bounce comes back. Rows that say nothing of the address (skipped, deferred,
+        not sendable) neither count nor break the run."""
+        n = 0
+        for r in self._q(
+            """SELECT state, last_error FROM deliveries
+               WHERE subscriber_id = ? AND state IN ('sent', 'failed')
+               ORDER BY edition_id DESC""",
+            (subscriber_id,),
+        ):
+            if r["state"] == "sent":
+                break
+            error = r["last_error"] or ""
+            if error.startswith(BOUNCED_LATER) or re.match(r"5[0-9][0-9] ", error):
+                n += 1
+        return n
 
     def bounce_counts(self, since: datetime) -> dict[str, int]:
         """The reports' addresses recorded since `since`, by kind."""

@@ -384,20 +384,28 @@ class Subscribers(Database):
         return counts
 
 
-def count_refusal(db: Database, subscriber_id: int, bounce_limit: int, now: datetime) -> bool:
-    """Count one more edition in a row refused for good against a reader (a 5xx at delivery, or
-    a bounce that came back later): at `bounce_limit` an active reader becomes `bounced` and gets
-    nothing more. A delivered edition clears the count (`Editions._clear_failures`). Returns True
-    if this made them bounced."""
+def count_refusal(
+    db: Database,
+    subscriber_id: int,
+    bounce_limit: int,
+    now: datetime,
+    *,
+    in_a_row: int | None = None,
+) -> bool:
+    """Count one more edition in a row refused for good against a reader (a 5xx at delivery),
+    or set the count to `in_a_row` (a bounce that came back later, counted over the ledger):
+    at `bounce_limit` an active reader becomes `bounced` and gets nothing more. A delivered
+    edition clears the count (`Editions._clear_failures`). Returns True if this made them
+    bounced."""
     row = db._q(
-        """UPDATE subscribers SET hard_bounces = hard_bounces + 1,
-               state = CASE WHEN hard_bounces + 1 >= :limit AND state = 'active'
+        """UPDATE subscribers SET hard_bounces = coalesce(:n, hard_bounces + 1),
+               state = CASE WHEN coalesce(:n, hard_bounces + 1) >= :limit AND state = 'active'
                             THEN 'bounced' ELSE state END,
-               updated = CASE WHEN hard_bounces + 1 >= :limit AND state = 'active'
+               updated = CASE WHEN coalesce(:n, hard_bounces + 1) >= :limit AND state = 'active'
                               THEN :now ELSE updated END
            WHERE id = :id
            RETURNING state""",
-        {"limit": bounce_limit, "now": iso(now), "id": subscriber_id},
+        {"limit": bounce_limit, "now": iso(now), "id": subscriber_id, "n": in_a_row},
     ).fetchone()
     return row is not None and row["state"] == SubscriberState.BOUNCED
 
