@@ -19,7 +19,7 @@ import trustme
 from pipeline.models import ConsentText
 from pipeline.store import Store
 from tests.support.imap import ImapFolder, imap_server
-from tests.support.mail import ADMIN, add_readers, alerts_config, to_admins, use_smtp
+from tests.support.mail import add_readers, alerts_config, to_admins, use_smtp
 from tests.support.servers import SmtpServer
 from tests.support.site import Site
 
