@@ -18,10 +18,10 @@ import trustme
 
 from pipeline.models import ConsentText
 from pipeline.store import Store
-from tests.support.imap import ImapFolder, imap_server
-from tests.support.mail import add_readers, alerts_config, to_admins, use_smtp
-from tests.support.servers import SmtpServer
-from tests.support.site import Site
+from support.imap import ImapFolder, imap_server
+from support.mail import add_readers, alerts_config, to_admins, use_smtp
+from support.servers import SmtpServer
+from support.site import Site
 
 DATA = Path(__file__).parent / "data" / "bounces"
 RETURN_PATH = "bounces@nyhetsbrev.example.org"

@@ -84,8 +84,8 @@ def recognise(raw: bytes) -> Report:
     failures = _complaint(msg, envelope)
     if failures is None:
         failures = _dsn(msg, envelope)
-    if failures is None:
-        failures = _older_formats(msg, envelope)
+    if not failures:  # no report, or a malformed one that names no failure: the older formats
+        failures = _older_formats(msg, envelope) or failures
     if failures:
         kind = next(k for k in RANK if any(f.kind is k for f in failures))
     elif failures is not None:  # a delivery report naming no one
