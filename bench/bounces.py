@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from common import Result  # noqa: E402
-
-from pipeline.bounces import Kind, recognise  # noqa: E402
 from support.mail import add_readers  # noqa: E402
 from support.site import Site  # noqa: E402
+
+from pipeline.bounces import Kind, recognise  # noqa: E402
 
 SHAPES = ["postfix.eml", "exim.eml", "qmail.eml", "exchange.eml", "yahoo.eml", "gmail-dsn.eml"]
 

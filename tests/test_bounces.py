@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 import trustme
-
-from pipeline.models import ConsentText
-from pipeline.store import Store
 from support.imap import ImapFolder, imap_server
 from support.mail import add_readers, alerts_config, to_admins, use_smtp
 from support.servers import SmtpServer
 from support.site import Site
+
+from pipeline.models import ConsentText
+from pipeline.store import Store
 
 DATA = Path(__file__).parent / "data" / "bounces"
 RETURN_PATH = "bounces@nyhetsbrev.example.org"
