@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bounces
 import collect
 import deliver
 import desk
@@ -30,6 +31,7 @@ import web
 from common import Result
 
 BENCHES = {
+    "bounces": bounces.run,
     "collect": collect.run,
     "deliver": deliver.run,
     "desk": desk.run,

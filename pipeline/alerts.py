@@ -1,5 +1,6 @@
 """Alerts to the admins: a feed that starts failing or recovers, a send that fails, a send the
-editorial desk holds up (that one goes to the editors too, each with their desk link).
+editorial desk holds up (that one goes to the editors too, each with their desk link), a
+complaint or a wave of bounces that came back later.
 
 Each alert is about a change, never about a run: a feed is reported once when it has failed
 `[alerts] feed_failures` runs in a row and once more when it works again; a failed send is
@@ -12,8 +13,9 @@ redacted (pipeline.redact): a mailbox is no place for a feed's password or key.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from gettext import GNUTranslations
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from . import redact, words
@@ -21,6 +23,9 @@ from .config import Config
 from .errors import ConfigError, DeliveryError, RecipientRefused
 from .models import DeskDraft, DeskVerb, DraftState, SendReport
 from .store import Store
+
+if TYPE_CHECKING:
+    from .bounces import BounceRun
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +281,86 @@ def after_send(config: Config, store: Store, report: SendReport, now: datetime) 
         logger.warning(
             "Alert: %s of edition %d refused for good", words.count(failed, "reader"), edition
         )
+
+
+def after_bounces(config: Config, store: Store, run: BounceRun, now: datetime) -> None:
+    """Queue one alert for the complaints a read of the bounces' mailbox found, and one a day
+    for a wave of permanent failures (WAVE or more in a day, and WAVE_SHARE of the readers)."""
+    complaints = store.bounces_since(run.first_id, "complaint")
+    permanent = store.bounces_since(run.first_id, "permanent")
+    in_a_day = store.bounce_counts(now - timedelta(days=1))["permanent"]
+    wave = bool(permanent) and in_a_day >= max(WAVE, WAVE_SHARE * _readers(store))
+    if not complaints and not wave:
+        return
+    from .templates import translations
+
+    t = translations(config.newsletter.language)
+    parts, lines = [], []
+    if complaints:
+        n = len(complaints)
+        parts.append(t.ngettext("%(num)d complaint", "%(num)d complaints", n) % {"num": n})
+        lines.append(
+            t.ngettext(
+                "%(num)d complaint came back (a reader marked the newsletter as spam):",
+                "%(num)d complaints came back (readers marked the newsletter as spam):",
+                n,
+            )
+            % {"num": n}
+        )
+        lines += [_bounce_line(t, b) for b in complaints[:MAX_LISTED]]
+        lines += [
+            "",
+            t.gettext(
+                "A reader who complained is unsubscribed at once. Complaints weigh heavily on "
+                "the sender's reputation with the mail providers."
+            ),
+            "",
+        ]
+    if wave:
+        parts.append(
+            t.ngettext("%(num)d bounce in a day", "%(num)d bounces in a day", in_a_day)
+            % {"num": in_a_day}
+        )
+        lines.append(
+            t.ngettext(
+                "%(num)d permanent failure came back in the last 24 hours, among them:",
+                "%(num)d permanent failures came back in the last 24 hours, among them:",
+                in_a_day,
+            )
+            % {"num": in_a_day}
+        )
+        lines += [_bounce_line(t, b) for b in permanent[:MAX_LISTED]]
+        lines += [
+            "",
+            t.gettext(
+                "A sudden wave of bounces may mean an imported list with old addresses, or a "
+                "mail provider that blocks the newsletter: check the reasons. 'trnews "
+                "subscribers list --json' shows each reader's bounces."
+            ),
+        ]
+    key = f"complaints:{complaints[-1]['id']}" if complaints else f"bounces:{now.date()}"
+    if wave and complaints:
+        key += f",bounces:{now.date()}"
+    if _queue(config, store, key, _subject(config, t, parts), _body(t, lines), now):
+        logger.warning("Alert: %s", ", ".join(parts))
+
+
+WAVE = 10
+"""Permanent failures in a day that may be a wave, however few the readers."""
+WAVE_SHARE = 0.02
+"""The share of the readers whose permanent failures in a day make a wave."""
+MAX_LISTED = 20
+"""Reports listed in one alert."""
+
+
+def _readers(store: Store) -> int:
+    counts = store.subscriber_counts()
+    return counts["active"] + counts["bounced"]
+
+
+def _bounce_line(t: GNUTranslations, b: dict[str, Any]) -> str:
+    who = b["email"] or t.gettext("no reader")
+    return f"- {b['address'] or who} ({who}): {b['reason']}"
 
 
 def confirmations_unsent(config: Config, store: Store, now: datetime) -> None:

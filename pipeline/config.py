@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from .colours import DEFAULT_ACCENT, MIN_CONTRAST, contrast_ratio, mix_until_contrast
@@ -329,6 +330,33 @@ class SmtpConfig(_Section):
         return value
 
 
+class ImapConfig(_Section):
+    host: NonEmpty
+    port: int = Field(993, ge=1, le=65535)
+    username: NonEmpty
+    password_env: EnvName = "TRNEWS_IMAP_PASSWORD"
+    folder: NonEmpty = "INBOX"
+    ca_file: Path | None = None
+    """PEM file of the CA to trust for TLS (an internal server); default: the system's CAs."""
+
+    @property
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "")
+
+
+class BouncesConfig(_Section):
+    """Where mail to the return path lands: a Maildir or an IMAP folder (over TLS)."""
+
+    maildir: Path | None = None
+    imap: ImapConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> BouncesConfig:
+        if (self.maildir is None) == (self.imap is None):
+            raise ValueError("give exactly one of bounces.maildir and bounces.imap")
+        return self
+
+
 def is_loopback(host: str) -> bool:
     """True for a host name that can only mean this machine: `localhost` (RFC 6761) or a
     loopback address (127.0.0.0/8, ::1); no name is looked up."""
@@ -362,6 +390,16 @@ class DeliveryConfig(_Section):
     """A reader refused for good (5xx) in this many editions in a row becomes `bounced`."""
     smtp: SmtpConfig = SmtpConfig()
     dkim: DkimConfig | None = None
+    return_path: Address | None = None
+    """The envelope sender; each message goes from `local+TOKEN@domain` (VERP), TOKEN naming the
+    edition and the reader, so a bounce that comes back later finds them (pipeline.bounces)."""
+
+    @field_validator("return_path")
+    @classmethod
+    def _no_plus(cls, value: str | None) -> str | None:
+        if value is not None and "+" in value.rpartition("@")[0]:
+            raise ValueError(f"{value!r}: the part before the @ must have no '+': trnews adds one")
+        return value
 
 
 class FeedConfig(_Section):
@@ -619,6 +657,7 @@ class Config(_Section):
     report: ReportConfig = ReportConfig()
     web: WebConfig = WebConfig()
     editorial: EditorialConfig = EditorialConfig()
+    bounces: BouncesConfig | None = None
 
     path: Path = Path("trnews.toml")
     """The file this was read from (not a key in the file)."""

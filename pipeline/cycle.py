@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 
 from . import alerts, words
 from .config import Config
-from .errors import AwaitingEditors, StoreError, TransportUnavailable, TrnewsError, UsageError
+from .errors import (
+    AwaitingEditors,
+    MailboxUnavailable,
+    StoreError,
+    TransportUnavailable,
+    TrnewsError,
+    UsageError,
+)
 from .models import (
     EditionPlan,
     FeedOutcome,
@@ -28,6 +35,7 @@ from .models import (
 from .store import Store
 
 if TYPE_CHECKING:
+    from .bounces import BounceRun, Handled
     from .deliver import Progress, Transport
 
 # The edition's stages (templates, delivery, calendars) are imported by the jobs that use them:
@@ -348,5 +356,24 @@ def collect(
         indicator_sources.collect(config, store, now=now, on_outcome=on_indicator)
     alerts.after_collect(config, store, now)
     alerts.after_indicators(config, store, now)
+    if config.bounces is not None and (stop is None or not stop.is_set()):
+        try:
+            read_bounces(config, store)
+        except MailboxUnavailable as e:  # named, and never in the way of collect or send
+            logger.warning("Bounces not read: %s; collect goes on", e)
     alerts.flush(config, store)
     return outcomes
+
+
+def read_bounces(
+    config: Config, store: Store, *, on_handled: Callable[[Handled], None] | None = None
+) -> BounceRun:
+    """Read the `[bounces]` mailbox once and act on what came back (pipeline.bounces); the
+    admins are alerted once to any complaint and to a wave of permanent failures."""
+    from . import bounces
+
+    now = datetime.now(UTC)
+    run = bounces.read(config, store, now=now, on_handled=on_handled)
+    alerts.after_bounces(config, store, run, now)
+    alerts.flush(config, store)
+    return run

@@ -10,6 +10,7 @@
     ├── RenderError             exit 1: a template is broken (most often an admin's override)
     ├── AwaitingEditors         exit 1: the desk has not approved the draft, or holds it
     ├── NoDraft                 exit 1: `trnews desk` was asked to act and there is no draft
+    ├── MailboxUnavailable      exit 1: the bounces' mailbox cannot be reached or read
     └── DeliveryError           exit 1: the transport could not deliver; nothing is lost
         ├── TransportUnavailable    the server cannot be reached or refuses us as a whole
         └── RecipientRefused        the server refused one recipient (temporary or permanent)
@@ -107,6 +108,10 @@ class AwaitingEditors(TrnewsError):
 
 class NoDraft(TrnewsError):
     """There is no draft at the desk to act on: nothing was done."""
+
+
+class MailboxUnavailable(TrnewsError):
+    """The mailbox of `[bounces]` cannot be reached or read; it never stops a collect or send."""
 
 
 class DeliveryError(TrnewsError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from gettext import GNUTranslations
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,8 @@ def data(config: Config | None, store: Store) -> dict[str, Any]:
     its server asked to be fetched again (429 or 503 with Retry-After), if it did. An
     edition's `owed` counts the readers a later `send` still delivers it to. `left_out` names
     the latest items left out of an edition because a template or MJML could not take them
-    (`edition` null when, without them, no edition was built). `confirmations_unsent` counts
+    (`edition` null when, without them, no edition was built). `bounces` counts the reports
+    that came back in the last 30 days, by kind. `confirmations_unsent` counts
     the web sign-ups whose confirmation message failed and is still owed. URLs are shown redacted
     (pipeline.redact): no password, query or key in the path. With `[editorial]` active,
     `desk` is the current draft (see _desk), or null when there is none. `indicators` has
@@ -126,6 +127,7 @@ def data(config: Config | None, store: Store) -> dict[str, Any]:
         ],
         "subscribers": store.subscriber_counts(),
         "confirmations_unsent": store.unsent_confirmations()[0],
+        "bounces": store.bounce_counts(datetime.now(UTC) - timedelta(days=BOUNCE_DAYS)),
         "left_out": [
             {
                 "item": r.item_id,
@@ -524,7 +526,25 @@ def text(data: dict[str, Any], w: Words, mode: str = "auto") -> str:
             )
             % {"num": unsent}
         )
+    b = data.get("bounces")
+    if b and any(b.values()):
+        lines.append(
+            "  "
+            + t.gettext(
+                "Came back in the last 30 days: %(permanent)d permanent failures, "
+                "%(temporary)d temporary, %(complaints)d complaints"
+            )
+            % {
+                "permanent": b["permanent"],
+                "temporary": b["temporary"],
+                "complaints": b["complaint"],
+            }
+        )
     return "\n".join(lines)
+
+
+BOUNCE_DAYS = 30
+"""`status` counts the bounces and complaints of this many days."""
 
 
 def _edition_states(t: GNUTranslations) -> dict[str, str]:

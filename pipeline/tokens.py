@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 from .config import Config
 from .store import Store
@@ -88,6 +89,41 @@ def desk_verify(
     """Whether `token` is the one `desk_token` makes for this editor and draft."""
     expected = desk_token(secret, draft_id, nonce, editor, address)
     return hmac.compare_digest(token.encode(), expected.encode())
+
+
+VERP_MAC_BYTES = 10
+"""A return path's MAC: 16 characters of base32, short enough for any local part."""
+
+
+def return_path(return_to: str, secret: str, edition_id: int, subscriber_id: int) -> str:
+    """The envelope sender of one reader's copy of one edition (VERP): `local+TOKEN@domain` of
+    the configured return path, TOKEN `{edition}-{subscriber}-{mac}`. Lower case only, as some
+    servers fold the case of the address they bounce to."""
+    local, _, domain = return_to.rpartition("@")
+    mac = _mac(secret, f"return-path:{edition_id}", subscriber_id)[:VERP_MAC_BYTES]
+    code = base64.b32encode(mac).decode().rstrip("=").lower()
+    return f"{local}+{edition_id}-{subscriber_id}-{code}@{domain}"
+
+
+VERP = re.compile(
+    r"([^\s<>@\"+:;,()]+)\+([0-9]{1,18})-([0-9]{1,18})-([a-z2-7]{16})@([^\s<>\"'();,]+)", re.I
+)
+
+
+def return_path_claim(return_to: str, secret: str, text: str) -> tuple[int, int] | None:
+    """The (edition, subscriber) a VERP address of ours anywhere in `text` names, once its MAC
+    is verified; None if there is none (or only forged ones)."""
+    local, _, domain = return_to.lower().rpartition("@")
+    for m in VERP.finditer(text):
+        if m[1].lower() != local or m[5].lower().rstrip(".") != domain:
+            continue
+        edition_id, subscriber_id = url_id(m[2]), url_id(m[3])
+        if edition_id is None or subscriber_id is None:
+            continue
+        expected = return_path(return_to, secret, edition_id, subscriber_id)
+        if hmac.compare_digest(m[0].lower().encode(), expected.lower().encode()):
+            return edition_id, subscriber_id
+    return None
 
 
 def link_secret(config: Config, store: Store) -> str:

@@ -18,6 +18,7 @@ from .output import LOG_FORMAT, State, err
 
 COMMANDS = {
     "backup": "admin:backup",
+    "bounces": "bounces:bounces",
     "check": "admin:check",
     "collect": "jobs:collect",
     "desk": "desk:desk_group",

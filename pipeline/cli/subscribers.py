@@ -91,7 +91,12 @@ def subscribers_remove(state: State, email: str, erase: bool) -> None:
 
 @subscribers_group.command("list")
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {email, name, state}.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list of {email, name, state, bounces, last_bounce}.",
+)
 @click.option(
     "--state",
     "state_filter",
@@ -112,10 +117,18 @@ def subscribers_list(state: State, as_json: bool, state_filter: str | None) -> N
     config = state.config()
     with open_store(config) as store:
         rows = list(store.subscribers(SubscriberState(state_filter) if state_filter else None))
+        bounced = store.bounce_records() if as_json else {}
     if as_json:
         click.echo(
             json.dumps(
-                [subscribers.listed(s) for s in rows],
+                [
+                    dict(
+                        subscribers.listed(s),
+                        bounces=bounced.get(s.id, (0, None))[0],
+                        last_bounce=bounced.get(s.id, (0, None))[1],
+                    )
+                    for s in rows
+                ],
                 indent=2,
                 ensure_ascii=False,
             )

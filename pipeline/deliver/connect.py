@@ -20,7 +20,8 @@ def connector(config: Config) -> tuple[Callable[[], Transport], int]:
         pacer = Pacer(smtp.max_per_second)
         return (lambda: SmtpTransport(smtp, ca, pacer)), smtp.connections
     path = config.maildir_path
-    return (lambda: MaildirTransport(path)), 1
+    verp = config.delivery.return_path is not None
+    return (lambda: MaildirTransport(path, verp)), 1
 
 
 def make_transport(config: Config) -> Transport:

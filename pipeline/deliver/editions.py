@@ -17,7 +17,7 @@ from ..config import Config
 from ..errors import RecipientRefused
 from ..models import DeliveryState, SendReport, SubscriberState
 from ..store import Store
-from ..tokens import link_secret, unsubscribe_url
+from ..tokens import link_secret, return_path, unsubscribe_url
 from .connect import connector
 from .message import DkimSigner, MessageTemplate, message_id, wire_address
 from .pool import Job, Pool
@@ -273,6 +273,10 @@ def _queue_edition(
                 when=_now(),
             )
             job = Job(edition_id, r.subscriber_id, address, mid, data, bounces=r.hard_bounces)
+            if config.delivery.return_path:
+                job.sender = return_path(
+                    config.delivery.return_path, secret, edition_id, r.subscriber_id
+                )
             if not pool.put(job):
                 return
 

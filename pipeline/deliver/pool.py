@@ -56,6 +56,8 @@ class Job:
     """4xx replies so far in this run."""
     bounces: int = 0
     """The reader's editions in a row refused for good, which a delivery clears."""
+    sender: str | None = None
+    """The envelope sender of this message (VERP, `delivery.return_path`); None: the pool's."""
 
 
 class Ledger(Protocol):
@@ -214,7 +216,7 @@ class Pool:
                 try:
                     out = transport.exchange(
                         pending.data if pending else None,
-                        self.sender,
+                        (job.sender or self.sender) if job else self.sender,
                         job.recipient if job else None,
                     )
                 except TransportUnavailable as e:

@@ -64,8 +64,13 @@ class MaildirTransport:
 
     name = "maildir"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, return_path: bool = False) -> None:
         self.path = path
+        self.return_path = return_path
+        """Write each message's envelope sender as its Return-Path header, as a mailbox's
+        final delivery does (`delivery.return_path`)."""
+        self.envelope = ""
+        """The sender of the envelope `exchange` took last: its body comes next."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)  # Maildir creates only the last folder
             self.box = mailbox.Maildir(path, create=True)
@@ -81,7 +86,11 @@ class MaildirTransport:
 
     def exchange(self, body: bytes | None, sender: str, recipient: str | None) -> Outcome:
         if body is not None:
-            self.send(body, sender, "")
+            data = wire(body)
+            if self.return_path and self.envelope:
+                data = b"Return-Path: <" + self.envelope.encode() + b">" + CRLF + data
+            self.send(data, self.envelope, "")
+        self.envelope = sender if recipient is not None else ""
         return Outcome()  # a Maildir takes every envelope
 
     def close(self) -> None:

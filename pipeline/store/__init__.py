@@ -4,7 +4,7 @@ Schema changes are ordered, named migrations; each is applied once, in a transac
 recorded in the `migrations` table (`migrations.py`). `db.py` opens the database owner-only and
 holds its transactions and meta; each family of tables has a module of its own (`feeds.py`,
 `items.py`, `editions.py`, `subscribers.py`, `jobs.py`, `desk.py`,
-`indicators.py`), and `Store` is all of them
+`indicators.py`, `bounces.py`), and `Store` is all of them
 on one connection.
 """
 
@@ -18,6 +18,7 @@ from ..models import (
     FeedHealth,
     Recipient,
 )
+from .bounces import BounceEffect, Bounces
 from .db import (
     OWNER_ONLY,
     create_owner_only,
@@ -42,6 +43,7 @@ __all__ = [
     "MIGRATIONS",
     "OWNER_ONLY",
     "ArchivedEdition",
+    "BounceEffect",
     "Confirmation",
     "Consent",
     "ConsentText",
@@ -67,6 +69,7 @@ class Store(
     Editions,
     Desk,
     Indicators,
+    Bounces,
     Subscribers,
     Jobs,
     Reports,

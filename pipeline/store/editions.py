@@ -18,6 +18,7 @@ from ..models import (
     SubscriberState,
 )
 from .db import Database, _opt, iso, parse_iso
+from .subscribers import count_refusal
 
 
 class Editions(Database):
@@ -207,17 +208,7 @@ class Editions(Database):
                 return False
             if state != DeliveryState.FAILED:
                 return False
-            bounced = self._q(
-                """UPDATE subscribers SET hard_bounces = hard_bounces + 1,
-                       state = CASE WHEN hard_bounces + 1 >= :limit AND state = 'active'
-                                    THEN 'bounced' ELSE state END,
-                       updated = CASE WHEN hard_bounces + 1 >= :limit AND state = 'active'
-                                      THEN :now ELSE updated END
-                   WHERE id = :id
-                   RETURNING state""",
-                {"limit": bounce_limit, "now": iso(now), "id": subscriber_id},
-            ).fetchone()
-            return bounced is not None and bounced["state"] == SubscriberState.BOUNCED
+            return count_refusal(self, subscriber_id, bounce_limit, now)
 
     def settle_sent(
         self,

@@ -402,6 +402,30 @@ MIGRATIONS: list[tuple[str, str]] = [
             SELECT id, nfc(title), nfc(excerpt) FROM items
         """,
     ),
+    (
+        # Bounces and complaints that came back later (pipeline.bounces): one row per report
+        # and address it names, so a report read twice changes nothing. `withdrawn_by` says
+        # how a consent was withdrawn when it was not by the reader's own hand (a complaint).
+        "0014_bounces",
+        """
+        CREATE TABLE bounces (
+            id INTEGER PRIMARY KEY,
+            report TEXT NOT NULL,
+            address TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (
+                kind IN ('permanent', 'temporary', 'delayed', 'complaint')
+            ),
+            reason TEXT NOT NULL,
+            subscriber_id INTEGER,
+            edition_id INTEGER,
+            received TEXT NOT NULL,
+            UNIQUE (report, address)
+        );
+        CREATE INDEX bounces_subscriber ON bounces (subscriber_id, id);
+        CREATE INDEX bounces_received ON bounces (received);
+        ALTER TABLE consents ADD COLUMN withdrawn_by TEXT;
+        """,
+    ),
 ]
 
 

@@ -92,6 +92,7 @@ class Subscribers(Database):
                 return False
             self._q("UPDATE deliveries SET email = '' WHERE subscriber_id = ?", (row["id"],))
             self._q("DELETE FROM consents WHERE subscriber_id = ?", (row["id"],))
+            self._q("DELETE FROM bounces WHERE subscriber_id = ?", (row["id"],))
             self._q("DELETE FROM subscribers WHERE id = ?", (row["id"],))
             self._retire_id(row["id"])
             self._q(
@@ -290,13 +291,15 @@ class Subscribers(Database):
                     (self.address_hash(sub.email),),
                 )
 
-    def unsubscribe(self, subscriber_id: int, *, now: datetime) -> bool:
-        """Unsubscribe a reader and note the withdrawal on their consent records; True if this
-        changed their state (False when they had unsubscribed already)."""
+    def unsubscribe(self, subscriber_id: int, *, now: datetime, by: str | None = None) -> bool:
+        """Unsubscribe a reader and note the withdrawal on their consent records (`by`: how, when
+        not by the reader's own hand, e.g. "complaint"); True if this changed their state (False
+        when they had unsubscribed already)."""
         with self.transaction():
             self._q(
-                "UPDATE consents SET withdrawn = ? WHERE subscriber_id = ? AND withdrawn IS NULL",
-                (iso(now), subscriber_id),
+                """UPDATE consents SET withdrawn = ?, withdrawn_by = ?
+                   WHERE subscriber_id = ? AND withdrawn IS NULL""",
+                (iso(now), by, subscriber_id),
             )
             cur = self._q(
                 """UPDATE subscribers SET state = 'unsubscribed', updated = ?
@@ -349,14 +352,20 @@ class Subscribers(Database):
         )
         consents = self._q(
             """SELECT id, form, text_version, text, text_sha256, language, name, given,
-                      confirmation_sent, confirmed, withdrawn
+                      confirmation_sent, confirmed, withdrawn, withdrawn_by
                FROM consents WHERE subscriber_id = ? ORDER BY id""",
+            (row["id"],),
+        )
+        bounces = self._q(
+            """SELECT kind, address, reason, edition_id, received FROM bounces
+               WHERE subscriber_id = ? ORDER BY id""",
             (row["id"],),
         )
         return {
             "subscriber": dict(row),
             "consents": [dict(r) for r in consents],
             "deliveries": [dict(r) for r in deliveries],
+            "bounces": [dict(r) for r in bounces],
         }
 
     def subscribers(self, state: SubscriberState | None = None) -> Iterator[Subscriber]:
@@ -373,6 +382,32 @@ class Subscribers(Database):
         for r in self._q("SELECT state, count(*) AS n FROM subscribers GROUP BY state"):
             counts[r["state"]] = r["n"]
         return counts
+
+
+def count_refusal(
+    db: Database,
+    subscriber_id: int,
+    bounce_limit: int,
+    now: datetime,
+    *,
+    in_a_row: int | None = None,
+) -> bool:
+    """Count one more edition in a row refused for good against a reader (a 5xx at delivery),
+    or set the count to `in_a_row` (a bounce that came back later, counted over the ledger):
+    at `bounce_limit` an active reader becomes `bounced` and gets nothing more. A delivered
+    edition clears the count (`Editions._clear_failures`). Returns True if this made them
+    bounced."""
+    row = db._q(
+        """UPDATE subscribers SET hard_bounces = coalesce(:n, hard_bounces + 1),
+               state = CASE WHEN coalesce(:n, hard_bounces + 1) >= :limit AND state = 'active'
+                            THEN 'bounced' ELSE state END,
+               updated = CASE WHEN coalesce(:n, hard_bounces + 1) >= :limit AND state = 'active'
+                              THEN :now ELSE updated END
+           WHERE id = :id
+           RETURNING state""",
+        {"limit": bounce_limit, "now": iso(now), "id": subscriber_id, "n": in_a_row},
+    ).fetchone()
+    return row is not None and row["state"] == SubscriberState.BOUNCED
 
 
 def _consent(r: sqlite3.Row) -> Consent:
