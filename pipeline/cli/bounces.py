@@ -31,7 +31,7 @@ def bounces(state: State) -> None:
     if config.bounces is None:
         raise UsageError(
             f'{config.path} has no [bounces] section: give it maildir = "PATH" or '
-            'imap = { host = "...", username = "..." } (see SPEC.md)'
+            'imap = { host = "...", username = "..." } (see the README, "Bounces and complaints")'
         )
     with open_store(config) as store:
         run = cycle.read_bounces(config, store, on_handled=lambda h: click.echo(h.line()))
