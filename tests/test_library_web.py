@@ -400,35 +400,39 @@ def test_a_raw_percent_00_and_broken_percent_escapes_are_plain_words(lib: WebSer
 
 
 @pytest.mark.parametrize(
-    "path",
+    ("path", "good"),
     [
-        "/library?page=0",
-        "/library?page=-1",
-        "/library?page=x",
-        "/library?page=1.5",
-        "/library?page=99999999999",
-        "/library?page=3",  # 58 items: two pages
-        "/library?kind=blog&q=notat&page=2",  # exactly 50: one page
-        "/library?ambassador=kari-nordmann&kind=blog&page=3",  # 51: two pages
-        "/library?message=nope",
-        "/library?ambassador=nope",
-        "/library?kind=podcast",
-        "/library?year=20x",
-        "/library?year=99999",
-        "/library.atom?kind=podcast",
-        "/messages/nope",
-        "/messages/nope.atom",
-        "/messages/naering?page=9",
-        "/ambassadors/nope",
-        "/ambassadors/nope.atom",
-        "/ambassadors/kari-nordmann?page=3",
-        "/ambassadors/%3Cscript%3E",
+        ("/library?page=0", "/library?page=1"),
+        ("/library?page=-1", "/library?page=2"),
+        ("/library?page=x", "/library?page="),
+        ("/library?page=1.5", "/library?page=2"),
+        ("/library?page=99999999999", "/library?page=2"),
+        ("/library?page=3", "/library?page=2"),  # 58 items: two pages
+        ("/library?kind=blog&q=notat&page=2", "/library?kind=blog&q=notat&page=1"),  # exactly 50
+        (
+            "/library?ambassador=kari-nordmann&kind=blog&page=3",  # 51: two pages
+            "/library?ambassador=kari-nordmann&kind=blog&page=2",
+        ),
+        ("/library?message=nope", "/library?message=klima"),
+        ("/library?ambassador=nope", "/library?ambassador=ola-hansen"),
+        ("/library?kind=podcast", "/library?kind=video"),
+        ("/library?year=20x", "/library?year=2020"),
+        ("/library?year=99999", "/library?year=1999"),
+        ("/library.atom?kind=podcast", "/library.atom?kind=chronicle"),
+        ("/messages/nope", "/messages/klima"),
+        ("/messages/nope.atom", "/messages/klima.atom"),
+        ("/messages/naering?page=9", "/messages/naering?page=1"),
+        ("/ambassadors/nope", "/ambassadors/ase-odegard"),
+        ("/ambassadors/nope.atom", "/ambassadors/ase-odegard.atom"),
+        ("/ambassadors/kari-nordmann?page=3", "/ambassadors/kari-nordmann?page=2"),
+        ("/ambassadors/%3Cscript%3E", "/ambassadors/ola-hansen"),
     ],
 )
-def test_an_unknown_id_filter_or_page_is_404(lib: WebServer, path: str) -> None:
+def test_an_unknown_id_filter_or_page_is_404(lib: WebServer, path: str, good: str) -> None:
+    assert get(lib, good).status_code == 200, good
     answer = get(lib, path)
     assert answer.status_code == 404
-    assert "Denne lenken virker ikke" in answer.text or "lenken" in answer.text
+    assert "Denne lenken virker ikke" in answer.text
     assert "<script" not in answer.text
 
 
