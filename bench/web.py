@@ -15,6 +15,13 @@ transaction of its own). The ratio is ours / baseline in requests per second: ho
 stack's own speed our work leaves. The median and 99th percentile latency of each are printed
 beside it.
 
+The library (SPEC.md "The library and the message bank") is measured on the same server with
+20,000 more items (credited to three ambassadors, a message bank of three messages), against
+ours' own `GET /archive/1` in the same run: `GET /library` (the first page, kept once built),
+one two-word search `GET /library?q=...` asked again and again (kept too), and distinct
+two-word searches, each asked once (each built: the full-text query, the count, the page).
+A cold search is also timed in-process (`pipeline.library.find`, no server, no cache).
+
     .venv/bin/python bench/web.py [--quick]
 """
 
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -31,7 +39,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -53,14 +64,79 @@ def env() -> dict[str, str]:
     return {**os.environ, "TRNEWS_SECRET": "bench-secret", "PYTHONPATH": str(ROOT)}
 
 
+LIBRARY_ITEMS = 20_000
+BANK = """
+[[ambassador]]
+id = "ola"
+name = "Ola Hansen"
+role = "Rådgiver"
+
+[[ambassador]]
+id = "aase"
+name = "Åse Ødegård"
+role = "Forsker"
+
+[[message]]
+id = "naering"
+title = "Best på næringsutvikling"
+summary = "Regionen skaper arbeidsplasser som varer."
+arguments = ["Flere bedrifter etablerer seg her.", "Universitetet gir kompetanse."]
+keywords = ["næringsutvikling", "næringsliv*", "arbeidsplasser"]
+
+[[message]]
+id = "kunnskap"
+title = "Kunnskapsregionen"
+keywords = ["universitet*", "forskning"]
+
+[[message]]
+id = "klima"
+title = "Grønn omstilling"
+keywords = ["klima*", "fornybar"]
+"""
+WORDS = [
+    "næringslivet",
+    "arbeidsplasser",
+    "universitetet",
+    "forskning",
+    "klimakutt",
+    "fornybar",
+    "kommunen",
+    "havbruk",
+    "samferdsel",
+    "boliger",
+    "skole",
+    "helse",
+    "kultur",
+    "idrett",
+    "turisme",
+    "eksport",
+    "innovasjon",
+    "gründer",
+    "teknologi",
+    "energi",
+    "fjorden",
+    "byen",
+    "regionen",
+    "satsing",
+    "midler",
+    "vekst",
+    "framtid",
+    "ungdom",
+    "kompetanse",
+    "samarbeid",
+]
+SEARCH = "næringslivet regionen"
+
+
 def make_site(folder: Path, readers: int) -> tuple[Path, list[str]]:
-    """A site with one edition sent to N readers; the config and each reader's token."""
-    from pipeline import cycle
+    """A site with one edition sent to N readers and a library of LIBRARY_ITEMS more items;
+    the config and each reader's token."""
+    from pipeline import cycle, library
     from pipeline.config import load_config
     from pipeline.store import Store
     from pipeline.tokens import link_secret, sign
 
-    path = maildir_site(folder, readers)
+    path = maildir_site(folder, readers, extra=BANK)
     os.environ["TRNEWS_SECRET"] = "bench-secret"
     config = load_config(path)
     with Store.open(config.database_path) as store:
@@ -69,7 +145,52 @@ def make_site(folder: Path, readers: int) -> tuple[Path, list[str]]:
         assert report.delivered == readers, report
         secret = link_secret(config, store)
         ids = [s.id for s in store.subscribers()]
+        fill_library(store, LIBRARY_ITEMS)
+        library.tag(store, config)
     return path, [sign(secret, "unsubscribe", i) for i in ids]
+
+
+def fill_library(store: Any, count: int) -> None:
+    """`count` items of varied words over the last five years, through the store (so the
+    full-text index follows), credited to one or two of the three ambassadors."""
+    from pipeline.models import Entry, Kind
+
+    rng = random.Random(20)
+    now = datetime.now(UTC)
+    kinds = [Kind.BLOG] * 6 + [Kind.CHRONICLE] * 3 + [Kind.VIDEO]
+    with store.transaction():
+        for n in range(count):
+            title = " ".join(rng.choices(WORDS, k=6)).capitalize()
+            link = f"https://blogg.example.org/{n}"
+            entry = Entry(
+                link=link,
+                key=link,
+                title=title,
+                excerpt=" ".join(rng.choices(WORDS, k=40)),
+                published=now - timedelta(hours=n * 2),
+                author="",
+            )
+            people = rng.sample(["kari", "ola", "aase"], rng.choice([1, 1, 1, 2]))
+            store.store_entry(
+                entry, kind=rng.choice(kinds), feed_url="bench", ambassadors=people, now=now
+            )
+
+
+def cold_search(config_path: Path, repeat: int = 20) -> float:
+    """Milliseconds of one two-word search in-process, on a connection of its own: the
+    full-text query, the count and the first page, nothing kept."""
+    from pipeline import library
+    from pipeline.config import load_config
+    from pipeline.store import Store
+
+    config = load_config(config_path)
+    rng = random.Random(2)
+    with Store.open(config.database_path) as store:
+        began = time.perf_counter()
+        for _ in range(repeat):
+            q = " ".join(rng.sample(WORDS, 2))
+            library.find(store, config, library.Filters(q=q))
+        return (time.perf_counter() - began) / repeat * 1000
 
 
 BASELINE_APP = """
@@ -189,6 +310,7 @@ async def hammer(
 
 
 ROUTES = ("archive", "front", "atom", "unsubscribe")
+LIBRARY_ROUTES = ("library", "search", "searches")
 
 
 def load(base: str, gets: int, tokens: list[str]) -> dict[str, Load]:
@@ -198,6 +320,24 @@ def load(base: str, gets: int, tokens: list[str]) -> dict[str, Load]:
         "front": asyncio.run(hammer(base, [("GET", "/")] * gets)),
         "atom": asyncio.run(hammer(base, [("GET", "/archive.atom")] * gets)),
         "unsubscribe": asyncio.run(hammer(base, [("POST", f"/unsubscribe/{t}") for t in tokens])),
+    }
+
+
+def distinct_searches(most: int) -> list[str]:
+    """Up to `most` distinct two-word searches (there are about a thousand pairs of WORDS)."""
+    rng = random.Random(7)
+    pairs = [" ".join(rng.sample(WORDS, 2)) for _ in range(most * 3)]
+    return list(dict.fromkeys(pairs))[:most]
+
+
+def load_library(base: str, gets: int) -> dict[str, Load]:
+    """The library's pages against the server at `base`: the first page, one search asked
+    `gets` times, and `gets` distinct two-word searches each asked once."""
+    searches = [("GET", f"/library?q={quote(q)}") for q in distinct_searches(gets)]
+    return {
+        "library": asyncio.run(hammer(base, [("GET", "/library")] * gets)),
+        "search": asyncio.run(hammer(base, [("GET", f"/library?q={quote(SEARCH)}")] * gets)),
+        "searches": asyncio.run(hammer(base, searches)),
     }
 
 
@@ -219,12 +359,14 @@ def run(quick: bool = False) -> list[Result]:
             (folder / "front.html").write_text(front, encoding="utf-8")
             (folder / "feed.atom").write_bytes(feed)
             ours = load(base, gets, tokens)
+            ours |= load_library(base, gets)
         script = folder / "baseline.py"
         script.write_text(BASELINE_APP, encoding="utf-8")
         port = str(free_port())
         files = [str(folder / n) for n in ("edition.html", "front.html", "feed.atom")]
         with server([sys.executable, str(script), port, *files], folder) as base:
             baseline = load(base, gets, tokens)
+        cold = cold_search(config)
     size = len(edition.encode()) // 1024
     notes = {
         "archive": f"GET /archive/1 ({size} KB), {gets} requests",
@@ -243,6 +385,29 @@ def run(quick: bool = False) -> list[Result]:
             f"  {name}: ours {o.rate:.0f} req/s, baseline {b.rate:.0f}, "
             f"×{o.rate / b.rate:.2f}; {latency}"
         )
+    archive = ours["archive"]
+    notes |= {
+        "library": f"GET /library, first page of {LIBRARY_ITEMS:,} items, {gets} requests",
+        "search": f"GET /library?q={SEARCH} (kept once built), {gets} requests",
+        "searches": f"{len(distinct_searches(gets))} distinct two-word searches, each built",
+    }
+    for name in LIBRARY_ROUTES:
+        o = ours[name]
+        latency = f"p50/p99 {o.p50:.1f}/{o.p99:.1f} ms"
+        rows.append(
+            Result(
+                f"web {name} vs archive",
+                o.rate,
+                archive.rate,
+                unit="req/s",
+                note=f"{notes[name]}; against GET /archive/1 of the same server; {latency}",
+            )
+        )
+        print(
+            f"  {name}: {o.rate:.0f} req/s, GET /archive/1 {archive.rate:.0f}, "
+            f"×{o.rate / archive.rate:.2f}; {latency}"
+        )
+    print(f"  a cold two-word search over {LIBRARY_ITEMS:,} items in-process: {cold:.1f} ms")
     return rows
 
 

@@ -418,6 +418,7 @@ class Core:
                     "href": f"{self.base}/report",
                     "text": t.gettext("The ambassador plan"),
                 },
+                {"key": "library", "href": f"{self.base}/library", "text": t.gettext("Library")},
             ],
             "colours": self.common["colours"],
             "current": current,

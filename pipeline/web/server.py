@@ -22,6 +22,7 @@ from ..config import load_config
 from .app import SecurityHeaders
 from .archive import Archive
 from .desk import Desk
+from .library import LibraryPages
 from .report import Report
 from .subscribe import Subscribe
 from .unsubscribe import Unsubscribe
@@ -29,7 +30,7 @@ from .unsubscribe import Unsubscribe
 logger = logging.getLogger("pipeline.web")  # one name for the whole web side, as before
 
 
-class Web(Subscribe, Unsubscribe, Archive, Report, Desk):
+class Web(Subscribe, Unsubscribe, Archive, Report, Desk, LibraryPages):
     """What every request needs, with each area of the site: the routes' handlers."""
 
 
@@ -62,6 +63,13 @@ def make_app(config_path: Path | str) -> Starlette:
         Route("/archive.atom", web.atom, methods=["GET"]),
         Route("/archive/{id}", web.edition, methods=["GET"]),
         Route("/report", web.report, methods=["GET"]),
+        Route("/library", web.library, methods=["GET"]),
+        Route("/library.atom", web.library_atom, methods=["GET"]),
+        Route("/messages", web.messages, methods=["GET"]),
+        Route("/messages/{id}.atom", web.message_atom, methods=["GET"]),
+        Route("/messages/{id}", web.message_page, methods=["GET"]),
+        Route("/ambassadors/{id}.atom", web.ambassador_atom, methods=["GET"]),
+        Route("/ambassadors/{id}", web.ambassador, methods=["GET"]),
         Route("/desk/{token}", web.desk, methods=["GET"]),
         Route("/desk/{token}", web.desk_post, methods=["POST"]),
         Route("/desk/{token}/preview", web.desk_preview, methods=["GET"]),
