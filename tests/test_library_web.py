@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 import feedparser
 import httpx
 import pytest
+from support.browser import SCREENSHOTS
 from support.feeds import NOW, Post, rss
 from support.site import Site
 from support.web import WebServer
@@ -32,7 +33,6 @@ HOSTILE_FALLBACK = [
     "safe<script type=\"text/javascript\">location.href='http:/'+'/example.com/';</script> x",
     '<img src="http://www.ragingplatypus.com/i/cam-full.jpg" onerror="location.href=1;" />',
 ]
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
 def _hostile() -> list[str]:
