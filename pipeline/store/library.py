@@ -49,6 +49,10 @@ class Query:
         return (" AND ".join(parts) or "1"), params
 
 
+BROAD = 1000
+"""Hits above which a page is read in date order from the date index rather than sorted."""
+
+
 class Library(Database):
     """The library's queries, and the tags that say which messages an item carries."""
 
@@ -58,18 +62,24 @@ class Library(Database):
         """The items `query` finds, newest first, from `offset`, at most `limit`; and how many
         it finds in all."""
         where, params = query.where()
-        total = int(
-            self._q(f"SELECT count(*) FROM items i WHERE {where}", params).fetchone()[0]  # noqa: S608
-        )
+        if query.match and where.count(" AND ") == 0:  # a search alone: FTS5 counts it
+            count = "SELECT count(*) FROM items_fts WHERE items_fts MATCH ?"
+        else:
+            count = f"SELECT count(*) FROM items i WHERE {where}"  # noqa: S608
+        total = int(self._q(count, params).fetchone()[0])
         if not total or offset >= total:
             return [], total
+        # Many hits are read in date order from the date index, each looked up among the hits,
+        # until the page is full: for a search that finds most of 20,000 items, a fifth of the
+        # time of sorting them all. Few hits are found first and sorted.
+        order = "INDEXED BY items_date" if total > BROAD else ""
         rows = self._q(
             f"""SELECT i.id, i.link, i.title, i.excerpt, i.kind, i.date, i.published,
                        (SELECT group_concat(ambassador_id, char(31)) FROM item_ambassadors
                         WHERE item_id = i.id) AS ambassadors,
                        (SELECT group_concat(message_id, char(31)) FROM item_messages
                         WHERE item_id = i.id) AS messages
-                FROM items i WHERE {where}
+                FROM items i {order} WHERE {where}
                 ORDER BY i.date DESC, i.id DESC
                 LIMIT ? OFFSET ?""",  # noqa: S608
             (*params, limit, offset),
