@@ -8,14 +8,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from support.feeds import YESTERDAY, Post, rss
 from support.mail import add_readers, html_part, section, text_part
+from support.paths import ROOT
 from support.servers import FeedServer
 from support.site import Site
+
+from pipeline import demo
 
 YOUTUBE_FILMS = (
     "Næringsarealer i Trondheimsregionen: slik får vi plass til nye arbeidsplasser",
@@ -209,3 +217,34 @@ def test_the_report_counts_films_against_the_plan(site: Site, feeds: FeedServer)
     text = site.run("report", "--year", year).stdout
     films = text.split("\nFilmer", 1)[1]
     assert re.search(r"Kari Nordmann\s+2\s", films), text
+
+
+def test_the_demo_edition_shows_the_bundled_films(tmp_path: Path) -> None:
+    # `make demo`'s steps, offline, on a copy of the example config and feeds.
+    for folder in ("config", "examples"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    config = demo.prepare(tmp_path)
+
+    def trnews(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "-c", str(config), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TRNEWS_SECRET": "test-secret"},
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    trnews("collect")
+    assert "2 filmer" in trnews("preview", "--out", "preview")
+    text = (tmp_path / "preview" / "preview.txt").read_text()
+    assert text.index("\nBlogginnlegg\n") < text.index("\nFilmer\n")
+    films = " ".join(section(text, "Filmer").split())
+    assert "Næringsarealer langs E6: slik skaper vi nye arbeidsplasser i hele regionen" in films
+    assert "Ingrid Havdal" in films
+    found = json.loads(trnews("library", "--kind", "video", "--json"))
+    assert len(found) == 3  # the third is older than lookback_days: in the library only
+    assert {m for f in found for m in f["messages"]} == {"naering", "kompetanse"}
