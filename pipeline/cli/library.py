@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import words
+from .. import sanitize, words
 from ..errors import UnknownFilter, UsageError
 from .output import State, config_option, open_store
 
@@ -36,7 +36,7 @@ def _line(config: Config, item: LibraryItem) -> str:
     names = config.ambassador_by_id()
     who = ", ".join(names[a].name if a in names else a for a in item.ambassadors)
     messages = f" [{', '.join(item.messages)}]" if item.messages else ""
-    title = " ".join(item.title.split())
+    title = sanitize.one_line(item.title)
     date = item.date.astimezone(config.newsletter.tz)
     return f"{date:%Y-%m-%d}  {item.kind.value:<9}  {title} ({who}){messages}  {item.link}"
 
