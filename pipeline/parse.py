@@ -32,6 +32,7 @@ import feedparser.datetimes
 import feedparser.encodings
 import feedparser.html
 import feedparser.mixin
+import feedparser.namespaces.mediarss
 import feedparser.sanitizer
 import feedparser.urls
 import nh3
@@ -283,6 +284,23 @@ def _title_of(raw: Any, atom: bool) -> str:
     return title_text(value)
 
 
+def _start_media_description(self: Any, attrs_d: dict[str, str]) -> None:
+    self.push_content("media_description", attrs_d, "text/plain", 1)
+
+
+def _end_media_description(self: Any) -> None:
+    self.pop_content("media_description")
+
+
+# feedparser files a film's <media:description> (YouTube, Vimeo) as the entry's `summary`, or as
+# its `content` when a summary came first: a feed giving both its own text and a media
+# description would show whichever came first in the document, or the media description over
+# an Atom <content>. Kept under a key of its own, it is read only when the entry has no text of
+# its own (see `_entry`).
+feedparser.namespaces.mediarss.Namespace._start_media_description = _start_media_description
+feedparser.namespaces.mediarss.Namespace._end_media_description = _end_media_description
+
+
 def _entry(raw: Any, feed_url: str, now: datetime, *, atom: bool = False) -> Entry:
     link = display_link(_str(raw.get("link")))
     title = _title_of(raw, atom)
@@ -291,6 +309,9 @@ def _entry(raw: Any, feed_url: str, now: datetime, *, atom: bool = False) -> Ent
     if not body and raw.get("content"):
         body = _str(raw["content"][0].get("value"))
         detail = raw["content"][0]
+    if not body and raw.get("media_description"):  # a film with no text but its description
+        body = _str(raw["media_description"])
+        detail = raw.get("media_description_detail")
     excerpt = cut(_FIRST_APPEARED.sub("", _text_of(detail, body)))
     if link:
         key = normalise_link(link)

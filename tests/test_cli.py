@@ -24,7 +24,7 @@ from support.site import Site
 
 from pipeline.cli import cli
 
-COMMANDS = ("check", "collect", "preview", "send", "status", "subscribers")
+COMMANDS = ("check", "collect", "library", "preview", "send", "status", "subscribers")
 CONSOLE_SCRIPT = Path(sys.executable).with_name("trnews")
 """The `trnews` console script installed next to the interpreter running the tests."""
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "collect": "jobs:collect",
     "desk": "desk:desk_group",
     "draft": "desk:draft",
+    "library": "library:library",
     "preview": "jobs:preview",
     "report": "admin:report",
     "run": "jobs:run",
