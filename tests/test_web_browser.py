@@ -74,7 +74,15 @@ def test_a_reader_subscribes_confirms_receives_an_edition_and_unsubscribes_in_ch
         server.stop()
 
     listed = json.loads(site.run("subscribers", "list", "--json").stdout)
-    assert listed == [{"email": READER, "name": "Kari Leser", "state": "unsubscribed"}]
+    assert listed == [
+        {
+            "email": READER,
+            "name": "Kari Leser",
+            "state": "unsubscribed",
+            "bounces": 0,
+            "last_bounce": None,
+        }
+    ]
     assert problems == []
     # Honoured before the next message: new posts, and nothing goes to her.
     feeds.add_file("/kari/feed/", "medium.xml")
