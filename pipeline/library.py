@@ -80,6 +80,8 @@ def tag(store: Store, config: Config) -> int:
     """Record the messages of every item not yet tagged, and of every item when the message
     bank's keywords changed since the last time; returns how many items were tagged."""
     mark = bank_mark(config.message)
+    if store.get_meta("message_bank") == mark and not store.has_untagged():
+        return 0  # the common case, read without taking the write lock
     patterns = [(m.id, keyword_pattern(m.keywords)) for m in config.message]
     with store.transaction():
         if store.get_meta("message_bank") != mark:

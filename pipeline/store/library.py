@@ -106,6 +106,10 @@ class Library(Database):
 
     # -- tags ------------------------------------------------------------------------------
 
+    def has_untagged(self) -> bool:
+        """Whether any item's messages are not yet known."""
+        return self._q("SELECT 1 FROM items WHERE tagged = 0 LIMIT 1").fetchone() is not None
+
     def untagged_items(self) -> list[tuple[int, str, str]]:
         """Id, title and excerpt of every item whose messages are not yet known."""
         rows = self._q("SELECT id, title, excerpt FROM items WHERE tagged = 0 ORDER BY id")
