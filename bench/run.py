@@ -80,9 +80,10 @@ def main() -> None:
     print(
         "ratio: the compared time / ours for collect, ours msg/s / baseline msg/s for deliver, "
         "re-render time / personalise time for render, CLI time / scheduler time (or the "
-        "bound SPEC.md promises / ours) for schedule, ours req/s / bare uvicorn req/s for web, "
-        "the command or page without the desk / with it for desk, json.loads / our JSON-stat "
-        "reader for indicators;"
+        "bound SPEC.md promises / ours) for schedule, ours req/s / bare uvicorn req/s for web "
+        "(the library's pages / the archive page of the same server), the command or page "
+        "without the desk / with it for desk, json.loads / our JSON-stat reader for "
+        "indicators, a bare parsing loop / trnews bounces for bounces;"
     )
     print("above 1 trnews is faster than the baseline.\n")
     rows: list[Result] = []
