@@ -22,6 +22,9 @@ from enum import StrEnum
 from ..sanitize import one_line
 
 logger = logging.getLogger(__name__)
+# flufl.bounce runs each of its detectors in turn, and logs one that trips over an odd message
+# with a traceback at ERROR before it carries on with the others: no error of the admin's.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
 class Kind(StrEnum):
@@ -153,7 +156,7 @@ def _older_formats(msg: email.message.Message, envelope: list[str]) -> list[Fail
     try:
         temporary, permanent = all_failures(msg)
     except Exception as e:  # one odd message must not stop the others
-        logger.warning("The bounce detector failed on %s: %s", msg.get("Message-ID"), e)
+        logger.warning("The bounce detector failed on %s: %s", _named(msg), e)
         return None
     if not temporary and not permanent:
         return None
@@ -169,6 +172,13 @@ def _older_formats(msg: email.message.Message, envelope: list[str]) -> list[Fail
         address = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         out.append(Failure(address, kind, _reason(text, address, msg)))
     return sorted(out, key=lambda f: (f.kind, f.address))
+
+
+def _named(msg: email.message.Message) -> str:
+    """A message as a log line names it: its Message-ID, else its sender and subject."""
+    if msg.get("Message-ID"):
+        return one_line(str(msg["Message-ID"]))[:200]
+    return one_line(f"the message from {msg.get('From', '?')} ({msg.get('Subject', '')})")[:200]
 
 
 def _auto_reply(msg: email.message.Message) -> bool:
