@@ -178,7 +178,9 @@ def _named(msg: email.message.Message) -> str:
     """A message as a log line names it: its Message-ID, else its sender and subject."""
     if msg.get("Message-ID"):
         return one_line(str(msg["Message-ID"]))[:200]
-    return one_line(f"the message from {msg.get('From', '?')} ({msg.get('Subject', '')})")[:200]
+    if msg.get("From") or msg.get("Subject"):
+        return one_line(f"the message from {msg.get('From', '')} ({msg.get('Subject', '')})")[:200]
+    return "a message with no Message-ID, From or Subject"
 
 
 def _auto_reply(msg: email.message.Message) -> bool:
