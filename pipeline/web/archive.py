@@ -18,10 +18,10 @@ from ..models import inert
 from ..render import archived_copy, personalise
 from ..store import Store
 from .app import ARCHIVE_CACHE, Core, OnDemand, _kept, content_security_policy
+from .atom import ATOM_TYPE, rfc3339
 
 ARCHIVE_KEPT = 64
 """Archived editions kept ready to serve, in memory."""
-ATOM_TYPE = "application/atom+xml; charset=utf-8"
 
 
 class Archive(Core):
@@ -117,7 +117,7 @@ class Archive(Core):
             f'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang={quoteattr(nl.language)}>',
             f"  <id>{escape(tokens.archive_url(self.config))}</id>",
             f"  <title>{escape(nl.title)}</title>",
-            f"  <updated>{_rfc3339(updated)}</updated>",
+            f"  <updated>{rfc3339(updated)}</updated>",
             f"  <author><name>{escape(nl.sender_name)}</name></author>",
             f'  <link rel="self" type="application/atom+xml" '
             f"href={quoteattr(tokens.archive_feed_url(self.config))}/>",
@@ -132,15 +132,11 @@ class Archive(Core):
                 "  <entry>",
                 f"    <id>{escape(entry_id)}</id>",
                 f"    <title>{escape(inert(e.subject))}</title>",
-                f"    <updated>{_rfc3339(e.created)}</updated>",
-                f"    <published>{_rfc3339(e.created)}</published>",
+                f"    <updated>{rfc3339(e.created)}</updated>",
+                f"    <published>{rfc3339(e.created)}</published>",
                 f'    <link rel="alternate" type="text/html" href={quoteattr(url)}/>',
                 f"    <summary>{escape(inert(e.subject))}</summary>",
                 "  </entry>",
             ]
         lines.append("</feed>\n")
         return "\n".join(lines).encode()
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

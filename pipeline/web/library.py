@@ -38,6 +38,7 @@ from ..render import safe_link
 from ..store import Store
 from ..templates import long_date
 from .app import ARCHIVE_CACHE, Core, OnDemand, _kept, content_security_policy
+from .atom import ATOM_TYPE, rfc3339, xml_text
 
 logger = logging.getLogger("pipeline.web")
 
@@ -45,7 +46,6 @@ LIBRARY_KEPT = 256
 """Library pages and feeds kept ready to serve, in memory (the newest built stay)."""
 EXAMPLES_SHOWN = 5
 """Examples of each message on /messages."""
-ATOM_TYPE = "application/atom+xml; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -395,7 +395,7 @@ class LibraryPages(Core):
             f'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang={quoteattr(nl.language)}>',
             f"  <id>{escape(page)}</id>",
             f"  <title>{escape(f'{title} · {inert(nl.title)}')}</title>",
-            f"  <updated>{_rfc3339(updated)}</updated>",
+            f"  <updated>{rfc3339(updated)}</updated>",
             f"  <author><name>{escape(inert(nl.sender_name))}</name></author>",
             f'  <link rel="self" type="application/atom+xml" href={quoteattr(self_url)}/>',
             f'  <link rel="alternate" type="text/html" href={quoteattr(page)}/>',
@@ -414,35 +414,21 @@ def _entry(item: LibraryItem, host: str, config: Config, titles: dict[str, str])
     lines = [
         "  <entry>",
         f"    <id>{escape(entry_id)}</id>",
-        f"    <title>{escape(_xml_text(inert(item.title)))}</title>",
-        f"    <updated>{_rfc3339(item.date)}</updated>",
+        f"    <title>{escape(xml_text(inert(item.title)))}</title>",
+        f"    <updated>{rfc3339(item.date)}</updated>",
     ]
     if item.published:
-        lines.append(f"    <published>{_rfc3339(item.published)}</published>")
+        lines.append(f"    <published>{rfc3339(item.published)}</published>")
     if link:
         lines.append(f'    <link rel="alternate" type="text/html" href={quoteattr(link)}/>')
     lines += [
-        f"    <author><name>{escape(_xml_text(inert(c.name)))}</name></author>"
+        f"    <author><name>{escape(xml_text(inert(c.name)))}</name></author>"
         for c in credits_for(config, list(item.ambassadors))
     ]
     lines += [
-        f"    <category term={quoteattr(m)} label={quoteattr(_xml_text(titles[m]))}/>"
+        f"    <category term={quoteattr(m)} label={quoteattr(xml_text(titles[m]))}/>"
         for m in item.messages
         if m in titles
     ]
-    lines += [f"    <summary>{escape(_xml_text(inert(item.excerpt)))}</summary>", "  </entry>"]
+    lines += [f"    <summary>{escape(xml_text(inert(item.excerpt)))}</summary>", "  </entry>"]
     return lines
-
-
-def _xml_text(text: str) -> str:
-    """`text` without the characters XML 1.0 cannot hold (collect cleans feed text already;
-    this keeps one stray character from breaking the whole feed)."""
-    return "".join(
-        c
-        for c in text
-        if c in "\t\n\r" or ("\x20" <= c <= "\ud7ff") or ("\ue000" <= c <= "\ufffd") or c > "\uffff"
-    )
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
