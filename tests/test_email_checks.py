@@ -252,8 +252,9 @@ accent = "#00594f"
 
 
 def full_site(root: Path, language: str, logo: bool) -> Site:
-    """A site whose next edition holds many items of every kind, meetings and the intro; its
-    feeds are local files (a supported feed location), so no server has to outlive a test."""
+    """A site whose next edition holds many items of every kind (films too), meetings, the
+    intro and the compact plan; its feeds are local files (a supported feed location), so no
+    server has to outlive a test."""
     feeds = root / "feeds"
     feeds.mkdir(parents=True)
     for name in ("blog_wordpress.xml", "avis_shared.xml", "blogger_atom.xml", "medium.xml"):
@@ -266,8 +267,11 @@ def full_site(root: Path, language: str, logo: bool) -> Site:
         _posts("Per Aas", "https://aasteknologi.example/blogg", PER_POSTS, 2)
     )
     (feeds / "adressa.xml").write_bytes(_chronicles())
+    (feeds / "youtube.xml").write_bytes(feed_bytes("youtube_channel.xml"))
 
     site = Site(root=root, language=language)
+    # The compact plan closes the edition, a row per ambassador and a part per kind.
+    site.extra_toml = "[report]\nin_newsletter = true\n"
     avis = "feeds/avis_shared.xml"
     adressa = "feeds/adressa.xml"
 
@@ -290,7 +294,11 @@ def full_site(root: Path, language: str, logo: bool) -> Site:
         "siri-berg",
         "Siri Berg",
         "Seniorforsker, SINTEF Ocean",
-        [{"url": "feeds/medium.xml", "kind": "blog"}, chronicles(adressa, "Siri Berg")],
+        [
+            {"url": "feeds/medium.xml", "kind": "blog"},
+            chronicles(adressa, "Siri Berg"),
+            {"url": "feeds/youtube.xml", "kind": "video"},
+        ],
     )
     site.ambassador(
         "jonas-lie",
@@ -400,7 +408,9 @@ def test_the_full_edition_holds_many_items_of_every_kind_and_the_meetings(
     for expected in (
         "Kronikker",
         "Blogginnlegg",
+        "Filmer",
         "Kommende møter",
+        "Ambassadørplanen",
         INTRO["nb"],
         "Havrommet er Trøndelags neste store mulighet",  # generated chronicle feed
         "Havbruk og teknologi i Trøndelag",  # medium.xml
