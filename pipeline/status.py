@@ -528,17 +528,18 @@ def text(data: dict[str, Any], w: Words, mode: str = "auto") -> str:
         )
     b = data.get("bounces")
     if b and any(b.values()):
+        counts = [
+            t.ngettext("%(num)d permanent failure", "%(num)d permanent failures", b["permanent"])
+            % {"num": b["permanent"]},
+            # Translators: bounces that came back saying "try later", in `trnews status`.
+            t.ngettext("%(num)d temporary", "%(num)d temporary", b["temporary"])
+            % {"num": b["temporary"]},
+            t.ngettext("%(num)d complaint", "%(num)d complaints", b["complaint"])
+            % {"num": b["complaint"]},
+        ]
         lines.append(
             "  "
-            + t.gettext(
-                "Came back in the last 30 days: %(permanent)d permanent failures, "
-                "%(temporary)d temporary, %(complaints)d complaints"
-            )
-            % {
-                "permanent": b["permanent"],
-                "temporary": b["temporary"],
-                "complaints": b["complaint"],
-            }
+            + t.gettext("Came back in the last 30 days: %(counts)s") % {"counts": ", ".join(counts)}
         )
     return "\n".join(lines)
 
