@@ -145,7 +145,9 @@ class Filters:
             choices = ", ".join(k.value for k in Kind)
             raise UnknownFilter(f"no kind {kind!r}: use one of {choices}")
         year = value("year")
-        if year is not None and not (year.isascii() and year.isdigit() and len(year) == 4):
+        if year is not None and not (
+            year.isascii() and year.isdigit() and len(year) == 4 and 1900 <= int(year) <= 2200
+        ):
             raise UnknownFilter(f"{year!r} is not a year like 2026")
         return cls(
             q=(params.get("q") or "").strip()[:MAX_QUERY],

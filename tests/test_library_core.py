@@ -166,6 +166,8 @@ def test_a_copy_of_a_higher_kind_turns_the_item_and_its_text_is_searched_and_tag
         ({"kind": "podcast"}, "use one of blog, chronicle, video"),
         ({"year": "20x6"}, "not a year"),
         ({"year": "٢٠٢٦"}, "not a year"),
+        ({"year": "0000"}, "not a year"),  # datetime has no year 0, nor 10000 to end 9999
+        ({"year": "9999"}, "not a year"),
     ],
 )
 def test_an_unknown_filter_is_named(lib_site: Site, params: dict[str, str], named: str) -> None:

@@ -418,6 +418,8 @@ def test_a_raw_percent_00_and_broken_percent_escapes_are_plain_words(lib: WebSer
         ("/library?kind=podcast", "/library?kind=video"),
         ("/library?year=20x", "/library?year=2020"),
         ("/library?year=99999", "/library?year=1999"),
+        ("/library?year=9999", "/library?year=2020"),  # no datetime ends year 9999
+        ("/library.atom?year=0000", "/library.atom?year=2020"),  # nor is there a year 0
         ("/library.atom?kind=podcast", "/library.atom?kind=chronicle"),
         ("/messages/nope", "/messages/klima"),
         ("/messages/nope.atom", "/messages/klima.atom"),
