@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
-from xml.sax.saxutils import escape
 
 import pytest
+from support.feeds import Post
+from support.feeds import rss as feed
 from support.servers import FeedServer
 from support.site import Site
 
@@ -27,16 +27,13 @@ EDITORIAL = '[editorial]\nmode = "{mode}"\neditors = ["red@example.org", "ed2@ex
 
 
 def rss(*titles: str, days_ago: float = 1) -> bytes:
-    items = "".join(
-        f"<item><title>{escape(t)}</title><link>https://blogg.example.org/{n}</link>"
-        f"<pubDate>{format_datetime(NOW - timedelta(days=days_ago, minutes=n))}</pubDate>"
-        f"<description>Om {escape(t)}.</description></item>"
-        for n, t in enumerate(titles)
+    """Kari's blog with these posts, each at the same link as long as it keeps its place."""
+    return feed(
+        *(
+            Post(t, f"https://blogg.example.org/{n}", NOW - timedelta(days=days_ago, minutes=n))
+            for n, t in enumerate(titles)
+        )
     )
-    return (
-        '<?xml version="1.0"?><rss version="2.0"><channel><title>B</title>'
-        f"<link>https://blogg.example.org</link>{items}</channel></rss>"
-    ).encode()
 
 
 @pytest.fixture

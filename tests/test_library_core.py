@@ -11,11 +11,10 @@ from __future__ import annotations
 import sqlite3
 import unicodedata
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import pytest
+from support.feeds import Post, rss
 from support.servers import FeedServer
 from support.site import Site
 
@@ -52,23 +51,18 @@ TITLES = [
 ]
 
 
-def rss(titles: list[str], host: str = "blogg.example.org") -> bytes:
-    items = "".join(
-        f"<item><title>{escape(t)}</title><link>https://{host}/{n}</link>"
-        f"<pubDate>{format_datetime(NOW - timedelta(days=1, minutes=n))}</pubDate>"
-        f"<description>Om {escape(t.lower())}.</description></item>"
-        for n, t in enumerate(titles)
-    )
-    return (
-        '<?xml version="1.0"?><rss version="2.0"><channel><title>B</title>'
-        f"<link>https://{host}</link>{items}</channel></rss>"
-    ).encode()
+def posts(titles: list[str], first: int = 0) -> list[Post]:
+    """Posts of Kari's blog, linked https://blogg.example.org/N from N = `first`."""
+    return [
+        Post(t, f"https://blogg.example.org/{n}", NOW - timedelta(days=1, minutes=n))
+        for n, t in enumerate(titles, start=first)
+    ]
 
 
 @pytest.fixture
 def lib_site(feeds: FeedServer, site: Site) -> Site:
     site.extra_toml = BANK
-    url = feeds.add("/kari.xml", rss(TITLES))
+    url = feeds.add("/kari.xml", rss(*posts(TITLES)))
     site.ambassador("kari-nordmann", "Kari Nordmann", "Prorektor", [{"url": url, "kind": "blog"}])
     site.run("collect")
     return site
@@ -145,7 +139,7 @@ def test_a_copy_of_a_higher_kind_turns_the_item_and_its_text_is_searched_and_tag
     lib_site: Site, feeds: FeedServer
 ) -> None:
     # The same link in a chronicle feed, with the newspaper's own title.
-    body = rss(["Arbeidsplasser for byen"]).replace(b"/0</link>", b"/4</link>")
+    body = rss(*posts(["Arbeidsplasser for byen"], first=4))
     url = feeds.add("/avis.xml", body)
     lib_site.ambassador("ola-hansen", "Ola Hansen", "", [{"url": url, "kind": "chronicle"}])
     lib_site.write()
