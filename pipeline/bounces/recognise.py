@@ -84,11 +84,14 @@ def recognise(raw: bytes) -> Report:
     mid = str(msg.get("Message-ID", "")).strip()
     key = f"message-id:{mid}" if mid else "sha256:" + hashlib.sha256(raw).hexdigest()
     envelope = [str(v) for h in ENVELOPE_HEADERS for v in msg.get_all(h, [])]
-    failures = _complaint(msg, envelope)
+    original = _original(msg)
+    if original is not None:  # the envelope sender of the message reported on
+        envelope.append(str(original.get("Return-Path", "")))
+    failures = _complaint(msg, original, envelope)
     if failures is None:
-        failures = _dsn(msg, envelope)
+        failures = _dsn(msg)
     if not failures:  # no report, or a malformed one that names no failure: the older formats
-        failures = _older_formats(msg, envelope) or failures
+        failures = _older_formats(msg) or failures
     if failures:
         kind = next(k for k in RANK if any(f.kind is k for f in failures))
     elif failures is not None:  # a delivery report naming no one
@@ -100,7 +103,9 @@ def recognise(raw: bytes) -> Report:
     return Report(kind, key, tuple(failures or ()), "\n".join(envelope))
 
 
-def _complaint(msg: email.message.Message, envelope: list[str]) -> list[Failure] | None:
+def _complaint(
+    msg: email.message.Message, original: email.message.Message | None, envelope: list[str]
+) -> list[Failure] | None:
     """The addresses of a feedback report (ARF, RFC 5965), or None if it is none."""
     report = _part(msg, "message/feedback-report")
     if report is None:
@@ -111,9 +116,6 @@ def _complaint(msg: email.message.Message, envelope: list[str]) -> list[Failure]
     if kind == "not-spam":
         return []
     envelope.append(str(head.get("Original-Mail-From", "")))
-    original = _original(msg)
-    if original is not None:
-        envelope.append(str(original.get("Return-Path", "")))
     addresses = [_address(v) for v in head.get_all("Original-Rcpt-To", [])]
     if not addresses and original is not None:
         addresses = [a for _, a in getaddresses([str(v) for v in original.get_all("To", [])])]
@@ -123,15 +125,12 @@ def _complaint(msg: email.message.Message, envelope: list[str]) -> list[Failure]
     ]
 
 
-def _dsn(msg: email.message.Message, envelope: list[str]) -> list[Failure] | None:
+def _dsn(msg: email.message.Message) -> list[Failure] | None:
     """The recipients a delivery status notification (RFC 3464) reports on, or None if the
     message is none."""
     status = _part(msg, "message/delivery-status")
     if status is None:
         return None
-    original = _original(msg)
-    if original is not None:
-        envelope.append(str(original.get("Return-Path", "")))
     out: list[Failure] = []
     for block in _blocks(status)[1:]:  # the first block is about the message as a whole
         address = _address(block.get("Original-Recipient") or block.get("Final-Recipient") or "")
@@ -149,7 +148,7 @@ def _dsn(msg: email.message.Message, envelope: list[str]) -> list[Failure] | Non
     return out
 
 
-def _older_formats(msg: email.message.Message, envelope: list[str]) -> list[Failure] | None:
+def _older_formats(msg: email.message.Message) -> list[Failure] | None:
     """The failures `flufl.bounce` finds in a bounce of an older format, or None."""
     from flufl.bounce import all_failures
 
@@ -160,9 +159,6 @@ def _older_formats(msg: email.message.Message, envelope: list[str]) -> list[Fail
         return None
     if not temporary and not permanent:
         return None
-    original = _original(msg)
-    if original is not None:
-        envelope.append(str(original.get("Return-Path", "")))
     text = _text(msg)
     out = []
     for raw, kind in [
