@@ -144,6 +144,21 @@ def test_real_world_bounces_are_recognised_matched_by_address_and_marked_read(si
     assert status["bounces"] == {"permanent": 6, "temporary": 1, "delayed": 1, "complaint": 1}
 
 
+def test_a_bounce_in_a_charset_no_codec_knows_is_read_and_the_others_too(site: Site) -> None:
+    """A mail server may name any charset; one nobody knows must not stop the read."""
+    bounces_site(site, return_path=False)
+    add_readers(site, [("kari@example.com", ""), ("ola@example.com", "")])
+    site.run("send")
+    odd = bounce("qmail.eml", "kari@example.com")
+    odd = odd.replace(b"Subject:", b'Content-Type: text/plain; charset="x-nonsense"\nSubject:', 1)
+    drop(site, odd)
+    drop(site, bounce("postfix.eml", "ola@example.com"))
+    out = site.run("bounces").stdout
+    lines = bounce_lines(out)
+    assert lines["kari@example.com"].startswith("permanent"), out
+    assert lines["ola@example.com"].startswith("permanent"), out
+
+
 def test_the_same_report_read_again_changes_nothing(site: Site) -> None:
     bounces_site(site, return_path=False, bounce_limit=2)
     add_readers(site, [("kari@example.com", "")])

@@ -108,7 +108,14 @@ def _one(
     run: BounceRun,
     on_handled: Callable[[Handled], None] | None,
 ) -> None:
-    report = recognise(letter.data)
+    try:
+        report = recognise(letter.data)
+    except Exception as e:  # text from anyone: one message must never stop the others
+        logger.warning(
+            "Could not read message %s in %s: %s; left where it is", letter.id, box.name, e
+        )
+        run.counts[Kind.UNKNOWN] += 1
+        return
     if report.kind in (Kind.AUTO_REPLY, Kind.UNKNOWN):
         run.counts[report.kind] += 1
         return  # a person's reply, or something else: for a person to read

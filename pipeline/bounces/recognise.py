@@ -242,7 +242,10 @@ def _text(msg: email.message.Message) -> str:
     for part in parts:
         data = part.get_payload(decode=True)
         if isinstance(data, bytes):
-            text = data.decode(part.get_content_charset() or "latin-1", "replace")
+            try:
+                text = data.decode(part.get_content_charset() or "latin-1", "replace")
+            except LookupError:  # a charset no codec knows: read it as bytes are
+                text = data.decode("latin-1")
             return text if part.get_content_subtype() == "plain" else re.sub(r"<[^>]*>", " ", text)
     return ""
 
