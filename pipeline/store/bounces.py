@@ -3,7 +3,6 @@ what each does to the reader (pipeline.bounces reads the reports)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +28,8 @@ class BounceEffect:
 
 BOUNCED_LATER = "bounced later: "
 """How a delivery's error begins when a bounce of it came back later."""
+REFUSED_AT_DELIVERY = "5[0-9][0-9] *"
+"""A SQLite GLOB for how a delivery's error begins when the server refused it for good."""
 
 
 class Bounces(Subscribers):
@@ -122,16 +123,15 @@ class Bounces(Subscribers):
         not sendable) neither count nor break the run."""
         n = 0
         for r in self._q(
-            """SELECT state, last_error FROM deliveries
+            """SELECT state, coalesce(last_error GLOB ? OR last_error GLOB ?, 0) AS refused
+               FROM deliveries
                WHERE subscriber_id = ? AND state IN ('sent', 'failed')
                ORDER BY edition_id DESC""",
-            (subscriber_id,),
+            (f"{BOUNCED_LATER}*", REFUSED_AT_DELIVERY, subscriber_id),
         ):
             if r["state"] == "sent":
                 break
-            error = r["last_error"] or ""
-            if error.startswith(BOUNCED_LATER) or re.match(r"5[0-9][0-9] ", error):
-                n += 1
+            n += r["refused"]
         return n
 
     def bounce_counts(self, since: datetime) -> dict[str, int]:
@@ -173,8 +173,9 @@ class Bounces(Subscribers):
                            AND kind IN ('permanent', 'temporary')
                          UNION ALL
                          SELECT subscriber_id, 'permanent', last_error, updated, 0 FROM deliveries
-                         WHERE state = 'failed' AND last_error GLOB '5[0-9][0-9] *'))
-               WHERE k = 1"""
+                         WHERE state = 'failed' AND last_error GLOB :refused))
+               WHERE k = 1""",
+            {"refused": REFUSED_AT_DELIVERY},
         )
         for r in rows:
             count = out.get(r["subscriber_id"], (0, None))[0]
