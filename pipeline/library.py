@@ -137,9 +137,16 @@ class Filters:
 
         message, ambassador = value("message"), value("ambassador")
         if message is not None and message not in {m.id for m in config.message}:
-            raise UnknownFilter(f"no message {message!r} in the message bank")
+            unknown = UnknownFilter(f"no message {message!r} in the message bank")
+            ids = ", ".join(m.id for m in config.message)
+            unknown.hint = (
+                f"the message bank's ids: {ids}" if ids else "the config has no [[message]]"
+            )
+            raise unknown
         if ambassador is not None and ambassador not in config.ambassador_by_id():
-            raise UnknownFilter(f"no ambassador {ambassador!r} in the config")
+            unknown = UnknownFilter(f"no ambassador {ambassador!r} in the config")
+            unknown.hint = "the ambassadors' ids: " + ", ".join(a.id for a in config.ambassador)
+            raise unknown
         kind = value("kind")
         if kind is not None and kind not in {k.value for k in Kind}:
             choices = ", ".join(k.value for k in Kind)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .. import sanitize, words
-from ..errors import UnknownFilter, UsageError
+from ..errors import UsageError
 from .output import State, config_option, open_store
 
 if TYPE_CHECKING:
@@ -19,16 +19,6 @@ if TYPE_CHECKING:
 
 ALL = 2**31
 """Items on the one page `--json` prints: every item found."""
-
-
-def _known(config: Config, message: str | None, ambassador: str | None) -> str | None:
-    """The ids an unknown --message or --ambassador could have named."""
-    if message is not None and message not in {m.id for m in config.message}:
-        ids = ", ".join(m.id for m in config.message)
-        return f"the message bank's ids: {ids}" if ids else "the config has no [[message]]"
-    if ambassador is not None and ambassador not in config.ambassador_by_id():
-        return "the ambassadors' ids: " + ", ".join(a.id for a in config.ambassador)
-    return None
 
 
 def _line(config: Config, item: LibraryItem) -> str:
@@ -110,14 +100,8 @@ def library(
         "kind": kind or "",
         "year": year or "",
     }
-    try:
-        filters = lib.Filters.parse(config, params)
-        number = lib.page_number(page)
-    except UnknownFilter as e:
-        e.hint = _known(
-            config, params["message"].strip() or None, params["ambassador"].strip() or None
-        )
-        raise
+    filters = lib.Filters.parse(config, params)
+    number = lib.page_number(page)
     with open_store(config) as store:
         lib.tag(store, config)
         if as_json:
