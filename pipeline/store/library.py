@@ -62,7 +62,7 @@ class Library(Database):
         """The items `query` finds, newest first, from `offset`, at most `limit`; and how many
         it finds in all."""
         where, params = query.where()
-        if query.match and where.count(" AND ") == 0:  # a search alone: FTS5 counts it
+        if query.match and query == Query(match=query.match):  # a search alone: FTS5 counts it
             count = "SELECT count(*) FROM items_fts WHERE items_fts MATCH ?"
         else:
             count = f"SELECT count(*) FROM items i WHERE {where}"  # noqa: S608
