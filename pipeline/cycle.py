@@ -358,7 +358,7 @@ def collect(
     alerts.after_indicators(config, store, now)
     if config.bounces is not None and (stop is None or not stop.is_set()):
         try:
-            read_bounces(config, store)
+            _read_bounces(config, store)
         except MailboxUnavailable as e:  # named, and never in the way of collect or send
             logger.warning("Bounces not read: %s; collect goes on", e)
     alerts.flush(config, store)
@@ -370,10 +370,18 @@ def read_bounces(
 ) -> BounceRun:
     """Read the `[bounces]` mailbox once and act on what came back (pipeline.bounces); the
     admins are alerted once to any complaint and to a wave of permanent failures."""
+    run = _read_bounces(config, store, on_handled=on_handled)
+    alerts.flush(config, store)
+    return run
+
+
+def _read_bounces(
+    config: Config, store: Store, *, on_handled: Callable[[Handled], None] | None = None
+) -> BounceRun:
+    """The read and its alerts queued, for the caller to send with the others."""
     from . import bounces
 
     now = datetime.now(UTC)
     run = bounces.read(config, store, now=now, on_handled=on_handled)
     alerts.after_bounces(config, store, run, now)
-    alerts.flush(config, store)
     return run
